@@ -1,0 +1,231 @@
+"""The ``osteolens`` command: one thin command per library function.
+
+Every command parses its arguments, calls one function of the library and prints what it
+returned. Errors osteolens raises on purpose are printed in red with the file and the
+problem, and the command exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from osteolens import RESEARCH_NOTICE, __version__
+from osteolens.errors import OsteolensError
+
+app = typer.Typer(
+    help=f"osteolens {__version__}: AI-assisted analysis of bone tumours in medical images.\n\n{RESEARCH_NOTICE}",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Datasets: import into a manifest, verify, split, summarise.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    )
+
+
+def _counts_table(title: str, counts: dict) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column("value")
+    table.add_column("cases", justify="right")
+    for key, value in counts.items():
+        table.add_row(str(key), str(value))
+    return table
+
+
+@app.command()
+def version() -> None:
+    """Print the osteolens version."""
+    console.print(f"osteolens {__version__}")
+
+
+@data_app.command("import-btxrd")
+def import_btxrd_cmd(
+    src: Path = typer.Argument(..., help="BTXRD folder with dataset.csv, images/ and masks/."),
+    out: Path = typer.Option(..., "--out", help="Folder for manifest.csv and dataset.json."),
+) -> None:
+    """Turn BTXRD into a manifest with a patient-group id for every image."""
+    from osteolens.data.importers import import_btxrd
+
+    result = import_btxrd(src, out)
+    for w in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}")
+    _print_summary(result.manifest_path)
+
+
+@data_app.command("import-folder")
+def import_folder_cmd(
+    images: Path = typer.Argument(..., help="Folder of images."),
+    labels: Path = typer.Option(..., "--labels", help="CSV with an image column and label/clinical columns."),
+    out: Path = typer.Option(..., "--out", help="Folder for manifest.csv and dataset.json."),
+    masks: Optional[Path] = typer.Option(None, "--masks", help="Folder of masks named like the images."),
+    image_column: str = typer.Option("image", help="CSV column with the image file name."),
+    group_column: Optional[str] = typer.Option(None, help="CSV column with the patient id (default: patient_id or group_id)."),
+) -> None:
+    """Turn a folder of images plus a CSV of labels (and optional masks) into a manifest."""
+    from osteolens.data.importers import import_folder
+
+    result = import_folder(images, labels, out, masks=masks, image_column=image_column, group_column=group_column)
+    for w in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}")
+    _print_summary(result.manifest_path)
+
+
+def _print_summary(manifest: Path) -> None:
+    from osteolens.data.summary import summarize_manifest
+
+    s = summarize_manifest(manifest)
+    console.print(f"[bold]{manifest}[/]: {s['n_cases']} cases in {s['n_groups']} patient groups, {s['with_mask']} with a mask")
+    for key in ("label", "subtype", "centre", "sex", "view"):
+        if s[key]:
+            console.print(_counts_table(key, s[key]))
+    if s["age"]:
+        console.print(f"age: {s['age']['min']:.0f}-{s['age']['max']:.0f} years, median {s['age']['median']:.0f}")
+
+
+@data_app.command("summary")
+def summary_cmd(manifest: Path = typer.Argument(..., help="Manifest CSV.")) -> None:
+    """Print the counts of a manifest (labels, subtypes, centres, sex, views, age)."""
+    _print_summary(manifest)
+
+
+@data_app.command("verify")
+def verify_cmd(
+    manifest: Path = typer.Argument(..., help="Manifest CSV."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the full report as JSON."),
+    near_duplicate_bits: int = typer.Option(2, help="Perceptual-hash distance (of 64 bits) for near-duplicates; -1 turns it off."),
+    workers: int = typer.Option(4, help="Threads reading images."),
+) -> None:
+    """Read every case and report every problem; exit status 1 when any error is found."""
+    from osteolens.data.manifest import load_manifest
+    from osteolens.data.verify import verify_manifest
+
+    m = load_manifest(manifest, strict=False)
+    with _progress() as bar:
+        task = bar.add_task("verifying", total=len(m))
+        report = verify_manifest(m, workers=workers, near_duplicate_bits=near_duplicate_bits,
+                                 progress=lambda done, total: bar.update(task, completed=done))
+    for p in report.problems:
+        colour = "red" if p.severity == "error" else "yellow"
+        console.print(f"[{colour}]{p.severity}[/] {p.kind}: {p.path} (case {p.case_id}): {p.message}", highlight=False)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts().items())) or "none"
+    verdict = "[green]OK[/]" if report.ok else f"[red]{len(report.errors)} error(s)[/]"
+    console.print(f"{report.n_cases} cases read; problems: {counts}; {verdict}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@data_app.command("split")
+def split_cmd(
+    manifest: Path = typer.Argument(..., help="Manifest CSV."),
+    out: Path = typer.Option(..., "--out", help="Splits CSV to write."),
+    seed: int = typer.Option(0, help="Random seed."),
+    fractions: str = typer.Option("0.7,0.1,0.2", help="train,val,test fractions."),
+    k_folds: Optional[int] = typer.Option(None, "--k-folds", help="Make k folds instead of train/val/test."),
+    hold_out_centre: Optional[str] = typer.Option(None, "--hold-out-centre", help="Test on this centre only (external validation)."),
+    link_duplicates: bool = typer.Option(True, help="Merge the groups of identical / near-identical images first."),
+) -> None:
+    """Split by patient group, stratified by label; no group crosses splits."""
+    from osteolens.data.splits import split_manifest
+
+    try:
+        fr = tuple(float(x) for x in fractions.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--fractions must be three numbers like 0.7,0.1,0.2, got {fractions!r}")
+    if len(fr) != 3:
+        raise typer.BadParameter(f"--fractions needs three numbers, got {len(fr)}")
+    result = split_manifest(manifest, fractions=fr, seed=seed, k_folds=k_folds, hold_out_centre=hold_out_centre,
+                            link_duplicates=link_duplicates)
+    result.save(out)
+    for note in result.notes:
+        console.print(f"note: {note}")
+    balance = result.balance()
+    table = Table(title=f"class balance per {result.column} ({result.kind}, seed {seed})")
+    table.add_column(result.column)
+    for col in balance.columns:
+        table.add_column(str(col), justify="right")
+    for idx, row in balance.iterrows():
+        table.add_row(str(idx), *[f"{v:g}" for v in row])
+    console.print(table)
+    console.print(f"wrote {out}; no patient group crosses {result.column}s")
+
+
+@app.command()
+def evaluate(
+    predictions: Path = typer.Argument(..., help="Predictions CSV (case_id or image, p_normal, p_benign, p_malignant, ...)."),
+    truth: Path = typer.Option(..., "--truth", help="Manifest with the true labels and masks."),
+    out: Path = typer.Option(..., "--out", help="Folder for metrics.json, summary.md and plots."),
+    splits: Optional[Path] = typer.Option(None, help="Splits CSV, to evaluate one split only."),
+    split: Optional[str] = typer.Option(None, help="The split (e.g. test) or fold to evaluate."),
+    n_boot: int = typer.Option(2000, help="Bootstrap resamples (over patient groups)."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    sensitivity: float = typer.Option(0.9, help="Report an operating point at this sensitivity too."),
+) -> None:
+    """Evaluate predictions: AUCs, operating points, calibration, segmentation, detection, strata, with 95% CIs."""
+    from osteolens.evaluation.report import evaluate as run
+
+    with err_console.status("evaluating"):
+        run(predictions, truth, out, splits=splits, split=split, n_boot=n_boot, seed=seed, target_sensitivity=sensitivity)
+    text = (out / "summary.md").read_text()
+    console.print(text.split("## By ")[0], markup=False, highlight=False)
+    console.print(f"wrote {out}/metrics.json, summary.md, per_case.csv and plots")
+
+
+@app.command()
+def compare(
+    predictions_a: Path = typer.Argument(..., help="Model A's predictions CSV."),
+    predictions_b: Path = typer.Argument(..., help="Model B's predictions CSV."),
+    truth: Path = typer.Option(..., "--truth", help="Manifest."),
+    task: str = typer.Option("malignant", help="malignant, tumour_vs_normal, benign or normal (one vs rest)."),
+    splits: Optional[Path] = typer.Option(None, help="Splits CSV."),
+    split: Optional[str] = typer.Option(None, help="Split to compare on."),
+) -> None:
+    """DeLong test comparing two models' AUCs on the same cases."""
+    from osteolens.evaluation.compare import compare_models
+
+    r = compare_models(predictions_a, predictions_b, truth, task, splits, split)
+    console.print(
+        f"{r['task']} on {r['n']} cases: AUC A {r['auc_a']:.4f}, B {r['auc_b']:.4f}; "
+        f"difference {r['difference']:+.4f} (95% CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}), z {r['z']:.3f}, p {r['p_value']:.4g}"
+    )
+    console.print(json.dumps(r, indent=2), highlight=False)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the demo's outputs.")) -> None:
+    """Run the main job on the bundled sample radiographs."""
+    from osteolens.demo import run_demo
+
+    summary = run_demo(out, console=console)
+    console.print(f"[bold green]demo done[/]: outputs in {summary['out']}")
+    console.print(RESEARCH_NOTICE)
+
+
+def main() -> None:
+    """Entry point: run the app and turn osteolens errors into a red line and exit status 2."""
+    try:
+        app()
+    except OsteolensError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""A Markdown summary of ``metrics.json`` for people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _fmt(m) -> str:
+    if not isinstance(m, dict) or m.get("value") is None:
+        return "n/a"
+    if m.get("ci_low") is None:
+        return f"{m['value']:.3f}"
+    return f"{m['value']:.3f} ({m['ci_low']:.3f}-{m['ci_high']:.3f})"
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    """The summary as Markdown lines."""
+    lines = [
+        "# Evaluation summary",
+        "",
+        f"> {metrics['notice']}",
+        "",
+        f"- cases: {metrics['n_cases']} in {metrics['n_groups']} patient groups; "
+        f"prediction errors left out: {metrics['n_prediction_errors']}; truth cases without prediction: "
+        f"{metrics['n_truth_without_prediction']}",
+        f"- 95% CIs: bootstrap over patient groups, {metrics['bootstrap']['n_boot']} resamples, seed {metrics['bootstrap']['seed']}",
+        "",
+    ]
+    c = metrics.get("classification")
+    if c:
+        lines += ["## Classification", "", "| metric | value (95% CI) | n |", "|---|---|---|"]
+        rows = [("macro AUC", c["macro_auc"])] + [(f"AUC {k.replace('_', ' ')}", v) for k, v in c["auc"].items()]
+        rows += [("accuracy", c["accuracy"]), ("balanced accuracy", c["balanced_accuracy"]), ("macro F1", c["macro_f1"])]
+        rows += [("ECE", c["calibration"]["ece"]), ("Brier", c["calibration"]["brier"]), ("indeterminate rate", c["indeterminate_rate"])]
+        if "subtype_accuracy" in c:
+            rows.append(("subtype accuracy (tumours)", c["subtype_accuracy"]))
+        lines += [f"| {name} | {_fmt(m)} | {m['n']} |" for name, m in rows]
+        lines += ["", "### Operating points", "", "| task | point | sensitivity | specificity | PPV | NPV | F1 |", "|---|---|---|---|---|---|---|"]
+        for task, m in c["operating_point"].items():
+            lines.append(f"| {task} | model decision | " + " | ".join(_fmt(m[k]) for k in ("sensitivity", "specificity", "ppv", "npv", "f1")) + " |")
+        target = c["at_sensitivity"]["target"]
+        for task in ("malignant", "tumour_vs_normal"):
+            m = c["at_sensitivity"][task]
+            lines.append(f"| {task} | sensitivity >= {target} (threshold {m['threshold']:.3f}) | " + " | ".join(_fmt(m[k]) for k in ("sensitivity", "specificity", "ppv", "npv", "f1")) + " |")
+        cm = c["confusion_matrix"]
+        lines += ["", "### Confusion matrix (rows truth, columns prediction)", "", "| | " + " | ".join(cm["labels"]) + " |", "|---" * (len(cm["labels"]) + 1) + "|"]
+        lines += [f"| {lab} | " + " | ".join(str(v) for v in row) + " |" for lab, row in zip(cm["labels"], cm["matrix"])]
+        lines.append("")
+    s = metrics.get("segmentation")
+    if s:
+        lines += ["## Segmentation (tumour images)", "", "| metric | value (95% CI) | n |", "|---|---|---|"]
+        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} | {v['n']} |" for k, v in s.items() if isinstance(v, dict)]
+        lines.append("")
+    d = metrics.get("detection")
+    if d:
+        lines += ["## Detection", "", "| metric | value (95% CI) |", "|---|---|", f"| AP@0.5 | {_fmt(d['ap50'])} |", f"| AP@0.5:0.95 | {_fmt(d['ap50_95'])} |"]
+        lines += [f"| FROC sensitivity at {r} FP/image | {_fmt(v)} |" for r, v in d["froc"].items()]
+        lines.append("")
+    for name, rows in (metrics.get("strata") or {}).items():
+        lines += [f"## By {name.replace('_', ' ')}", "", "| stratum | n | accuracy | tumour sensitivity | AUC tumour | AUC malignant |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['stratum']} | {r['n']} | {_fmt(r['accuracy'])} | {_fmt(r['tumour_sensitivity'])} | {_fmt(r['auc_tumour_vs_normal'])} | {_fmt(r['auc_malignant'])} |" for r in rows]
+        lines.append("")
+    return lines
+
+
+def write_summary(metrics: dict, path: Path) -> Path:
+    """Write the Markdown summary."""
+    path.write_text("\n".join(summary_lines(metrics)) + "\n")
+    return path

@@ -1,0 +1,129 @@
+"""Read a single-frame DICOM radiograph into the osteolens convention.
+
+Applied in the order the standard gives (PS3.4 N.2): modality LUT / rescale slope and
+intercept, then the VOI LUT or window (first of several), then MONOCHROME1 inversion so that
+bright always means dense. Pixel spacing comes from Pixel Spacing (0028,0030) or, for
+projection radiographs without it, Imager Pixel Spacing (0018,1164) divided by the Estimated
+Radiographic Magnification Factor (0018,1114) when present.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from osteolens.errors import ImageReadError
+from osteolens.io.images import ImageProperties
+
+
+def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
+    """Read a single-frame grey or colour DICOM image.
+
+    Args:
+        path: a DICOM Part 10 file.
+
+    Returns:
+        ``(array, properties)``; grey arrays are float64 after rescale/VOI, colour arrays
+        are ``(H, W, 3)`` RGB.
+
+    Raises:
+        ImageReadError: unreadable, no pixel data, multi-frame or unsupported photometry.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise ImageReadError(path, f"unreadable DICOM: {exc}") from exc
+    if "PixelData" not in ds:
+        sop = getattr(ds, "SOPClassUID", None)
+        kind = getattr(sop, "name", str(sop)) if sop else "unknown SOP class"
+        raise ImageReadError(path, f"DICOM has no pixel data ({kind})")
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ImageReadError(
+            path, f"multi-frame DICOM ({frames} frames) is not supported; give one 2-D radiograph per file"
+        )
+    try:
+        raw = ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for truncated/unsupported data
+        raise ImageReadError(path, f"cannot decode DICOM pixel data: {exc}") from exc
+
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    notes: list[str] = []
+    bits = int(getattr(ds, "BitsStored", 8 * raw.dtype.itemsize))
+    if photometric in ("MONOCHROME1", "MONOCHROME2"):
+        if raw.ndim != 2:
+            raise ImageReadError(path, f"expected a 2-D grey image, pixel array has shape {raw.shape}")
+        arr = apply_modality_lut(raw, ds).astype(np.float64)
+        if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
+            notes.append("modality LUT / rescale applied")
+        has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
+        if has_voi:
+            arr = np.asarray(apply_voi_lut(arr, ds), dtype=np.float64)
+            low, high = _voi_output_range(ds, arr)
+            notes.append("VOI LUT / window applied")
+        else:
+            low, high = float(arr.min()), float(arr.max())
+            notes.append("no VOI in file: full pixel range used")
+        if photometric == "MONOCHROME1":
+            arr = (high + low) - arr
+            notes.append("MONOCHROME1 inverted")
+        photometric_out = "MONOCHROME2"
+    elif photometric in ("RGB", "YBR_FULL", "YBR_FULL_422"):
+        arr = raw
+        if photometric != "RGB":
+            from pydicom.pixels import convert_color_space
+
+            arr = convert_color_space(raw, photometric, "RGB")
+        low, high = 0.0, float(2**bits - 1)
+        photometric_out = "RGB"
+    else:
+        raise ImageReadError(path, f"unsupported Photometric Interpretation {photometric!r}")
+
+    spacing, source = _spacing(ds)
+    props = ImageProperties(
+        path=str(path),
+        format="dicom",
+        shape=tuple(arr.shape),
+        dtype=arr.dtype.name,
+        bits=bits,
+        channels=1 if arr.ndim == 2 else 3,
+        photometric=photometric_out,
+        spacing_mm=spacing,
+        spacing_source=source,
+        value_range=(float(low), float(high)),
+        notes=notes + [f"source photometric {photometric}"],
+    )
+    return arr, props
+
+
+def _voi_output_range(ds, arr: np.ndarray) -> tuple[float, float]:
+    """The output range of the VOI window or LUT, found by passing the extremes through it.
+
+    pydicom scales the window's output to the (rescaled) stored range; asking it for the
+    images of -inf and +inf keeps this module consistent with whatever it does.
+    """
+    from pydicom.pixels import apply_voi_lut
+
+    extremes = np.asarray(apply_voi_lut(np.array([-1e12, 1e12]), ds), dtype=np.float64)
+    return float(extremes.min()), float(extremes.max())
+
+
+def _spacing(ds) -> tuple[tuple[float, float] | None, str | None]:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = getattr(ds, keyword, None)
+        if value is not None and len(value) == 2:
+            row, col = float(value[0]), float(value[1])
+            if row <= 0 or col <= 0:
+                continue
+            if keyword == "ImagerPixelSpacing":
+                factor = float(getattr(ds, "EstimatedRadiographicMagnificationFactor", 1.0) or 1.0)
+                if factor > 0 and factor != 1.0:
+                    return (row / factor, col / factor), f"{keyword} / EstimatedRadiographicMagnificationFactor"
+            return (row, col), keyword
+    return None, None

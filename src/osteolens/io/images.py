@@ -1,0 +1,242 @@
+"""Read 2-D images (radiographs, masks, tiles) behind one interface.
+
+``read_image(path)`` returns ``(array, ImageProperties)``. The format is told from the
+file's first bytes, never from its extension, so a text file named ``.png`` is refused with a
+message that says what it really is.
+
+Intensity convention: ``read_image`` returns the stored values after the DICOM modality and
+VOI transforms (for PNG/JPEG/TIFF, the stored values as they are). ``to_unit_grey`` maps any
+such array to the one convention the models use: a 2-D ``float32`` array in ``[0, 1]`` where
+brighter means denser (bone is bright).
+
+Example:
+    >>> from osteolens.io.images import read_image, to_unit_grey
+    >>> arr, props = read_image("radiograph.dcm")            # doctest: +SKIP
+    >>> grey = to_unit_grey(arr, props)                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from osteolens.errors import ImageReadError
+
+# Image.MAX_IMAGE_PIXELS protects against decompression bombs; radiographs and whole tiles
+# can exceed its default, so allow up to 400 megapixels and refuse beyond.
+Image.MAX_IMAGE_PIXELS = 400_000_000
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),  # BigTIFF
+    (b"MM\x00+", "tiff"),
+)
+
+
+@dataclass
+class ImageProperties:
+    """What a reader learned about an image besides its pixels.
+
+    Attributes:
+        path: the file read.
+        format: ``png``, ``jpeg``, ``tiff`` or ``dicom`` (told from the content).
+        shape: the array's shape, ``(H, W)`` or ``(H, W, C)``.
+        dtype: the array's dtype name.
+        bits: bits per sample as stored (8, 16, ...).
+        channels: 1 for grey, 3 for colour.
+        photometric: ``MONOCHROME2`` for grey (after any MONOCHROME1 inversion), ``RGB``.
+        spacing_mm: ``(row, column)`` pixel spacing in millimetres, or ``None`` when unknown.
+        spacing_source: the DICOM attribute the spacing came from, or ``None``.
+        value_range: ``(low, high)`` of the intensity scale the array lives on, used to map
+            it to ``[0, 1]`` (the VOI window for DICOM, the dtype's range otherwise).
+        notes: what was applied (rescale, VOI, inversion), for the record.
+    """
+
+    path: str
+    format: str
+    shape: tuple[int, ...]
+    dtype: str
+    bits: int
+    channels: int
+    photometric: str
+    spacing_mm: tuple[float, float] | None = None
+    spacing_source: str | None = None
+    value_range: tuple[float, float] = (0.0, 255.0)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+def sniff_format(path: str | Path) -> str:
+    """Tell an image's format from its first bytes.
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``png``, ``jpeg``, ``tiff`` or ``dicom``.
+
+    Raises:
+        ImageReadError: the file is missing, empty, or none of those formats.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageReadError(p, "file not found")
+    if p.is_dir():
+        raise ImageReadError(p, "is a folder, not an image file")
+    with open(p, "rb") as fh:
+        head = fh.read(132)
+    if not head:
+        raise ImageReadError(p, "file is empty (0 bytes)")
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    looks = "text" if _looks_like_text(head) else "binary data"
+    raise ImageReadError(
+        p,
+        f"not a supported image: the content is {looks} starting with {head[:16]!r}, "
+        "not PNG, JPEG, TIFF or DICOM (Part 10, 'DICM' at byte 128)",
+    )
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c >= 32 or c in (9, 10, 13) for c in head)
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
+    """Read a PNG, JPEG, TIFF or DICOM image.
+
+    Args:
+        path: the image file; its format is told from its content.
+
+    Returns:
+        ``(array, properties)``: the array is ``(H, W)`` for grey or ``(H, W, 3)`` for colour.
+
+    Raises:
+        ImageReadError: missing, empty, truncated, unsupported or multi-frame input.
+    """
+    fmt = sniff_format(path)
+    if fmt == "dicom":
+        from osteolens.io.dicom import read_dicom_image
+
+        return read_dicom_image(path)
+    return _read_pillow(Path(path), fmt)
+
+
+def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes everything: a truncated file fails here
+            n_frames = getattr(im, "n_frames", 1)
+            mode = im.mode
+            arr = _pillow_to_array(im, path)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(path, f"image too large to read safely ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        problem = str(exc) or type(exc).__name__
+        if "truncated" in problem.lower() or "broken" in problem.lower():
+            problem = f"truncated or corrupt {fmt.upper()} ({problem})"
+        else:
+            problem = f"cannot decode {fmt.upper()}: {problem}"
+        raise ImageReadError(path, problem) from exc
+    if n_frames > 1:
+        raise ImageReadError(path, f"has {n_frames} frames/pages; osteolens reads single 2-D images")
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    bits = 16 if arr.dtype == np.uint16 else (32 if arr.dtype.itemsize == 4 else 8)
+    high = float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" else float(np.nanmax(arr))
+    props = ImageProperties(
+        path=str(path),
+        format=fmt,
+        shape=tuple(arr.shape),
+        dtype=arr.dtype.name,
+        bits=bits,
+        channels=channels,
+        photometric="MONOCHROME2" if channels == 1 else "RGB",
+        value_range=(0.0, high),
+        notes=[f"pillow mode {mode}"],
+    )
+    return arr, props
+
+
+def _pillow_to_array(im: Image.Image, path: Path) -> np.ndarray:
+    mode = im.mode
+    if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "CMYK", "YCbCr"):
+        if mode == "1":
+            return np.asarray(im.convert("L"))
+        if mode in ("L", "LA"):
+            return np.asarray(im.convert("L"))
+        if mode in ("P", "PA"):
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        rgb = np.asarray(im.convert("RGB"))
+        return rgb
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(im)
+        if arr.dtype != np.uint16:
+            if arr.min() < 0 or arr.max() > 65535:
+                raise ImageReadError(path, f"{mode} pixels outside 0..65535 are not supported")
+            arr = arr.astype(np.uint16)
+        return arr
+    if mode == "F":
+        return np.asarray(im, dtype=np.float32)
+    raise ImageReadError(path, f"unsupported pixel mode {mode!r}")
+
+
+def to_unit_grey(arr: np.ndarray, props: ImageProperties) -> np.ndarray:
+    """Map a read image to the model convention: 2-D float32 in ``[0, 1]``.
+
+    Colour is turned to grey by ITU-R BT.601 luma. The scale is ``props.value_range``.
+
+    Args:
+        arr: an array from :func:`read_image`.
+        props: its properties.
+
+    Returns:
+        A ``(H, W)`` float32 array in ``[0, 1]``.
+    """
+    x = arr.astype(np.float32)
+    if x.ndim == 3:
+        x = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+    low, high = props.value_range
+    if high <= low:
+        return np.zeros_like(x, dtype=np.float32)
+    return np.clip((x - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a binary mask (any non-zero pixel is foreground).
+
+    Args:
+        path: PNG/TIFF/... mask file.
+        expected_shape: ``(H, W)`` the mask must have, if given.
+
+    Returns:
+        A ``(H, W)`` bool array.
+
+    Raises:
+        ImageReadError: unreadable, or its size differs from ``expected_shape``.
+    """
+    arr, _ = read_image(path)
+    if arr.ndim == 3:
+        arr = arr.max(axis=2)
+    if expected_shape is not None and tuple(arr.shape) != tuple(expected_shape[:2]):
+        raise ImageReadError(
+            path, f"mask size {arr.shape[1]}x{arr.shape[0]} differs from image size "
+            f"{expected_shape[1]}x{expected_shape[0]} (width x height)"
+        )
+    return arr > 0

@@ -1,0 +1,84 @@
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from osteolens.errors import ImageReadError
+from osteolens.io.images import read_image, to_unit_grey
+
+
+def make_dicom(path, pixels, photometric="MONOCHROME2", **attrs):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray for presentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    pixels = np.asarray(pixels, dtype=np.uint16)
+    frames = 1 if pixels.ndim == 2 else pixels.shape[0]
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_monochrome1_with_rescale_window_and_spacing(tmp_path):
+    stored = np.array([[100, 200], [300, 400]])
+    path = make_dicom(
+        tmp_path / "mono1.dcm", stored, "MONOCHROME1",
+        RescaleSlope=2, RescaleIntercept=-100, WindowCenter=400, WindowWidth=801,
+        PixelSpacing=[0.2, 0.25],
+    )
+    arr, props = read_image(path)
+    assert props.format == "dicom" and props.photometric == "MONOCHROME2"
+    assert props.spacing_mm == (0.2, 0.25) and props.spacing_source == "PixelSpacing"
+    # by hand: modality value x = 2 * stored - 100 -> 100, 300, 500, 700
+    # window (PS3.3 C.11.2.1.2.1) on the unit scale: ((x - (c - 0.5)) / (w - 1) + 0.5), clipped
+    x = 2 * stored - 100.0
+    y = np.clip((x - 399.5) / 800 + 0.5, 0, 1)
+    expected_unit = 1 - y  # MONOCHROME1: high values are dark
+    assert np.allclose(to_unit_grey(arr, props), expected_unit, atol=1e-6)
+    # brighter stored value must come out darker
+    grey = to_unit_grey(arr, props)
+    assert grey[0, 0] > grey[1, 1]
+
+
+def test_imager_pixel_spacing_corrected_for_magnification(tmp_path):
+    path = make_dicom(tmp_path / "ips.dcm", np.arange(16).reshape(4, 4),
+                      ImagerPixelSpacing=[0.15, 0.15], EstimatedRadiographicMagnificationFactor=1.5)
+    _, props = read_image(path)
+    assert props.spacing_mm == pytest.approx((0.1, 0.1))
+    assert "Magnification" in props.spacing_source
+
+
+def test_no_voi_uses_full_range(tmp_path):
+    path = make_dicom(tmp_path / "plain.dcm", [[10, 20], [30, 50]])
+    arr, props = read_image(path)
+    assert np.allclose(to_unit_grey(arr, props), [[0, 0.25], [0.5, 1.0]])
+    assert props.spacing_mm is None
+
+
+def test_multiframe_refused(tmp_path):
+    path = make_dicom(tmp_path / "multi.dcm", np.zeros((3, 4, 4)))
+    with pytest.raises(ImageReadError, match="multi-frame"):
+        read_image(path)
+
+
+def test_dicom_named_png_is_read_as_dicom(tmp_path):
+    path = make_dicom(tmp_path / "looks_like.png", [[1, 2], [3, 4]])
+    _, props = read_image(path)
+    assert props.format == "dicom"
+    assert pydicom.dcmread(path).Modality == "DX"

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from osteolens.errors import ImageReadError
+from osteolens.io.images import read_image, read_mask, sniff_format, to_unit_grey
+
+
+def test_reads_real_btxrd_radiograph(btxrd_dir):
+    arr, props = read_image(btxrd_dir / "images" / "IMG000001.png")
+    assert arr.shape == (256, 256) and arr.dtype == np.uint8
+    assert props.format == "png" and props.channels == 1 and props.bits == 8
+    assert props.spacing_mm is None
+    grey = to_unit_grey(arr, props)
+    assert grey.dtype == np.float32 and grey.min() >= 0 and grey.max() <= 1
+    assert np.allclose(grey, arr / 255.0, atol=1e-6)
+
+
+def test_reads_real_colour_radiograph_as_rgb(btxrd_dir):
+    # BTXRD keeps 45 colour images as RGB PNG
+    rgb = btxrd_dir / "images" / "IMG001446.png"
+    arr, props = read_image(rgb)
+    assert arr.shape == (256, 256, 3) and props.channels == 3
+    grey = to_unit_grey(arr, props)
+    expected = (arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114) / 255
+    assert np.allclose(grey, expected, atol=1e-5)
+
+
+def test_sixteen_bit_png_keeps_its_values(tmp_path):
+    values = np.array([[0, 1000], [40000, 65535]], dtype=np.uint16)
+    path = tmp_path / "x16.png"
+    Image.fromarray(values).save(path)
+    arr, props = read_image(path)
+    assert arr.dtype == np.uint16 and props.bits == 16
+    assert arr.tolist() == values.tolist()
+    assert props.value_range == (0.0, 65535.0)
+    assert np.allclose(to_unit_grey(arr, props), values / 65535.0)
+
+
+def test_truncated_jpeg_is_refused_with_its_name(tmp_path, btxrd_dir):
+    arr, _ = read_image(btxrd_dir / "images" / "IMG000001.png")
+    full = tmp_path / "full.jpg"
+    Image.fromarray(arr).save(full, quality=95)
+    cut = tmp_path / "cut.jpg"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError) as err:
+        read_image(cut)
+    assert "cut.jpg" in str(err.value) and "truncated" in str(err.value)
+
+
+def test_text_file_named_png_is_refused(tmp_path):
+    fake = tmp_path / "notes.png"
+    fake.write_text("patient notes, not an image\n")
+    with pytest.raises(ImageReadError) as err:
+        read_image(fake)
+    assert "notes.png" in str(err.value) and "text" in str(err.value) and "not a supported image" in str(err.value)
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(ImageReadError, match="file not found"):
+        read_image(tmp_path / "nope.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match="empty"):
+        read_image(tmp_path / "empty.png")
+
+
+def test_format_is_told_by_content_not_extension(tmp_path, btxrd_dir):
+    arr, _ = read_image(btxrd_dir / "images" / "IMG000001.png")
+    path = tmp_path / "really_a_jpeg.png"
+    Image.fromarray(arr).save(path, format="JPEG")
+    assert sniff_format(path) == "jpeg"
+    out, props = read_image(path)
+    assert props.format == "jpeg" and out.shape == (256, 256)
+
+
+def test_mask_size_mismatch_is_named(tmp_path):
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(tmp_path / "m.png")
+    with pytest.raises(ImageReadError, match="differs from image size"):
+        read_mask(tmp_path / "m.png", expected_shape=(10, 10))
+    assert read_mask(tmp_path / "m.png", expected_shape=(10, 12)).shape == (10, 12)
