@@ -28,8 +28,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Datasets: import into a manifest, verify, split, summarise.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _progress() -> Progress:

@@ -18,6 +18,7 @@ groups; all metrics share the same resamples.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,13 +173,11 @@ def _segmentation_and_detection(inp: EvaluationInputs, W: np.ndarray, boot: dict
     base = inp.predictions_path.parent
     has_mask = "mask_pred" in t.columns
     has_boxes = "boxes" in t.columns
-    per_case = []
-    truth_boxes, detections = [], []
-    p_tumour = (1 - t["p_normal"]) if "p_normal" in t.columns else pd.Series(np.ones(len(t)))
-    for i, row in t.iterrows():
-        truth = None
-        if row["mask"]:
-            truth = read_mask(inp.manifest.resolve(row["mask"]))
+    p_tumour = ((1 - t["p_normal"]) if "p_normal" in t.columns else pd.Series(np.ones(len(t)))).to_numpy(float)
+
+    def one_case(i: int):
+        row = t.iloc[i]
+        truth = read_mask(inp.manifest.resolve(row["mask"])) if row["mask"] else None
         pred_mask = None
         if has_mask and str(row["mask_pred"]).strip():
             try:
@@ -192,8 +191,6 @@ def _segmentation_and_detection(inp: EvaluationInputs, W: np.ndarray, boot: dict
         }
         if pred_mask is not None and truth is not None:
             record.update(seg.segmentation_case_metrics(truth, pred_mask))
-        per_case.append(record)
-        truth_boxes.append(det.boxes_from_mask(truth) if truth is not None else [])
         dets = []
         if has_boxes and str(row["boxes"]).strip():
             for part in str(row["boxes"]).split(";"):
@@ -203,7 +200,13 @@ def _segmentation_and_detection(inp: EvaluationInputs, W: np.ndarray, boot: dict
                 dets.append((tuple(nums[:4]), nums[4] if len(nums) == 5 else float(p_tumour[i])))
         elif pred_mask is not None:
             dets = [(b, float(p_tumour[i])) for b in det.boxes_from_mask(pred_mask)]
-        detections.append(dets)
+        return record, (det.boxes_from_mask(truth) if truth is not None else []), dets
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(one_case, range(len(t))))
+    per_case = [r[0] for r in results]
+    truth_boxes = [r[1] for r in results]
+    detections = [r[2] for r in results]
     pc = pd.DataFrame(per_case)
     out_seg: dict = {}
     out_det: dict = {}

@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from osteolens.cli import app
+from osteolens.data.manifest import load_manifest
+from osteolens.errors import EvaluationError
+from osteolens.evaluation.report import evaluate
+
+
+@pytest.fixture(scope="module")
+def subset(btxrd_manifest, tmp_path_factory):
+    """400 real BTXRD cases with predictions: exact masks, noisy probabilities."""
+    out = tmp_path_factory.mktemp("eval")
+    f = load_manifest(btxrd_manifest).to_frame().iloc[:400]
+    rng = np.random.default_rng(0)
+    y = f["label"].map({"normal": 0, "benign": 1, "malignant": 2}).to_numpy()
+    logits = rng.normal(size=(len(f), 3))
+    logits[np.arange(len(f)), y] += 2
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    masks = [str((btxrd_manifest.parent / m).resolve()) for m in f["mask"]]
+    pred = pd.DataFrame({"image": f["case_id"] + ".png", "status": "ok", "p_normal": p[:, 0], "p_benign": p[:, 1],
+                         "p_malignant": p[:, 2], "mask": masks})
+    pred.loc[len(pred)] = {"image": "broken.png", "status": "error"}
+    pred.to_csv(out / "pred.csv", index=False)
+    return out, f, p, y
+
+
+def test_evaluate_writes_real_values(subset, btxrd_manifest):
+    out, f, p, y = subset
+    m = evaluate(out / "pred.csv", btxrd_manifest, out / "res", n_boot=300, seed=0)
+    on_disk = json.loads((out / "res" / "metrics.json").read_text())
+    assert on_disk["n_cases"] == 400 and on_disk["n_prediction_errors"] == 1
+    auc = on_disk["classification"]["auc"]["malignant"]
+    assert auc["value"] == pytest.approx(roc_auc_score(y == 2, p[:, 2]), abs=1e-6)
+    assert auc["ci_low"] < auc["value"] < auc["ci_high"] and auc["n"] == 400
+    acc = on_disk["classification"]["accuracy"]["value"]
+    assert acc == pytest.approx((p.argmax(1) == y).mean(), abs=1e-6)
+    # predicted masks are the truth masks: perfect segmentation and detection
+    s = on_disk["segmentation"]
+    assert s["dice_mean_tumour"]["value"] == 1.0 and s["hd95_mean_tumour_px"]["value"] == 0.0
+    assert s["dice_mean_tumour"]["n"] == int((y > 0).sum())
+    assert on_disk["detection"]["ap50"]["value"] == pytest.approx(1.0, abs=0.05)
+    assert {"centre", "subtype", "sex", "age_band", "lesion_size", "site"} <= set(on_disk["strata"])
+    for name in ("summary.md", "roc.png", "reliability.png", "confusion.png", "per_case.csv"):
+        assert (out / "res" / name).is_file()
+    assert "research use only" in (out / "res" / "summary.md").read_text()
+    assert m["classification"]["macro_auc"]["value"] == on_disk["classification"]["macro_auc"]["value"]
+
+
+def test_probabilities_must_sum_to_one(tmp_path, btxrd_manifest):
+    pd.DataFrame({"case_id": ["IMG000001"], "p_normal": [0.5], "p_benign": [0.5], "p_malignant": [0.5]}).to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(EvaluationError, match="IMG000001.*sum to 1.5"):
+        evaluate(tmp_path / "p.csv", btxrd_manifest, tmp_path / "out")
+
+
+def test_cli_evaluate_and_compare(subset, btxrd_manifest, tmp_path):
+    out, f, p, y = subset
+    runner = CliRunner()
+    r = runner.invoke(app, ["evaluate", str(out / "pred.csv"), "--truth", str(btxrd_manifest), "--out", str(tmp_path / "e"), "--n-boot", "100"])
+    assert r.exit_code == 0, r.output
+    assert "macro AUC" in r.output
+    flat = pd.DataFrame({"case_id": f["case_id"], "p_normal": 1 / 3, "p_benign": 1 / 3, "p_malignant": 1 / 3})
+    flat.to_csv(tmp_path / "flat.csv", index=False)
+    r = runner.invoke(app, ["compare", str(out / "pred.csv"), str(tmp_path / "flat.csv"), "--truth", str(btxrd_manifest)])
+    assert r.exit_code == 0, r.output
+    assert "malignant on 400 cases" in r.output and "AUC A" in r.output and "B 0.5000" in r.output
