@@ -37,3 +37,46 @@ def btxrd_import(btxrd_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def btxrd_manifest(btxrd_import):
     return btxrd_import.manifest_path
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(btxrd_manifest, tmp_path_factory):
+    """48 real BTXRD cases (16 per class, from different groups) with a train/val split file."""
+    import pandas as pd
+
+    from osteolens.data.manifest import load_manifest
+
+    m = load_manifest(btxrd_manifest)
+    f = m.to_frame()
+    f["image"] = [str(m.resolve(p)) for p in f["image"]]
+    f["mask"] = [str(m.resolve(p)) for p in f["mask"]]
+    picked = pd.concat([f[f.label == k].drop_duplicates("group_id").iloc[:16] for k in ("normal", "benign", "malignant")])
+    out = tmp_path_factory.mktemp("tiny")
+    picked.to_csv(out / "manifest.csv", index=False)
+    split = ["train"] * 11 + ["val"] * 5
+    splits = pd.DataFrame({"case_id": picked["case_id"], "group_id": picked["group_id"], "split_group": picked["group_id"],
+                           "label": picked["label"], "centre": picked["centre"], "split": split * 3})
+    splits.to_csv(out / "splits.csv", index=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset, tmp_path_factory):
+    """A real model trained for one epoch on 33 images at 64 px (seconds on the CPU)."""
+    from osteolens.training.config import TrainConfig
+    from osteolens.training.trainer import train
+
+    cfg = TrainConfig(manifest=tiny_dataset / "manifest.csv", splits=tiny_dataset / "splits.csv", image_size=64,
+                      epochs=1, batch_size=11, cache_dir=tiny_dataset / "cache", model_name="tiny-test-model")
+    run = tmp_path_factory.mktemp("run")
+    summary = train(cfg, run, show_progress=False)
+    return run, summary
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run, tmp_path_factory):
+    from osteolens.models.export import export_run
+
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    export_run(tiny_run[0], folder, check_images=5)
+    return folder

@@ -139,7 +139,7 @@ def split_cmd(
     seed: int = typer.Option(0, help="Random seed."),
     fractions: str = typer.Option("0.7,0.1,0.2", help="train,val,test fractions."),
     k_folds: Optional[int] = typer.Option(None, "--k-folds", help="Make k folds instead of train/val/test."),
-    hold_out_centre: Optional[str] = typer.Option(None, "--hold-out-centre", help="Test on this centre only (external validation)."),
+    hold_out_centre: Optional[str] = typer.Option(None, "--hold-out-centre", help="Test on this centre (or comma-separated centres) only: external validation."),
     link_duplicates: bool = typer.Option(True, help="Merge the groups of identical / near-identical images first."),
 ) -> None:
     """Split by patient group, stratified by label; no group crosses splits."""
@@ -206,6 +206,73 @@ def compare(
         f"difference {r['difference']:+.4f} (95% CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}), z {r['z']:.3f}, p {r['p_value']:.4g}"
     )
     console.print(json.dumps(r, indent=2), highlight=False)
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="JSON training config (see configs/radiograph_default.json)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: config.json, metrics.csv, best.pt, calibration.json."),
+) -> None:
+    """Train the radiograph model on the CPU (validated config saved in the run folder)."""
+    from osteolens.training.config import load_config
+    from osteolens.training.trainer import train as run
+
+    summary = run(load_config(config), out, show_progress=True)
+    best = summary["best_val"] or {}
+    console.print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']} ({summary['stop_reason']}), "
+                  f"{summary['train_minutes']} min; val macro AUC {best.get('val_macro_auc', float('nan')):.3f}, "
+                  f"Dice {best.get('val_dice', float('nan')):.3f}; temperature {summary['calibration']['temperature']:.3f}")
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A finished training run."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write (model.onnx + metadata.json)."),
+    name: Optional[str] = typer.Option(None, help="Model name (default: the config's model_name)."),
+    version: str = typer.Option("1.0.0", help="Model version."),
+) -> None:
+    """Export a run to ONNX (fp32) with its metadata; checks ONNX against PyTorch (1e-4)."""
+    from osteolens.models.export import export_run
+
+    meta = export_run(run_dir, out, name=name, version=version)
+    worst = max(meta["export_check"]["max_abs_diff"].values())
+    console.print(f"wrote {out}/model.onnx (sha256 {meta['sha256'][:16]}...) and metadata.json; ONNX vs PyTorch max |diff| {worst:.2e}")
+
+
+@app.command()
+def models() -> None:
+    """List the models shipped with osteolens (checksums verified)."""
+    from osteolens.models.registry import list_models, resolve_model
+
+    for name in list_models():
+        folder = resolve_model(name)
+        console.print(f"{name}: {folder} (verified)")
+
+
+@app.command()
+def analyze(
+    inputs: list[Path] = typer.Argument(..., help="Radiograph files or folders (DICOM, PNG, JPEG, TIFF)."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    model: str = typer.Option("osteolens-radiograph", help="Registered model name or model folder."),
+    clinical: Optional[Path] = typer.Option(None, "--clinical", help="CSV with image, age, sex, site (and region, view)."),
+) -> None:
+    """Detect, segment and classify bone tumours; write predictions.csv, masks, overlays, report.html."""
+    from osteolens.inference.analyze import analyze as run, collect_inputs
+
+    total = len(collect_inputs(inputs))
+    with _progress() as bar:
+        task = bar.add_task("analysing", total=total)
+        results = run(inputs, out, model=model, clinical_csv=clinical, progress=lambda d, t: bar.update(task, completed=d))
+    failed = [r for r in results if r.status != "ok"]
+    for r in results:
+        if r.status == "ok":
+            refer = " (refer to a specialist)" if r.label == "indeterminate" else ""
+            console.print(f"{r.image}: {r.label}{refer}  p(N/B/M) {r.p_normal:.2f}/{r.p_benign:.2f}/{r.p_malignant:.2f}  "
+                          f"uncertainty {r.uncertainty:.2f}  boxes {len(r.boxes)}", highlight=False)
+        else:
+            err_console.print(f"[red]error[/] {r.image}: {r.error}", highlight=False)
+    console.print(f"{len(results) - len(failed)} analysed, {len(failed)} failed; wrote {out}/predictions.csv and report.html")
+    console.print(RESEARCH_NOTICE)
 
 
 @app.command()

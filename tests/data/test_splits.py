@@ -46,6 +46,8 @@ def test_kfold_and_centre_hold_out(btxrd_manifest, tmp_path):
     assert (t["centre"] == "2").sum() == (t["split"] == "test").sum() == 460
     path = c.save(tmp_path / "splits.csv")
     assert len(load_splits(path)) == 3171
+    two = split_manifest(btxrd_manifest, hold_out_centre="2,3", link_duplicates=False).table
+    assert set(two.loc[two["split"] == "test", "centre"]) == {"2", "3"} and set(two.loc[two["split"] != "test", "centre"]) == {"1"}
     with pytest.raises(SplitError, match="centre '9' not in manifest"):
         split_manifest(btxrd_manifest, hold_out_centre="9", link_duplicates=False)
 

@@ -151,7 +151,8 @@ def split_manifest(
         fractions: train/val/test fractions for the hold-out split.
         seed: random seed.
         k_folds: if given, make k folds (column ``fold``) instead of train/val/test.
-        hold_out_centre: if given, every case of this centre is ``test`` and the rest is split
+        hold_out_centre: if given (one centre, or several comma-separated: ``"2,3"``), every
+            case of these centres is ``test`` and the rest is split
             into train/val in the ratio of ``fractions[0]:fractions[1]``.
         link_duplicates: merge the groups of identical / near-identical images first.
         near_duplicate_bits: perceptual-hash distance for near-duplicates.
@@ -173,11 +174,13 @@ def split_manifest(
         frame["fold"] = assign_groups(groups, strata, [1.0 / k_folds] * k_folds, seed)
         result = SplitResult(frame, "kfold", seed, notes)
     elif hold_out_centre is not None:
-        centre = str(hold_out_centre)
+        held = [c.strip() for c in str(hold_out_centre).split(",") if c.strip()]
         centres = sorted(frame["centre"].dropna().unique())
-        if centre not in centres:
-            raise SplitError(f"centre {centre!r} not in manifest; centres are {', '.join(centres) or 'none'}")
-        in_centre = (frame["centre"] == centre).to_numpy()
+        unknown = [c for c in held if c not in centres]
+        if unknown or not held:
+            raise SplitError(f"centre {', '.join(unknown) or hold_out_centre!r} not in manifest; centres are {', '.join(centres) or 'none'}")
+        centre = ",".join(held)
+        in_centre = frame["centre"].isin(held).to_numpy()
         test_groups = set(groups[in_centre])
         split = np.full(len(frame), "", dtype=object)
         split[in_centre] = "test"

@@ -1,0 +1,267 @@
+"""``osteolens analyze``: radiographs in, predictions, masks, overlays and a report out.
+
+:func:`analyze_image` is the core (an array in, an :class:`Analysis` out) that the CLI, the
+service and the benchmarks share; :func:`analyze` runs it over files and folders and writes:
+
+- ``predictions.csv``: one row per input (columns :data:`PREDICTION_COLUMNS`);
+- ``masks/<stem>.png``: binary tumour mask (0/255) at the input's own size;
+- ``<stem>.json``: everything about that image; ``<stem>_overlay.png``: mask outline, boxes,
+  heat map;
+- ``report.html``: one self-contained page for the batch.
+
+A file that cannot be read becomes a row with ``status=error`` and its message; the batch
+goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from osteolens import RESEARCH_NOTICE, __version__
+from osteolens.data.clinical import encode_clinical
+from osteolens.errors import OsteolensError
+from osteolens.evaluation.detection import boxes_from_mask
+from osteolens.explain.saliency import saliency_map
+from osteolens.io.images import ImageProperties, read_image, to_unit_grey
+from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
+from osteolens.training.calibration import normalised_entropy, softmax
+from osteolens.transforms.preprocess import preprocess, resize
+
+PREDICTION_COLUMNS = (
+    "image", "status", "error", "p_normal", "p_benign", "p_malignant", "label", "subtype", "p_subtype",
+    "uncertainty", "lesion_area_px", "lesion_area_mm2", "boxes",
+)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ""}
+REFER = "indeterminate: refer to a specialist"
+MIN_COMPONENT_FRACTION = 0.001  # mask components under 0.1% of the image are dropped as specks
+
+
+@dataclass
+class Analysis:
+    """The result for one image."""
+
+    image: str
+    status: str = "ok"
+    error: str = ""
+    p_normal: float | None = None
+    p_benign: float | None = None
+    p_malignant: float | None = None
+    label: str = ""
+    subtype: str = ""
+    p_subtype: float | None = None
+    uncertainty: float | None = None
+    lesion_area_px: int | None = None
+    lesion_area_mm2: float | None = None
+    boxes: list = field(default_factory=list)
+    box_scores: list = field(default_factory=list)
+    subtype_probabilities: dict = field(default_factory=dict)
+    spacing_mm: list | None = None
+    clinical_missing: list = field(default_factory=list)
+    seconds: float | None = None
+    mask: np.ndarray | None = field(default=None, repr=False)
+    saliency: np.ndarray | None = field(default=None, repr=False)
+    grey: np.ndarray | None = field(default=None, repr=False)
+
+    def row(self) -> dict:
+        """The ``predictions.csv`` row."""
+        def r(x, nd=6):
+            return "" if x is None else (round(x, nd) if isinstance(x, float) else x)
+
+        return {
+            "image": self.image, "status": self.status, "error": self.error,
+            "p_normal": r(self.p_normal), "p_benign": r(self.p_benign), "p_malignant": r(self.p_malignant),
+            "label": self.label, "subtype": self.subtype, "p_subtype": r(self.p_subtype),
+            "uncertainty": r(self.uncertainty), "lesion_area_px": r(self.lesion_area_px),
+            "lesion_area_mm2": r(self.lesion_area_mm2, 2),
+            "boxes": ";".join(" ".join(str(int(v)) for v in b) for b in self.boxes),
+        }
+
+    def to_json(self, model: LoadedModel | None = None, extra: dict | None = None) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k not in ("mask", "saliency", "grey")}
+        d["decision"] = REFER if self.label == "indeterminate" else self.label
+        d["notice"] = RESEARCH_NOTICE
+        d["software"] = f"osteolens {__version__}"
+        if model is not None:
+            d["model"] = {"name": model.name, "version": model.metadata["version"], "sha256": model.metadata["sha256"]}
+        d.update(extra or {})
+        return d
+
+
+def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, clinical: dict | None = None) -> Analysis:
+    """Analyse one image already read by :func:`~osteolens.io.images.read_image`.
+
+    Args:
+        model: a loaded model.
+        arr: the pixel array.
+        props: its properties (spacing, value range).
+        clinical: optional ``{"age", "sex", "region", "view"}`` for models that use them.
+
+    Returns:
+        The :class:`Analysis` (mask and saliency at the input's size).
+    """
+    t0 = time.perf_counter()
+    meta = model.metadata
+    calib = meta["calibration"]
+    size = model.image_size
+    grey = to_unit_grey(arr, props)
+    h, w = grey.shape
+    x = preprocess(grey, size)
+    batch = np.stack([x, x[..., ::-1]])
+    clin_vec, missing = None, []
+    if model.uses_clinical:
+        c = clinical or {}
+        try:
+            vec, missing = encode_clinical(c.get("age"), c.get("sex"), c.get("region"), c.get("view"))
+        except ValueError as exc:
+            raise OsteolensError(f"clinical data for {Path(props.path).name}: {exc}") from exc
+        clin_vec = np.stack([vec, vec])
+    out = model.run(np.ascontiguousarray(batch), clin_vec)
+    logits = out["class_logits"].mean(axis=0)
+    probs = softmax(logits, calib["temperature"])
+    uncertainty = float(normalised_entropy(probs))
+    mask_prob = 1 / (1 + np.exp(-out["mask_logits"][:, 0]))
+    mask_prob = (mask_prob[0] + mask_prob[1][:, ::-1]) / 2
+    if uncertainty > calib["uncertainty_threshold"]:
+        label = "indeterminate"
+    elif probs[2] >= calib["malignant_threshold"]:
+        label = "malignant"
+    else:
+        label = ("normal", "benign")[int(np.argmax(probs[:2]))]
+    mask = resize(mask_prob.astype(np.float32), (h, w)) >= calib["mask_threshold"]
+    if label == "normal":
+        mask[:] = False
+    boxes, scores = [], []
+    p_tumour = float(probs[1] + probs[2])
+    min_px = max(4, int(MIN_COMPONENT_FRACTION * h * w))
+    for b in boxes_from_mask(mask, min_pixels=min_px):
+        boxes.append(b)
+        scores.append(round(p_tumour, 6))
+    keep = np.zeros_like(mask)
+    for x0, y0, x1, y1 in boxes:
+        keep[y0:y1, x0:x1] = True
+    mask &= keep
+    sub_logits = out["subtype_logits"].mean(axis=0)
+    sub_probs = softmax(sub_logits)
+    names = meta["subtypes"]
+    subtype, p_sub = "", None
+    if label in ("benign", "malignant", "indeterminate") and p_tumour > 0:
+        from osteolens.data.manifest import SUBTYPES
+
+        allowed = [i for i, n in enumerate(names) if label == "indeterminate" or SUBTYPES[n] == label]
+        best = max(allowed, key=lambda i: sub_probs[i])
+        subtype, p_sub = names[best], float(sub_probs[best] / sub_probs[allowed].sum())
+    k = 1 + int(np.argmax(probs[1:]))  # the more likely tumour class explains "why tumour"
+    cam = (out["cam"][0, k] + out["cam"][1, k][:, ::-1]) / 2
+    sal = saliency_map(cam, (h, w))
+    area = int(mask.sum())
+    spacing = props.spacing_mm
+    return Analysis(
+        image=Path(props.path).name, p_normal=float(probs[0]), p_benign=float(probs[1]), p_malignant=float(probs[2]),
+        label=label, subtype=subtype, p_subtype=p_sub, uncertainty=uncertainty, lesion_area_px=area,
+        lesion_area_mm2=float(area * spacing[0] * spacing[1]) if spacing else None,
+        boxes=[list(map(int, b)) for b in boxes], box_scores=scores,
+        subtype_probabilities={n: round(float(p), 6) for n, p in zip(names, sub_probs)},
+        spacing_mm=list(spacing) if spacing else None, clinical_missing=missing,
+        seconds=round(time.perf_counter() - t0, 4), mask=mask, saliency=sal, grey=grey,
+    )
+
+
+def collect_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Files as given, and the image-like files inside folders (recursively, sorted)."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
+                                and f.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            files.append(p)  # a missing file becomes an error row
+    return files
+
+
+def read_clinical_csv(path: str | Path) -> dict[str, dict]:
+    """``image, age, sex, site[, region, view]`` rows keyed by image file name."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise OsteolensError(f"{path}: clinical CSV not found")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "image" not in table.columns:
+        raise OsteolensError(f"{path}: needs an 'image' column; found {', '.join(table.columns)}")
+    return {Path(r["image"]).name: {k: (v or None) for k, v in r.items()} for r in table.to_dict(orient="records")}
+
+
+def _unique_stems(files: list[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    stems = []
+    for f in files:
+        stem = f.stem or f.name
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        stems.append(stem if n == 0 else f"{stem}_{n}")
+    return stems
+
+
+def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | LoadedModel = DEFAULT_MODEL,
+            clinical_csv: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
+            overlays: bool = True) -> list[Analysis]:
+    """Analyse files and folders and write the outputs listed in the module docstring.
+
+    Args:
+        inputs: files and/or folders.
+        out: output folder.
+        model: registered name, model folder or a loaded model.
+        clinical_csv: optional CSV with ``image, age, sex, site`` (and ``region``, ``view``).
+        progress: ``progress(done, total)`` after each image.
+        overlays: write overlay PNGs (and the report's thumbnails).
+
+    Returns:
+        One :class:`Analysis` per input, in input order.
+    """
+    from PIL import Image
+
+    from osteolens.explain.overlay import draw_overlay
+    from osteolens.reporting.html import write_batch_report
+
+    out = Path(out)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    clinical = read_clinical_csv(clinical_csv) if clinical_csv else {}
+    files = collect_inputs(inputs)
+    results: list[Analysis] = []
+    stems = _unique_stems(files)
+    for i, (path, stem) in enumerate(zip(files, stems)):
+        try:
+            arr, props = read_image(path)
+            res = analyze_image(loaded, arr, props, clinical.get(path.name))
+            Image.fromarray((res.mask * 255).astype(np.uint8)).save(out / "masks" / f"{stem}.png")
+            if overlays:
+                caption = f"{res.label}  N {res.p_normal:.2f} B {res.p_benign:.2f} M {res.p_malignant:.2f}"
+                Image.fromarray(draw_overlay(res.grey, res.mask, res.boxes, res.saliency, caption)).save(out / f"{stem}_overlay.png")
+            extra = {"input": {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                               "properties": props.to_dict()},
+                     "mask_file": f"masks/{stem}.png", "overlay_file": f"{stem}_overlay.png" if overlays else None}
+            (out / f"{stem}.json").write_text(json.dumps(res.to_json(loaded, extra), indent=2) + "\n")
+        except OsteolensError as exc:
+            res = Analysis(image=path.name, status="error", error=str(exc))
+            (out / f"{stem}.json").write_text(json.dumps(res.to_json(loaded, {"input": {"path": str(path)}}), indent=2) + "\n")
+        res.stem = stem  # type: ignore[attr-defined]
+        results.append(res)
+        if progress:
+            progress(i + 1, len(files))
+    with open(out / "predictions.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(PREDICTION_COLUMNS))
+        writer.writeheader()
+        for r in results:
+            writer.writerow(r.row())
+    write_batch_report(results, loaded, out / "report.html", overlays=overlays)
+    return results

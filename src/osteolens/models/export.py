@@ -1,0 +1,177 @@
+"""Export a training run to a self-describing model folder: ``model.onnx`` + ``metadata.json``.
+
+The metadata carries everything inference needs and everything a reader should know: label
+maps, preprocessing, clinical inputs, calibration and thresholds, training data, validation
+figures, the sha256 of the ONNX file and the software versions. The export is checked: the ONNX
+outputs on real validation images must match PyTorch's within ``1e-4``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from osteolens import RESEARCH_NOTICE, __version__
+from osteolens.data.clinical import CLINICAL_FEATURES, N_CLINICAL
+from osteolens.data.manifest import LABELS
+from osteolens.errors import OsteolensError
+from osteolens.training.cache import SUBTYPE_NAMES, load_cached
+from osteolens.training.config import TrainConfig
+from osteolens.transforms.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+OUTPUTS = ("class_logits", "subtype_logits", "mask_logits", "cam")
+BTXRD_TRAINING_DATA = {
+    "name": "BTXRD (256x256 copy)",
+    "licence": "CC BY-NC-ND 4.0: research and non-commercial use only",
+    "citation": "Yao S. et al., Scientific Data 12, 88 (2025), doi:10.1038/s41597-024-04311-y",
+}
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Exportable(torch.nn.Module):
+    """The network with a tuple output, in the order of :data:`OUTPUTS`."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image, clinical=None):
+        out = self.net(image, clinical)
+        return tuple(out[k] for k in OUTPUTS)
+
+
+def load_run(run_dir: str | Path):
+    """The config, calibration, summary and best network of a run folder."""
+    from osteolens.training.trainer import build_model
+
+    run_dir = Path(run_dir)
+    for name in ("config.json", "best.pt", "calibration.json", "summary.json"):
+        if not (run_dir / name).is_file():
+            raise OsteolensError(f"{run_dir / name}: missing; is {run_dir} a finished training run?")
+    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+    net = build_model(cfg.model_copy(update={"pretrained": False}))
+    net.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
+    net.eval()
+    return cfg, json.loads((run_dir / "calibration.json").read_text()), json.loads((run_dir / "summary.json").read_text()), net
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None, version: str = "1.0.0",
+               check_images: int = 8) -> dict:
+    """Export a run to ONNX (fp32) + metadata and check ONNX against PyTorch.
+
+    Args:
+        run_dir: a finished training run.
+        out_dir: the model folder to write.
+        name: model name (default: the config's ``model_name``).
+        version: model version.
+        check_images: number of real validation images used to compare ONNX and PyTorch.
+
+    Returns:
+        The metadata dict.
+
+    Raises:
+        OsteolensError: the run is incomplete, or ONNX and PyTorch disagree by more than 1e-4.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    cfg, calibration, summary, net = load_run(run_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "model.onnx"
+    size = cfg.image_size
+    n_clin = N_CLINICAL if cfg.clinical else 0
+    net = net.to(memory_format=torch.contiguous_format)
+    wrapper = _Exportable(net).eval()
+    example = (torch.zeros(1, 3, size, size),) + ((torch.zeros(1, n_clin),) if n_clin else ())
+    input_names = ["image"] + (["clinical"] if n_clin else [])
+    dynamic = {k: {0: "batch"} for k in input_names + list(OUTPUTS)}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        torch.onnx.export(wrapper, example, str(onnx_path), input_names=input_names, output_names=list(OUTPUTS),
+                          dynamic_axes=dynamic, opset_version=17, dynamo=False, do_constant_folding=True)
+    onnx.checker.check_model(str(onnx_path))
+
+    # equivalence on real validation images
+    from osteolens.training.trainer import _split_indices, to_input
+
+    cache_dir = cfg.cache_dir or (Path(cfg.manifest).parent / ".osteolens_cache")
+    data = load_cached(cfg.manifest, size, cache_dir)
+    _, val_idx = _split_indices(cfg, data.case_ids)
+    idx = val_idx[:check_images]
+    x = to_input(torch.from_numpy(data.images[idx]).float().div(255).unsqueeze(1)).contiguous()
+    feeds = {"image": x.numpy()}
+    clin = torch.from_numpy(data.clinical[idx]) if n_clin else None
+    if n_clin:
+        feeds["clinical"] = clin.numpy()
+    with torch.no_grad():
+        ref = wrapper(x, clin)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(list(OUTPUTS), feeds)
+    max_diff = {k: float(np.abs(r.numpy() - g).max()) for k, r, g in zip(OUTPUTS, ref, got)}
+    if max(max_diff.values()) > 1e-4:
+        raise OsteolensError(f"ONNX export of {run_dir} differs from PyTorch by {max_diff} (> 1e-4)")
+
+    metadata = {
+        "name": name or cfg.model_name,
+        "version": version,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "notice": RESEARCH_NOTICE,
+        "task": "bone-tumour radiograph analysis: normal/benign/malignant, subtype, tumour mask, saliency",
+        "labels": list(LABELS),
+        "subtypes": list(SUBTYPE_NAMES),
+        "inputs": {
+            "image": {"shape": ["batch", 3, size, size], "dtype": "float32"},
+            **({"clinical": {"shape": ["batch", n_clin], "dtype": "float32", "features": list(CLINICAL_FEATURES)}} if n_clin else {}),
+        },
+        "outputs": list(OUTPUTS),
+        "preprocessing": {
+            "image_size": size,
+            "grey": "to [0, 1] (DICOM: modality + VOI LUT, MONOCHROME1 inverted; colour: BT.601 luma)",
+            "resize": "whole image to image_size x image_size, aspect ratio not kept (as in BTXRD), area interpolation, rounded to uint8",
+            "channels": "grey replicated to 3",
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        },
+        "clinical": {"used": bool(n_clin), "features": list(CLINICAL_FEATURES) if n_clin else [],
+                     "note": "anatomical site is not used: in BTXRD it is annotated only for tumour images"},
+        "calibration": calibration,
+        "tta": "mean of class/subtype logits and of mask probabilities over the image and its horizontal flip",
+        "training": {
+            "data": BTXRD_TRAINING_DATA,
+            "manifest": str(cfg.manifest),
+            "splits": str(cfg.splits),
+            "splits_sha256": sha256_file(cfg.splits),
+            "n_train": summary["n_train"],
+            "n_val": summary["n_val"],
+            "best_epoch": summary["best_epoch"],
+            "epochs_run": summary["epochs_run"],
+            "train_minutes": summary["train_minutes"],
+            "stop_reason": summary["stop_reason"],
+            "config": json.loads(cfg.model_dump_json()),
+        },
+        "validation": summary.get("best_val"),
+        "export_check": {"images": int(len(idx)), "max_abs_diff": max_diff, "tolerance": 1e-4},
+        "software": {
+            "osteolens": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__, "python": platform.python_version(),
+        },
+        "onnx_file": "model.onnx",
+        "sha256": sha256_file(onnx_path),
+    }
+    (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata

@@ -1,0 +1,153 @@
+"""Find exported models by name and refuse any whose files do not match their checksums.
+
+Shipped models live in ``osteolens/models/store/<name>/`` (``model.onnx``, ``metadata.json``,
+``MODEL_CARD.md``) and are listed in ``store/registry.json`` with the sha256 of their ONNX and
+metadata files. A model folder given by path is checked against the sha256 in its own
+metadata.
+
+Example:
+    >>> from osteolens.models.registry import load_model, list_models
+    >>> list_models()                                         # doctest: +SKIP
+    ['osteolens-radiograph']
+    >>> model = load_model("osteolens-radiograph")            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from osteolens.errors import OsteolensError
+from osteolens.models.export import sha256_file
+
+DEFAULT_MODEL = "osteolens-radiograph"
+
+
+class ModelIntegrityError(OsteolensError):
+    """A model file does not match its recorded checksum (corrupt or tampered)."""
+
+
+def store_dir() -> Path:
+    """The folder of shipped models."""
+    return Path(str(resources.files("osteolens") / "models" / "store"))
+
+
+def _registry() -> dict:
+    path = store_dir() / "registry.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def list_models() -> list[str]:
+    """Names of the shipped models."""
+    return sorted(_registry())
+
+
+def register(model_dir: str | Path) -> dict:
+    """Record a model folder inside the store in ``registry.json`` (used when shipping a model)."""
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    reg = _registry()
+    reg[meta["name"]] = {
+        "folder": model_dir.name,
+        "version": meta["version"],
+        "sha256_onnx": sha256_file(model_dir / "model.onnx"),
+        "sha256_metadata": sha256_file(model_dir / "metadata.json"),
+    }
+    (store_dir() / "registry.json").write_text(json.dumps(reg, indent=2, sort_keys=True) + "\n")
+    return reg[meta["name"]]
+
+
+def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> Path:
+    """The verified folder of a model given by registered name or by path.
+
+    Raises:
+        OsteolensError: unknown name or missing files.
+        ModelIntegrityError: a checksum does not match.
+    """
+    candidate = Path(name_or_path)
+    if candidate.is_dir():
+        _check_files(candidate)
+        meta = json.loads((candidate / "metadata.json").read_text())
+        _check_sha(candidate / "model.onnx", meta.get("sha256"), "metadata.json")
+        return candidate
+    reg = _registry()
+    entry = reg.get(str(name_or_path))
+    if entry is None:
+        known = ", ".join(reg) or "none shipped"
+        raise OsteolensError(f"unknown model {name_or_path!r}: not a model folder and not a registered name ({known})")
+    folder = store_dir() / entry["folder"]
+    _check_files(folder)
+    _check_sha(folder / "metadata.json", entry["sha256_metadata"], "registry.json")
+    _check_sha(folder / "model.onnx", entry["sha256_onnx"], "registry.json")
+    return folder
+
+
+def _check_files(folder: Path) -> None:
+    for name in ("model.onnx", "metadata.json"):
+        if not (folder / name).is_file():
+            raise OsteolensError(f"{folder / name}: missing from the model folder")
+
+
+def _check_sha(path: Path, expected: str | None, source: str) -> None:
+    if not expected:
+        raise ModelIntegrityError(f"{path}: no sha256 recorded in {source}; refusing to load an unverified model")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"{path}: sha256 {actual[:16]}... does not match {expected[:16]}... recorded in {source}; "
+            "the file is corrupt or has been modified, refusing to load it"
+        )
+
+
+@dataclass
+class LoadedModel:
+    """An ONNX Runtime session with the model's metadata."""
+
+    folder: Path
+    metadata: dict
+    session: object
+
+    @property
+    def name(self) -> str:
+        return self.metadata["name"]
+
+    @property
+    def image_size(self) -> int:
+        return int(self.metadata["preprocessing"]["image_size"])
+
+    @property
+    def uses_clinical(self) -> bool:
+        return bool(self.metadata["clinical"]["used"])
+
+    def run(self, images: np.ndarray, clinical: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Run the network on ``(B, 3, S, S)`` inputs; returns the raw outputs by name."""
+        feeds = {"image": images.astype(np.float32, copy=False)}
+        if self.uses_clinical:
+            if clinical is None:
+                raise OsteolensError(f"model {self.name} needs clinical inputs")
+            feeds["clinical"] = clinical.astype(np.float32, copy=False)
+        names = self.metadata["outputs"]
+        return dict(zip(names, self.session.run(names, feeds)))
+
+
+def load_model(name_or_path: str | Path = DEFAULT_MODEL, threads: int = 2) -> LoadedModel:
+    """Verify and load a model for inference on the CPU.
+
+    Args:
+        name_or_path: registered name or model folder.
+        threads: ONNX Runtime intra-op threads.
+    """
+    import onnxruntime as ort
+
+    folder = resolve_model(name_or_path)
+    meta = json.loads((folder / "metadata.json").read_text())
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(folder / "model.onnx"), sess_options=opts, providers=["CPUExecutionProvider"])
+    return LoadedModel(folder, meta, session)

@@ -1,0 +1,79 @@
+"""A self-contained HTML page for a batch of analyses (images embedded, no external files)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from osteolens import RESEARCH_NOTICE, __version__
+
+
+def _thumb(rgb: np.ndarray, max_side: int = 384) -> str:
+    from PIL import Image
+
+    im = Image.fromarray(rgb)
+    im.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _pct(x) -> str:
+    return "" if x is None else f"{100 * x:.1f}%"
+
+
+def write_batch_report(results: list, model, path: Path, overlays: bool = True) -> Path:
+    """Write ``report.html`` for a batch: notice, model, one card per image, errors."""
+    from osteolens.explain.overlay import draw_overlay
+
+    e = html.escape
+    ok = [r for r in results if r.status == "ok"]
+    cards = []
+    for r in results:
+        if r.status != "ok":
+            cards.append(f"<div class='card err'><h3>{e(r.image)}</h3><p><b>Could not be analysed:</b> {e(r.error)}</p></div>")
+            continue
+        img = ""
+        if overlays and r.grey is not None:
+            caption = f"{r.label}"
+            img = f"<img alt='overlay of {e(r.image)}' src='data:image/png;base64,{_thumb(draw_overlay(r.grey, r.mask, r.boxes, r.saliency, caption))}'>"
+        decision = "<b class='refer'>Indeterminate: refer to a specialist</b>" if r.label == "indeterminate" else f"<b>{e(r.label)}</b>"
+        area = f"{r.lesion_area_px} px" + (f" ({r.lesion_area_mm2:.1f} mm&sup2;)" if r.lesion_area_mm2 is not None else " (no pixel spacing)")
+        sub = f"{e(r.subtype)} ({_pct(r.p_subtype)})" if r.subtype else "-"
+        cards.append(
+            f"<div class='card'><h3>{e(r.image)}</h3>{img}<table>"
+            f"<tr><td>decision</td><td>{decision}</td></tr>"
+            f"<tr><td>p(normal) / p(benign) / p(malignant)</td><td>{_pct(r.p_normal)} / {_pct(r.p_benign)} / {_pct(r.p_malignant)}</td></tr>"
+            f"<tr><td>subtype</td><td>{sub}</td></tr>"
+            f"<tr><td>uncertainty (0-1)</td><td>{r.uncertainty:.3f}</td></tr>"
+            f"<tr><td>lesion area</td><td>{area}</td></tr>"
+            f"<tr><td>boxes (x0 y0 x1 y1)</td><td>{e('; '.join(' '.join(map(str, b)) for b in r.boxes)) or '-'}</td></tr>"
+            "</table></div>"
+        )
+    meta = model.metadata
+    cal = meta["calibration"]
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>osteolens report</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}} .notice{{background:#fff3cd;border:1px solid #e0c060;padding:.6em}}
+.grid{{display:flex;flex-wrap:wrap;gap:1em}} .card{{border:1px solid #ccc;border-radius:6px;padding:.6em;width:400px}}
+.card img{{max-width:100%}} .err{{background:#fdecea}} td{{padding:2px 6px;vertical-align:top}} .refer{{color:#b00}}
+</style></head><body>
+<p class="notice"><b>{e(RESEARCH_NOTICE)}</b></p>
+<h1>osteolens analysis</h1>
+<p>{len(results)} input(s): {len(ok)} analysed, {len(results) - len(ok)} failed. Model <b>{e(meta['name'])}</b> {e(meta['version'])}
+(sha256 {e(meta['sha256'][:16])}&hellip;), osteolens {__version__}, {datetime.now(timezone.utc).isoformat(timespec='seconds')}.</p>
+<p>Decision rule: indeterminate when uncertainty &gt; {cal['uncertainty_threshold']:.3f}; malignant when p(malignant) &ge;
+{cal['malignant_threshold']:.3f} (chosen for sensitivity {cal['malignant_target_sensitivity']:.2f} on validation data); otherwise the more likely of
+normal and benign. Heat map: class activation map of the more likely tumour class. Green: tumour outline; red: boxes.</p>
+<div class="grid">{''.join(cards)}</div>
+<p class="notice">{e(RESEARCH_NOTICE)} Trained on {e(meta['training']['data']['name'])} ({e(meta['training']['data']['licence'])}).</p>
+</body></html>
+"""
+    path.write_text(page)
+    return path

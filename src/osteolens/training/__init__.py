@@ -1,0 +1,1 @@
+"""Training the radiograph model: config, cached data, losses, trainer, calibration."""

@@ -1,0 +1,101 @@
+"""Preprocessed images cached once, so that training epochs read memory, not files.
+
+The cache holds every case of a manifest as uint8 ``size x size`` grey images and masks, plus
+the encoded clinical vectors, in one ``.npz`` keyed by the manifest's content and the size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from osteolens.data.clinical import encode_clinical
+from osteolens.data.manifest import LABELS, SUBTYPES, Manifest, load_manifest
+from osteolens.errors import OsteolensError
+from osteolens.io.images import read_image, read_mask, to_unit_grey
+from osteolens.transforms.preprocess import resize, to_uint8
+
+SUBTYPE_NAMES = tuple(SUBTYPES)
+
+
+@dataclass
+class CachedData:
+    """Arrays over all cases of a manifest, in manifest order."""
+
+    case_ids: np.ndarray
+    groups: np.ndarray
+    images: np.ndarray  # (N, S, S) uint8
+    masks: np.ndarray  # (N, S, S) uint8 0/1
+    labels: np.ndarray  # (N,) int, -1 unknown
+    subtypes: np.ndarray  # (N,) int, -1 none
+    clinical: np.ndarray  # (N, C) float32
+
+    def take(self, index: np.ndarray) -> "CachedData":
+        return CachedData(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+
+def _one(manifest: Manifest, case, size: int):
+    arr, props = read_image(manifest.resolve(case.image))
+    grey = to_uint8(resize(to_unit_grey(arr, props), size))
+    if case.mask:
+        m = read_mask(manifest.resolve(case.mask), expected_shape=arr.shape[:2]).astype(np.uint8)
+        m = resize(m, size, nearest=True)
+    else:
+        m = np.zeros((size, size), np.uint8)
+    return grey, m
+
+
+def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, progress=None) -> CachedData:
+    """Load (building on first use) the cache of a manifest at ``size``.
+
+    Args:
+        manifest_path: the manifest.
+        size: square size of the cached images.
+        cache_dir: folder of cache files.
+        progress: optional ``progress(done, total)`` callback while building.
+
+    Returns:
+        The cached arrays.
+
+    Raises:
+        OsteolensError: a case cannot be read (run ``osteolens data verify`` first).
+    """
+    manifest_path = Path(manifest_path)
+    manifest = load_manifest(manifest_path)
+    key = hashlib.sha256(manifest_path.read_bytes() + str(manifest.root).encode() + f"|{size}|v1".encode()).hexdigest()[:16]
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"cache_{key}_{size}.npz"
+    if path.is_file():
+        z = np.load(path, allow_pickle=False)
+        return CachedData(**{k: z[k] for k in z.files})
+    cases = manifest.cases
+    out_img = np.zeros((len(cases), size, size), np.uint8)
+    out_mask = np.zeros((len(cases), size, size), np.uint8)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(_one, manifest, c, size) for c in cases]
+        for i, fut in enumerate(futures):
+            try:
+                out_img[i], out_mask[i] = fut.result()
+            except OsteolensError as exc:
+                raise OsteolensError(f"case {cases[i].case_id}: {exc} (run `osteolens data verify`)") from exc
+            if progress:
+                progress(i + 1, len(cases))
+    clinical = np.stack([encode_clinical(c.age, c.sex, c.region, c.view)[0] for c in cases])
+    data = CachedData(
+        case_ids=np.array([c.case_id for c in cases]),
+        groups=np.array([c.group_id for c in cases]),
+        images=out_img,
+        masks=out_mask,
+        labels=np.array([LABELS.index(c.label) if c.label in LABELS else -1 for c in cases]),
+        subtypes=np.array([SUBTYPE_NAMES.index(c.subtype) if c.subtype in SUBTYPES else -1 for c in cases]),
+        clinical=clinical.astype(np.float32),
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **{f: getattr(data, f) for f in data.__dataclass_fields__})
+    tmp.replace(path)
+    return data

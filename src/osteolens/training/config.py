@@ -1,0 +1,89 @@
+"""The training configuration: validated on load, saved resolved in the run folder.
+
+Example YAML-free config (JSON)::
+
+    {"manifest": "work/btxrd/manifest.csv", "splits": "work/btxrd/splits.csv", "epochs": 30}
+
+Relative paths are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from osteolens.errors import OsteolensError
+from osteolens.transforms.augment import AugmentConfig
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    manifest: Path
+    splits: Path = Field(description="splits CSV with a 'split' column (train/val/test)")
+    model_name: str = "osteolens-radiograph"
+    image_size: int = 256
+    clinical: bool = True
+    epochs: int = 30
+    max_minutes: float = 55.0
+    batch_size: int = 32
+    lr: float = 1e-3
+    encoder_lr_factor: float = 0.5
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    freeze_blocks: int = 2
+    mask_weight: float = 1.0
+    subtype_weight: float = 0.3
+    class_weight_power: float = 0.5
+    early_stopping_patience: int = 6
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    seed: int = 0
+    threads: int = 2
+    cache_dir: Path | None = None
+    limit_train: int | None = None
+    limit_val: int | None = None
+    target_sensitivity: float = 0.92
+    referral_rate: float = 0.10
+    pretrained: bool = True
+    selection_metric: Literal["macro_auc+dice", "macro_auc"] = "macro_auc+dice"
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_32(cls, v):
+        if v % 32 or v < 64:
+            raise ValueError(f"image_size must be a multiple of 32 and at least 64, got {v}")
+        return v
+
+    def resolved(self, base: Path) -> "TrainConfig":
+        """A copy with relative paths made absolute against ``base``."""
+        def fix(p):
+            return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+
+        return self.model_copy(update={"manifest": fix(self.manifest), "splits": fix(self.splits),
+                                       "cache_dir": fix(self.cache_dir)})
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a JSON training config.
+
+    Raises:
+        OsteolensError: missing file, bad JSON or an invalid value (named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OsteolensError(f"{path}: config not found")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise OsteolensError(f"{path}: not valid JSON ({exc})") from exc
+    try:
+        cfg = TrainConfig(**raw)
+    except ValidationError as exc:
+        msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise OsteolensError(f"{path}: invalid config: {msg}") from exc
+    return cfg.resolved(path.parent.resolve())

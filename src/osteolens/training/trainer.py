@@ -1,0 +1,288 @@
+"""Train the radiograph model on the CPU: ``train(config, run_dir)``.
+
+Stages talk through files: the run folder receives ``config.json`` (resolved), ``metrics.csv``
+(one row per epoch), ``best.pt`` (the best checkpoint on the validation split),
+``calibration.json`` (temperature and thresholds chosen on validation) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from osteolens import __version__
+from osteolens.data.clinical import N_CLINICAL
+from osteolens.data.splits import load_splits
+from osteolens.errors import OsteolensError
+from osteolens.evaluation.calibration import expected_calibration_error
+from osteolens.evaluation.classification import macro_auc, roc_auc
+from osteolens.models.multitask import RadiographNet
+from osteolens.training import calibration as cal
+from osteolens.training.cache import load_cached
+from osteolens.training.config import TrainConfig
+from osteolens.training.losses import multitask_loss
+from osteolens.transforms.augment import RadiographAugment
+from osteolens.transforms.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def to_input(x01: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` grey in [0, 1] -> ``(B, 3, H, W)`` ImageNet-normalised, channels-last."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((x01.expand(-1, 3, -1, -1) - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def build_model(cfg: TrainConfig) -> RadiographNet:
+    """The network of a config, with the early encoder layers frozen as configured."""
+    model = RadiographNet(cfg.image_size, n_clinical=N_CLINICAL if cfg.clinical else 0, pretrained=cfg.pretrained)
+    for module in frozen_modules(model, cfg.freeze_blocks):
+        for p in module.parameters():
+            p.requires_grad = False
+    return model.to(memory_format=torch.channels_last)
+
+
+def frozen_modules(model: RadiographNet, n_blocks: int) -> list[torch.nn.Module]:
+    if n_blocks <= 0:
+        return []
+    return [model.encoder.stem, *model.encoder.blocks[:n_blocks]]
+
+
+@torch.no_grad()
+def predict_cached(model: RadiographNet, images_u8: np.ndarray, clinical: np.ndarray | None, tta: bool = True,
+                   batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Class and subtype logits (mean over flip TTA) and mask probabilities for cached images."""
+    model.eval()
+    outs = {"class_logits": [], "subtype_logits": [], "mask_prob": []}
+    for start in range(0, len(images_u8), batch_size):
+        x = torch.from_numpy(images_u8[start:start + batch_size]).float().div_(255).unsqueeze(1)
+        c = torch.from_numpy(clinical[start:start + batch_size]) if clinical is not None else None
+        views = [x, x.flip(-1)] if tta else [x]
+        cl, st, mp = 0, 0, 0
+        for i, v in enumerate(views):
+            o = model(to_input(v), c)
+            m = torch.sigmoid(o["mask_logits"])
+            cl = cl + o["class_logits"]
+            st = st + o["subtype_logits"]
+            mp = mp + (m.flip(-1) if i == 1 else m)
+        n = len(views)
+        outs["class_logits"].append((cl / n).numpy())
+        outs["subtype_logits"].append((st / n).numpy())
+        outs["mask_prob"].append((mp / n)[:, 0].numpy())
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def _val_metrics(pred: dict, labels: np.ndarray, masks: np.ndarray, mask_threshold: float = 0.5) -> dict:
+    probs = cal.softmax(pred["class_logits"])
+    tumour = labels > 0
+    p = pred["mask_prob"][tumour] >= mask_threshold
+    t = masks[tumour] > 0
+    inter = (p & t).reshape(len(p), -1).sum(1)
+    denom = p.reshape(len(p), -1).sum(1) + t.reshape(len(t), -1).sum(1)
+    dice = float(np.mean(np.where(denom > 0, 2 * inter / np.maximum(denom, 1), 1.0))) if tumour.any() else float("nan")
+    return {
+        "val_macro_auc": float(macro_auc(labels, probs)),
+        "val_auc_malignant": float(roc_auc(labels == 2, probs[:, 2])),
+        "val_auc_tumour": float(roc_auc(labels > 0, probs[:, 1] + probs[:, 2])),
+        "val_accuracy": float((probs.argmax(1) == labels).mean()),
+        "val_dice": dice,
+    }
+
+
+def _split_indices(cfg: TrainConfig, case_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    table = load_splits(cfg.splits)
+    if "split" not in table.columns:
+        raise OsteolensError(f"{cfg.splits}: training needs a 'split' column with train and val")
+    split_of = dict(zip(table["case_id"].astype(str), table["split"]))
+    splits = np.array([split_of.get(c, "") for c in case_ids])
+    rng = np.random.default_rng(cfg.seed)
+    train = np.flatnonzero(splits == "train")
+    val = np.flatnonzero(splits == "val")
+    if len(train) == 0 or len(val) == 0:
+        raise OsteolensError(f"{cfg.splits}: needs cases in both 'train' and 'val' (found {len(train)} and {len(val)})")
+    if cfg.limit_train:
+        train = np.sort(rng.choice(train, min(cfg.limit_train, len(train)), replace=False))
+    if cfg.limit_val:
+        val = np.sort(rng.choice(val, min(cfg.limit_val, len(val)), replace=False))
+    return train, val
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / max(warmup, 1)
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> dict:
+    """Train, pick the best epoch on validation, calibrate, and write the run folder.
+
+    Args:
+        cfg: the validated config (paths absolute).
+        run_dir: the run folder (created).
+        show_progress: draw Rich progress bars.
+
+    Returns:
+        The run summary (also in ``summary.json``).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    started = time.perf_counter()
+    cache_dir = cfg.cache_dir or (Path(cfg.manifest).parent / ".osteolens_cache")
+    data = load_cached(cfg.manifest, cfg.image_size, cache_dir)
+    train_idx, val_idx = _split_indices(cfg, data.case_ids)
+    tr, va = data.take(train_idx), data.take(val_idx)
+    model = build_model(cfg)
+    counts = np.bincount(tr.labels[tr.labels >= 0], minlength=3).astype(float)
+    weights = (np.maximum(counts, 1) / counts.sum()) ** (-cfg.class_weight_power)
+    class_weights = torch.tensor(weights / weights.mean(), dtype=torch.float32)
+    enc = [p for p in model.encoder.parameters() if p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad]
+    opt = torch.optim.AdamW([{"params": enc, "lr": cfg.lr * cfg.encoder_lr_factor}, {"params": rest, "lr": cfg.lr}],
+                            weight_decay=cfg.weight_decay)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    steps_per_epoch = max(1, math.ceil(len(tr.labels) / cfg.batch_size))
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    augment = RadiographAugment(cfg.augment, seed=cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    best, best_epoch, stale, step = -np.inf, -1, 0, 0
+    history = []
+    metrics_path = run_dir / "metrics.csv"
+    progress = _progress(show_progress)
+    stop_reason = "epochs done"
+    with progress:
+        epoch_task = progress.add_task("epochs", total=cfg.epochs)
+        for epoch in range(cfg.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            for m in frozen_modules(model, cfg.freeze_blocks):
+                m.eval()
+            order = rng.permutation(len(tr.labels))
+            sums: dict[str, float] = {}
+            batch_task = progress.add_task(f"epoch {epoch + 1}", total=steps_per_epoch)
+            for b in range(steps_per_epoch):
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                if len(idx) < 2:
+                    continue
+                x, m = augment(tr.images[idx], tr.masks[idx])
+                clin = torch.from_numpy(tr.clinical[idx]) if cfg.clinical else None
+                for g, lr in zip(opt.param_groups, base_lrs):
+                    g["lr"] = lr * _lr_factor(step, total_steps, warmup)
+                out = model(to_input(x), clin)
+                loss, parts = multitask_loss(out, torch.from_numpy(tr.labels[idx]), torch.from_numpy(tr.subtypes[idx]),
+                                             m, class_weights, cfg.mask_weight, cfg.subtype_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                progress.update(batch_task, advance=1)
+            progress.remove_task(batch_task)
+            pred = predict_cached(model, va.images, va.clinical if cfg.clinical else None, tta=False)
+            row = {"epoch": epoch + 1, **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
+                   **_val_metrics(pred, va.labels, va.masks), "lr": opt.param_groups[1]["lr"],
+                   "seconds": round(time.perf_counter() - t0, 1)}
+            score = row["val_macro_auc"] + (row["val_dice"] if cfg.selection_metric == "macro_auc+dice" else 0.0)
+            row["selection_score"] = score
+            history.append(row)
+            _append_csv(metrics_path, row)
+            if score > best:
+                best, best_epoch, stale = score, epoch + 1, 0
+                torch.save(model.state_dict(), run_dir / "best.pt")
+            else:
+                stale += 1
+            progress.update(epoch_task, advance=1, description=f"epochs (val macro AUC {row['val_macro_auc']:.3f}, Dice {row['val_dice']:.3f})")
+            elapsed = (time.perf_counter() - started) / 60
+            per_epoch = row["seconds"] / 60
+            if stale >= cfg.early_stopping_patience:
+                stop_reason = f"early stopping: no better validation score for {stale} epochs"
+                break
+            if elapsed + per_epoch > cfg.max_minutes:
+                stop_reason = f"time budget: {elapsed:.1f} of {cfg.max_minutes} minutes used"
+                break
+    model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
+    calibration = calibrate(model, va, cfg)
+    (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
+    summary = {
+        "osteolens": __version__,
+        "model_name": cfg.model_name,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "stop_reason": stop_reason,
+        "train_minutes": round((time.perf_counter() - started) / 60, 2),
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "class_weights": class_weights.tolist(),
+        "best_val": history[best_epoch - 1] if best_epoch > 0 else None,
+        "calibration": calibration,
+        "torch": torch.__version__,
+        "threads": cfg.threads,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def calibrate(model: RadiographNet, va, cfg: TrainConfig) -> dict:
+    """Temperature, malignant threshold, uncertainty threshold and mask threshold on validation."""
+    pred = predict_cached(model, va.images, va.clinical if cfg.clinical else None, tta=True)
+    labels = va.labels
+    temperature = cal.fit_temperature(pred["class_logits"], labels)
+    probs = cal.softmax(pred["class_logits"], temperature)
+    raw = cal.softmax(pred["class_logits"])
+    uncertainty = cal.normalised_entropy(probs)
+    u_thr = cal.uncertainty_threshold(uncertainty, cfg.referral_rate)
+    m_thr = cal.malignant_threshold(labels, probs[:, 2], cfg.target_sensitivity)
+    tumour = labels > 0
+    mask_thr, mask_dice = cal.best_mask_threshold(pred["mask_prob"][tumour], va.masks[tumour])
+    decided = np.where(probs[:, 2] >= m_thr, 2, probs[:, :2].argmax(1))
+    kept = uncertainty <= u_thr
+    return {
+        "temperature": temperature,
+        "ece_before": float(expected_calibration_error(labels, raw)),
+        "ece_after": float(expected_calibration_error(labels, probs)),
+        "malignant_threshold": m_thr,
+        "malignant_target_sensitivity": cfg.target_sensitivity,
+        "val_malignant_sensitivity": float((probs[labels == 2, 2] >= m_thr).mean()),
+        "val_malignant_specificity": float((probs[labels != 2, 2] < m_thr).mean()),
+        "uncertainty": "normalised predictive entropy of the flip-TTA mean logits after temperature",
+        "uncertainty_threshold": u_thr,
+        "referral_rate": cfg.referral_rate,
+        "val_accuracy_kept": float((decided[kept] == labels[kept]).mean()) if kept.any() else None,
+        "val_accuracy_referred": float((decided[~kept] == labels[~kept]).mean()) if (~kept).any() else None,
+        "mask_threshold": mask_thr,
+        "val_dice_at_mask_threshold": mask_dice,
+        **_val_metrics({**pred, "class_logits": pred["class_logits"] / temperature}, labels, va.masks, mask_thr),
+    }
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def _progress(show: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), disable=not show, transient=False)

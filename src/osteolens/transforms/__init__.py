@@ -1,0 +1,1 @@
+"""Intensity and spatial transforms: small stateless functions; wrappers own the randomness."""

@@ -1,0 +1,81 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from osteolens.cli import app
+from osteolens.inference.analyze import PREDICTION_COLUMNS, analyze
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_model, btxrd_dir, tmp_path_factory):
+    """Real radiographs in several forms, plus broken inputs."""
+    d = tmp_path_factory.mktemp("inputs")
+    src = np.asarray(Image.open(btxrd_dir / "images" / "IMG000004.png"))
+    Image.open(btxrd_dir / "images" / "IMG000001.png").save(d / "a_plain.png")
+    big = np.asarray(Image.fromarray(src).resize((300, 200)))
+    Image.fromarray((big.astype(np.uint16) * 257)).save(d / "b_sixteen.png")
+    Image.fromarray(np.stack([src] * 3, axis=2)).save(d / "c_colour.jpg", quality=92)
+    from tests.io.test_dicom import make_dicom
+
+    make_dicom(d / "d_radiograph.dcm", (src.astype(np.uint16) * 16), PixelSpacing=[0.5, 0.4])
+    (d / "e_text.png").write_text("not an image")
+    full = (d / "c_colour.jpg").read_bytes()
+    (d / "f_truncated.jpg").write_bytes(full[: len(full) // 3])
+    out = tmp_path_factory.mktemp("out")
+    clinical = d / "clinical.csv"
+    pd.DataFrame({"image": ["a_plain.png"], "age": [48], "sex": ["F"], "site": ["hip bone"], "region": ["pelvis"], "view": ["frontal"]}).to_csv(clinical, index=False)
+    results = analyze([d / "a_plain.png", d, d / "missing.png"], out, model=tiny_model, clinical_csv=clinical)
+    return d, out, results
+
+
+def test_csv_contract(batch):
+    d, out, results = batch
+    table = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
+    assert tuple(table.columns) == PREDICTION_COLUMNS
+    # a_plain.png given twice (file and folder), six folder files, one missing file
+    assert len(table) == 8
+    ok = table[table.status == "ok"]
+    err = table[table.status == "error"]
+    assert set(ok.image) == {"a_plain.png", "b_sixteen.png", "c_colour.jpg", "d_radiograph.dcm"}
+    assert set(err.image) == {"e_text.png", "f_truncated.jpg", "missing.png"}
+    assert "truncated" in err.set_index("image").loc["f_truncated.jpg", "error"]
+    assert "file not found" in err.set_index("image").loc["missing.png", "error"]
+    for _, r in ok.iterrows():
+        p = np.array([float(r.p_normal), float(r.p_benign), float(r.p_malignant)])
+        assert abs(p.sum() - 1) < 1e-5 and r.label in ("normal", "benign", "malignant", "indeterminate")
+        assert 0 <= float(r.uncertainty) <= 1
+        for box in filter(None, r.boxes.split(";")):
+            x0, y0, x1, y1 = map(int, box.split())
+            assert 0 <= x0 < x1 and 0 <= y0 < y1
+    dcm = ok.set_index("image").loc["d_radiograph.dcm"]
+    assert dcm.lesion_area_mm2 != "" and float(dcm.lesion_area_mm2) == pytest.approx(float(dcm.lesion_area_px) * 0.2, abs=0.01)
+    assert ok.set_index("image").loc["b_sixteen.png", "lesion_area_mm2"] == ""
+
+
+def test_masks_overlays_json_and_report(batch):
+    d, out, results = batch
+    sizes = {"a_plain": (256, 256), "b_sixteen": (200, 300), "c_colour": (256, 256), "d_radiograph": (256, 256)}
+    for stem, shape in sizes.items():
+        mask = np.asarray(Image.open(out / "masks" / f"{stem}.png"))
+        assert mask.shape == shape and set(np.unique(mask)) <= {0, 255}
+        info = json.loads((out / f"{stem}.json").read_text())
+        assert "research use only" in info["notice"] and info["model"]["name"] == "tiny-test-model"
+        assert info["lesion_area_px"] == int((mask > 0).sum())
+        assert (out / f"{stem}_overlay.png").is_file()
+    a = json.loads((out / "a_plain.json").read_text())
+    assert a["clinical_missing"] == []
+    b = json.loads((out / "b_sixteen.json").read_text())
+    assert set(b["clinical_missing"]) == {"age", "sex", "region", "view"}
+    html = (out / "report.html").read_text()
+    assert "research use only" in html and "Could not be analysed" in html and "data:image/png;base64" in html
+    assert "http://" not in html and "https://" not in html
+
+
+def test_cli_analyze(tiny_model, btxrd_dir, tmp_path):
+    r = CliRunner().invoke(app, ["analyze", str(btxrd_dir / "images" / "IMG000001.png"), "--out", str(tmp_path / "o"), "--model", str(tiny_model)])
+    assert r.exit_code == 0, r.output
+    assert "1 analysed, 0 failed" in r.output and "research use only" in r.output

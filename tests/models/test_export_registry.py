@@ -1,0 +1,53 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from osteolens.errors import OsteolensError
+from osteolens.models.export import load_run
+from osteolens.models.registry import ModelIntegrityError, load_model, resolve_model
+from osteolens.training.cache import load_cached
+from osteolens.training.trainer import to_input
+
+
+def test_onnx_matches_pytorch_on_real_images(tiny_run, tiny_model, tiny_dataset):
+    meta = json.loads((tiny_model / "metadata.json").read_text())
+    assert max(meta["export_check"]["max_abs_diff"].values()) <= 1e-4
+    assert meta["labels"] == ["normal", "benign", "malignant"] and len(meta["subtypes"]) == 9
+    assert meta["preprocessing"]["image_size"] == 64 and meta["clinical"]["used"]
+    # reload both and compare on other real images than the export check used
+    cfg, _, _, net = load_run(tiny_run[0])
+    data = load_cached(tiny_dataset / "manifest.csv", 64, tiny_dataset / "cache")
+    x = to_input(torch.from_numpy(data.images[-6:]).float().div(255).unsqueeze(1)).contiguous()
+    c = torch.from_numpy(data.clinical[-6:])
+    with torch.no_grad():
+        ref = net(x, c)
+    got = load_model(tiny_model).run(x.numpy(), c.numpy())
+    for k in ("class_logits", "subtype_logits", "mask_logits", "cam"):
+        assert np.abs(ref[k].numpy() - got[k]).max() <= 1e-4, k
+
+
+def test_tampered_model_is_refused(tiny_model, tmp_path):
+    copy = tmp_path / "tampered"
+    shutil.copytree(tiny_model, copy)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="does not match.*refusing"):
+        load_model(copy)
+    with pytest.raises(OsteolensError, match="unknown model 'no-such-model'"):
+        resolve_model("no-such-model")
+
+
+def test_shipped_default_model_verifies():
+    from osteolens.models.registry import list_models
+
+    names = list_models()
+    assert "osteolens-radiograph" in names
+    folder = resolve_model("osteolens-radiograph")
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert (folder / "model.onnx").stat().st_size < 25 * 1024 * 1024
+    assert (folder / "MODEL_CARD.md").is_file()
+    assert meta["calibration"]["temperature"] > 0

@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from osteolens.errors import OsteolensError
+from osteolens.training.cache import load_cached
+from osteolens.training.calibration import best_mask_threshold, fit_temperature, normalised_entropy, softmax
+from osteolens.training.config import load_config
+from osteolens.transforms.augment import AugmentConfig, RadiographAugment
+
+
+def test_one_epoch_on_real_images_writes_the_run(tiny_run):
+    run, summary = tiny_run
+    assert summary["epochs_run"] == 1 and summary["n_train"] == 33 and summary["n_val"] == 15
+    for name in ("config.json", "metrics.csv", "best.pt", "calibration.json", "summary.json"):
+        assert (run / name).is_file()
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["image_size"] == 64 and saved["epochs"] == 1
+    row = open(run / "metrics.csv").read().splitlines()
+    assert len(row) == 2 and "val_macro_auc" in row[0]
+    cal = json.loads((run / "calibration.json").read_text())
+    assert cal["temperature"] > 0 and 0 <= cal["malignant_threshold"] <= 1
+    assert cal["val_malignant_sensitivity"] >= 0.92 - 1e-9  # threshold reaches the target on validation
+    assert np.isfinite(summary["best_val"]["train_loss"])
+
+
+def test_training_changed_the_weights(tiny_run):
+    from osteolens.models.multitask import RadiographNet
+
+    run, _ = tiny_run
+    trained = torch.load(run / "best.pt", weights_only=True)
+    init = RadiographNet(64, n_clinical=9).state_dict()
+    head = "class_head.weight"
+    assert not torch.allclose(trained[head], init[head])
+    # frozen stem keeps its ImageNet weights
+    stem = "encoder.stem.0.weight"
+    assert torch.allclose(trained[stem], init[stem])
+
+
+def test_cache_holds_real_pixels(tiny_dataset):
+    data = load_cached(tiny_dataset / "manifest.csv", 64, tiny_dataset / "cache")
+    assert data.images.shape == (48, 64, 64) and data.images.dtype == np.uint8
+    assert data.images.std() > 10
+    assert (data.masks[data.labels == 0] == 0).all() and data.masks[data.labels > 0].sum() > 0
+    assert set(data.labels.tolist()) == {0, 1, 2} and (data.subtypes[data.labels > 0] >= 0).all()
+
+
+def test_augment_keeps_image_and_mask_aligned():
+    aug = RadiographAugment(AugmentConfig(hflip=1.0, rotate_deg=0, scale=0, translate=0, brightness=0, contrast=0, gamma=0, clahe=0), seed=0)
+    img = np.zeros((1, 32, 32), np.uint8)
+    img[0, 10:20, 2:8] = 200
+    x, m = aug(img, (img > 0).astype(np.uint8))
+    assert torch.equal((x[0, 0] > 0.5), m[0, 0].bool())
+    assert m[0, 0, 15, 26] == 1 and m[0, 0, 15, 4] == 0  # flipped left-right
+
+
+def test_temperature_and_helpers():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 400)
+    logits = rng.normal(size=(400, 3))
+    logits[np.arange(400), y] += 1.0
+    t = fit_temperature(logits * 4, y)  # over-confident logits need T > 1
+    assert t > 2
+    assert normalised_entropy(np.array([1 / 3, 1 / 3, 1 / 3])) == pytest.approx(1.0)
+    assert softmax(np.array([0.0, 0.0])).tolist() == [0.5, 0.5]
+    probs = np.zeros((2, 4, 4)); probs[:, :2, :2] = 0.8
+    masks = np.zeros((2, 4, 4)); masks[:, :2, :2] = 1
+    assert best_mask_threshold(probs, masks) == (0.3, 1.0)
+
+
+def test_config_errors_name_the_field(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text('{"manifest": "m.csv", "splits": "s.csv", "image_size": 100}')
+    with pytest.raises(OsteolensError, match="image_size.*multiple of 32"):
+        load_config(p)
+    p.write_text('{"manifest": "m.csv"')
+    with pytest.raises(OsteolensError, match="not valid JSON"):
+        load_config(p)
