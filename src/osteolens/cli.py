@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Datasets: import into a manifest, verify, split, summarise.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+pathology_app = typer.Typer(help="Histopathology: tile classifier, whole-slide necrosis rate.", no_args_is_help=True)
+app.add_typer(pathology_app, name="pathology")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -249,6 +251,18 @@ def models() -> None:
         console.print(f"{name}: {folder} (verified)")
 
 
+@app.command("model-card")
+def model_card(
+    model_dir: Path = typer.Argument(..., help="Exported model folder."),
+    accuracy: list[Path] = typer.Option(..., "--accuracy", help="radiograph_accuracy_<tag>.json (repeatable)."),
+    latency: Optional[Path] = typer.Option(None, "--latency", help="radiograph_latency.json."),
+) -> None:
+    """Write MODEL_CARD.md for a model from its metadata and measured benchmark results."""
+    from osteolens.reporting.model_card import write_model_card
+
+    console.print(f"wrote {write_model_card(model_dir, accuracy, latency)}")
+
+
 @app.command()
 def analyze(
     inputs: list[Path] = typer.Argument(..., help="Radiograph files or folders (DICOM, PNG, JPEG, TIFF)."),
@@ -272,6 +286,45 @@ def analyze(
         else:
             err_console.print(f"[red]error[/] {r.image}: {r.error}", highlight=False)
     console.print(f"{len(results) - len(failed)} analysed, {len(failed)} failed; wrote {out}/predictions.csv and report.html")
+    console.print(RESEARCH_NOTICE)
+
+
+@pathology_app.command("train")
+def pathology_train(
+    tiles: Path = typer.Argument(..., help="Folder with non_tumor/, viable/ and necrotic/ tiles."),
+    out: Path = typer.Option(..., "--out", help="Classifier JSON to write (a .sha256 file is written beside it)."),
+    crops: int = typer.Option(2, help="Squares per tile side (each resized to 256 px)."),
+    stain_normalise: bool = typer.Option(False, help="Macenko-normalise each square first."),
+) -> None:
+    """Cross-validate (grouped by case and slide) and fit the tile classifier."""
+    from osteolens.pathology.classifier import TileSettings, train_tile_model
+
+    with err_console.status("extracting features and cross-validating"):
+        r = train_tile_model(tiles, out, TileSettings(crops=crops, stain_normalise=stain_normalise))
+    for cv in r["cv"]:
+        a = cv["accuracy"]
+        console.print(f"CV seed {cv['seed']}: accuracy {a['value']:.3f} (95% CI {a['ci_low']:.3f}-{a['ci_high']:.3f}), "
+                      f"{cv['n_tiles']} tiles in {cv['n_groups']} case/slide groups; confusion {cv['confusion_matrix']['matrix']}")
+    console.print(f"wrote {r['path']}")
+
+
+@pathology_app.command("analyze")
+def pathology_analyze(
+    slide: Path = typer.Argument(..., help="Whole-slide image (OpenSlide formats) or a large RGB TIFF/PNG/JPEG."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    model: Optional[Path] = typer.Option(None, help="Tile classifier JSON (default: the shipped one)."),
+    magnification: Optional[float] = typer.Option(None, help="Objective magnification of a plain image (default 10)."),
+) -> None:
+    """Tile a slide, classify tissue, and report the necrosis rate and response."""
+    from osteolens.pathology.slide import analyze_slide
+
+    with _progress() as bar:
+        task = bar.add_task("tiles", total=None)
+        r = analyze_slide(slide, out, model=model, magnification=magnification,
+                          progress=lambda d, t: bar.update(task, completed=d, total=t))
+    rate = "undefined" if r["necrosis_rate"] is None else f"{100 * r['necrosis_rate']:.1f}%"
+    verdict = "" if r["responder"] is None else ("responder" if r["responder"] else "non-responder")
+    console.print(f"{slide.name}: necrosis rate {rate} {verdict}; tiles {r['tile_counts']}; wrote {out}/result.json, report.html")
     console.print(RESEARCH_NOTICE)
 
 

@@ -8,7 +8,6 @@ outputs on real validation images must match PyTorch's within ``1e-4``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import warnings
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from osteolens import RESEARCH_NOTICE, __version__
+from osteolens.checksums import sha256_file
 from osteolens.data.clinical import CLINICAL_FEATURES, N_CLINICAL
 from osteolens.data.manifest import LABELS
 from osteolens.errors import OsteolensError
@@ -32,14 +32,6 @@ BTXRD_TRAINING_DATA = {
     "licence": "CC BY-NC-ND 4.0: research and non-commercial use only",
     "citation": "Yao S. et al., Scientific Data 12, 88 (2025), doi:10.1038/s41597-024-04311-y",
 }
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Exportable(torch.nn.Module):

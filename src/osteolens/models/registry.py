@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from osteolens.errors import OsteolensError
-from osteolens.models.export import sha256_file
+from osteolens.checksums import sha256_file
 
 DEFAULT_MODEL = "osteolens-radiograph"
 
@@ -59,6 +59,23 @@ def register(model_dir: str | Path) -> dict:
     }
     (store_dir() / "registry.json").write_text(json.dumps(reg, indent=2, sort_keys=True) + "\n")
     return reg[meta["name"]]
+
+
+def ship(model_dir: str | Path) -> Path:
+    """Copy an exported model folder into the package's store and register it (for maintainers)."""
+    import shutil
+
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    target = store_dir() / meta["name"]
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in ("model.onnx", "metadata.json", "MODEL_CARD.md"):
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, target / name)
+    register(target)
+    return target
 
 
 def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> Path:

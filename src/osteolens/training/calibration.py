@@ -9,14 +9,15 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 from osteolens.evaluation.classification import threshold_for_sensitivity
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """Temperature minimising the negative log-likelihood of ``softmax(logits / T)``."""
+    import torch
+    from torch.nn import functional as F
+
     z = torch.as_tensor(logits, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.long)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)

@@ -1,0 +1,1 @@
+"""Histopathology: tissue detection, stain normalisation, tile classification, necrosis rate."""
