@@ -106,3 +106,17 @@ def test_bad_slides_fail_without_partial_report(tmp_path):
     with pytest.raises(OsteolensError):
         analyze_slide(text, tmp_path / "o3")
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_cli_pathology_analyze(tiles, tmp_path):
+    from typer.testing import CliRunner
+
+    from osteolens.cli import app
+
+    paths, labels, _ = tiles
+    slide, _ = _mosaic(paths, labels, ["necrotic", "necrotic", "viable", "blank"], tmp_path)
+    r = CliRunner().invoke(app, ["pathology", "analyze", str(slide), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "necrosis rate" in r.output and "research use only" in r.output
+    r = CliRunner().invoke(app, ["pathology", "analyze", str(tmp_path / "missing.svs"), "--out", str(tmp_path / "o2")])
+    assert r.exit_code != 0

@@ -115,8 +115,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(list(OUTPUTS), feeds)
     max_diff = {k: float(np.abs(r.numpy() - g).max()) for k, r, g in zip(OUTPUTS, ref, got)}
-    if max(max_diff.values()) > 1e-4:
-        raise OsteolensError(f"ONNX export of {run_dir} differs from PyTorch by {max_diff} (> 1e-4)")
+    # 1e-4 absolute, or 1e-4 relative for outputs of large magnitude (the CAM sums 1,280 channels)
+    close = {k: bool(np.allclose(g, r.numpy(), rtol=1e-4, atol=1e-4)) for k, r, g in zip(OUTPUTS, ref, got)}
+    if not all(close.values()):
+        onnx_path.unlink(missing_ok=True)
+        raise OsteolensError(f"ONNX export of {run_dir} differs from PyTorch beyond 1e-4 (absolute or relative): {max_diff}")
 
     metadata = {
         "name": name or cfg.model_name,
@@ -157,7 +160,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
             "config": json.loads(cfg.model_dump_json()),
         },
         "validation": summary.get("best_val"),
-        "export_check": {"images": int(len(idx)), "max_abs_diff": max_diff, "tolerance": 1e-4},
+        "export_check": {"images": int(len(idx)), "max_abs_diff": max_diff,
+                         "max_abs_reference": {k: float(np.abs(r.numpy()).max()) for k, r in zip(OUTPUTS, ref)},
+                         "tolerance": "|onnx - torch| <= 1e-4 + 1e-4 * |torch| for every value"},
         "software": {
             "osteolens": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxruntime": ort.__version__, "python": platform.python_version(),
