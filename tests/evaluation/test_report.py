@@ -69,3 +69,28 @@ def test_cli_evaluate_and_compare(subset, btxrd_manifest, tmp_path):
     r = runner.invoke(app, ["compare", str(out / "pred.csv"), str(tmp_path / "flat.csv"), "--truth", str(btxrd_manifest)])
     assert r.exit_code == 0, r.output
     assert "malignant on 400 cases" in r.output and "AUC A" in r.output and "B 0.5000" in r.output
+
+
+def test_hd95_in_mm_for_dicom_with_spacing(tmp_path, btxrd_dir):
+    from PIL import Image
+
+    from tests.io.test_dicom import make_dicom
+
+    rows, preds = [], []
+    for i, name in enumerate(("IMG000001", "IMG000004")):
+        pixels = np.asarray(Image.open(btxrd_dir / "images" / f"{name}.png")).astype(np.uint16)
+        make_dicom(tmp_path / f"{name}.dcm", pixels, PixelSpacing=[0.5, 0.5])
+        truth = np.zeros((256, 256), np.uint8)
+        truth[100:140, 100:140] = 255
+        shifted = np.roll(truth, 3, axis=0)
+        Image.fromarray(truth).save(tmp_path / f"{name}_mask.png")
+        Image.fromarray(shifted).save(tmp_path / f"{name}_pred.png")
+        rows.append({"case_id": name, "group_id": f"g{i}", "image": f"{name}.dcm", "mask": f"{name}_mask.png", "label": "malignant"})
+        preds.append({"case_id": name, "p_normal": 0.1, "p_benign": 0.1, "p_malignant": 0.8, "mask": f"{name}_pred.png"})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    pd.DataFrame(preds).to_csv(tmp_path / "pred.csv", index=False)
+    m = evaluate(tmp_path / "pred.csv", tmp_path / "manifest.csv", tmp_path / "out", n_boot=50, plots=False, stratify=False)
+    s = m["segmentation"]
+    assert s["hd95_mean_tumour_px"]["value"] == pytest.approx(3.0)
+    assert s["hd95_mean_tumour_mm"]["value"] == pytest.approx(1.5)
+    assert s["dice_mean_tumour"]["value"] == pytest.approx(2 * 37 * 40 / 3200)

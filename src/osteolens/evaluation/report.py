@@ -162,6 +162,17 @@ def _classification(t: pd.DataFrame, W: np.ndarray, boot: dict, target_sensitivi
     return r, curves
 
 
+def _spacing_of(image_path: Path):
+    """Pixel spacing (mm) of a DICOM image, None for other formats or when unknown."""
+    from osteolens.io.dicom import read_dicom_spacing
+    from osteolens.io.images import sniff_format
+
+    try:
+        return read_dicom_spacing(image_path) if sniff_format(image_path) == "dicom" else None
+    except ImageReadError:
+        return None
+
+
 def _read_pred_mask(t_row, base: Path, shape):
     path = Path(t_row)
     path = path if path.is_absolute() else base / path
@@ -191,6 +202,8 @@ def _segmentation_and_detection(inp: EvaluationInputs, W: np.ndarray, boot: dict
         }
         if pred_mask is not None and truth is not None:
             record.update(seg.segmentation_case_metrics(truth, pred_mask))
+            spacing = _spacing_of(inp.manifest.resolve(row["image"]))
+            record["hd95_mm"] = seg.hausdorff95(truth, pred_mask, spacing) if spacing else np.nan
         dets = []
         if has_boxes and str(row["boxes"]).strip():
             for part in str(row["boxes"]).split(";"):
@@ -225,6 +238,9 @@ def _segmentation_and_detection(inp: EvaluationInputs, W: np.ndarray, boot: dict
             "false_positive_mask_rate_normal": m(seg.weighted_mean, (pc["pred_area"] > 0).to_numpy(float), subset=normal),
             "hd95_undefined_tumour_cases": int(np.isnan(pc.loc[tumour, "hd95"]).sum()),
         }
+        with_mm = tumour & pc["hd95_mm"].notna().to_numpy()
+        if with_mm.any():
+            out_seg["hd95_mean_tumour_mm"] = m(seg.weighted_mean, pc["hd95_mm"].to_numpy(float), subset=with_mm)
     if has_boxes or has_mask:
         at = {thr: det.match_detections(truth_boxes, detections, thr) for thr in det.IOU_THRESHOLDS_COCO}
 

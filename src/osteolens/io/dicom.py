@@ -102,6 +102,17 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
     return arr, props
 
 
+def read_dicom_spacing(path: str | Path) -> tuple[float, float] | None:
+    """Pixel spacing in mm of a DICOM file from its header alone (no pixel decoding), or None."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # unreadable headers are reported by read_dicom_image, not here
+        return None
+    return _spacing(ds)[0]
+
+
 def _voi_output_range(ds, arr: np.ndarray) -> tuple[float, float]:
     """The output range of the VOI window or LUT, found by passing the extremes through it.
 
