@@ -308,6 +308,26 @@ def pathology_train(
     console.print(f"wrote {r['path']}")
 
 
+@pathology_app.command("classify")
+def pathology_classify(
+    tiles: list[Path] = typer.Argument(..., help="Tile files or folders (RGB JPEG/PNG/TIFF)."),
+    out: Path = typer.Option(..., "--out", help="CSV to write, one row per tile."),
+    model: Optional[Path] = typer.Option(None, help="Tile classifier JSON (default: the shipped one)."),
+) -> None:
+    """Classify H&E tiles as non-tumour / viable / necrotic (background tiles are marked)."""
+    import pandas as pd
+
+    from osteolens.inference.analyze import collect_inputs
+    from osteolens.pathology.classifier import classify_tiles
+
+    rows = classify_tiles(collect_inputs(tiles), model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out, index=False)
+    counts = pd.Series([r["class"] or "error" for r in rows]).value_counts().to_dict()
+    console.print(f"{len(rows)} tiles: {counts}; wrote {out}")
+    console.print(RESEARCH_NOTICE)
+
+
 @pathology_app.command("analyze")
 def pathology_analyze(
     slide: Path = typer.Argument(..., help="Whole-slide image (OpenSlide formats) or a large RGB TIFF/PNG/JPEG."),

@@ -120,3 +120,28 @@ def test_cli_pathology_analyze(tiles, tmp_path):
     assert "necrosis rate" in r.output and "research use only" in r.output
     r = CliRunner().invoke(app, ["pathology", "analyze", str(tmp_path / "missing.svs"), "--out", str(tmp_path / "o2")])
     assert r.exit_code != 0
+
+
+def test_cli_classify_tiles(tiles, tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from osteolens.cli import app
+
+    paths, labels, _ = tiles
+    d = tmp_path / "tiles"
+    d.mkdir()
+    for k in range(3):
+        src = paths[int(np.flatnonzero(labels == k)[0])]
+        (d / src.name).write_bytes(src.read_bytes())
+    Image.fromarray(np.full((64, 64), 100, np.uint8)).save(d / "grey.png")
+    (d / "note.png").write_text("text")
+    r = CliRunner().invoke(app, ["pathology", "classify", str(d), "--out", str(tmp_path / "t.csv")])
+    assert r.exit_code == 0, r.output
+    t = pd.read_csv(tmp_path / "t.csv", keep_default_na=False).set_index("tile")
+    assert len(t) == 5
+    assert t.loc["grey.png", "status"] == "error" and "must be RGB" in t.loc["grey.png", "error"]
+    assert t.loc["note.png", "status"] == "error"
+    ok = t[t.status == "ok"]
+    assert set(ok["class"]) <= set(CLASSES) and len(ok) == 3
+    assert np.allclose(ok[[f"p_{c}" for c in CLASSES]].astype(float).sum(axis=1), 1.0)
