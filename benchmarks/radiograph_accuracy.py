@@ -54,7 +54,7 @@ def main() -> None:
                          "leans on them), or left out (the model's neutral codes)")
     args = ap.parse_args()
     out = Path(args.out)
-    work = out / f"radiograph_{args.tag}"
+    work = REPO / "work" / "bench" / f"radiograph_{args.tag}"
     manifest = load_manifest(args.manifest)
     splits = load_splits(args.splits)
     test_ids = set(splits.loc[splits["split"] == args.split, "case_id"].astype(str))
