@@ -112,10 +112,16 @@ def _cumulative(m: Matched, weights):
     return tp, fp, n_truth, w, one
 
 
+def _no_detections(weights):
+    """Zero for every resample (AP and sensitivity are 0 when nothing was detected)."""
+    one = weights is None or np.ndim(weights) == 1
+    return finish(np.zeros(1 if one else len(weights)), one)
+
+
 def average_precision(m: Matched, weights=None):
     """All-point interpolated AP; ``weights`` are per image."""
     if m.score.size == 0:
-        return finish(np.zeros(1 if weights is None or np.ndim(weights) == 1 else len(weights)), weights is None or np.ndim(weights) == 1)
+        return _no_detections(weights)
     tp, fp, n_truth, _, one = _cumulative(m, weights)
     with np.errstate(divide="ignore", invalid="ignore"):
         recall = tp / n_truth[:, None]
@@ -129,7 +135,7 @@ def average_precision(m: Matched, weights=None):
 def froc_sensitivity(m: Matched, rate: float, weights=None):
     """Lesion sensitivity at ``rate`` false positives per image (best point at or under it)."""
     if m.score.size == 0:
-        return finish(np.zeros(1 if weights is None or np.ndim(weights) == 1 else len(weights)), weights is None or np.ndim(weights) == 1)
+        return _no_detections(weights)
     tp, fp, n_truth, w, one = _cumulative(m, weights)
     n_images = w.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -111,14 +111,20 @@ def load_inputs(predictions: str | Path, truth: str | Path, splits: str | Path |
     return EvaluationInputs(joined.reset_index(drop=True), manifest, predictions, n_failed, n_missing)
 
 
+def _decisions(t: pd.DataFrame, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model's decided class per case (its ``label`` column; argmax where it is missing or
+    ``indeterminate``) and the indeterminate flags."""
+    decision = t["label_pred"].str.strip().str.lower() if "label_pred" in t.columns else pd.Series([""] * len(t))
+    index = decision.map({k: i for i, k in enumerate(LABELS)})
+    pred = np.where(index.notna(), index.fillna(0), probs.argmax(axis=1)).astype(int)
+    return pred, (decision == "indeterminate").to_numpy()
+
+
 def _classification(t: pd.DataFrame, W: np.ndarray, boot: dict, target_sensitivity: float) -> tuple[dict, dict]:
     labelled = t["label"].isin(LABELS).to_numpy()
     y = t["label"].map({k: i for i, k in enumerate(LABELS)}).fillna(-1).to_numpy(int)
     probs = t[list(PROB_COLUMNS)].to_numpy(float)
-    decision = t["label_pred"].str.strip().str.lower() if "label_pred" in t.columns else pd.Series([""] * len(t))
-    indeterminate = (decision == "indeterminate").to_numpy()
-    pred = np.where(decision.isin(LABELS), decision.map({k: i for i, k in enumerate(LABELS)}).fillna(-1), probs.argmax(axis=1)).astype(int)
-    pred = np.where(indeterminate, probs.argmax(axis=1), pred)
+    pred, indeterminate = _decisions(t, probs)
     sel = labelled
     r: dict = {}
     curves: dict = {"roc": {}}
@@ -278,10 +284,7 @@ def _stratified(t: pd.DataFrame, pc: pd.DataFrame, W: np.ndarray, boot: dict) ->
         return {}
     y = t["label"].map({k: i for i, k in enumerate(LABELS)}).fillna(-1).to_numpy(int)
     probs = t[list(PROB_COLUMNS)].to_numpy(float)
-    pred = probs.argmax(axis=1)
-    if "label_pred" in t.columns:
-        d = t["label_pred"].str.strip().str.lower()
-        pred = np.where(d.isin(LABELS), d.map({k: i for i, k in enumerate(LABELS)}).fillna(0), pred).astype(int)
+    pred, _ = _decisions(t, probs)
     out: dict = {}
     for name, values in _strata(t, pc).items():
         rows = []

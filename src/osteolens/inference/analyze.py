@@ -254,7 +254,6 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         except OsteolensError as exc:
             res = Analysis(image=path.name, status="error", error=str(exc))
             (out / f"{stem}.json").write_text(json.dumps(res.to_json(loaded, {"input": {"path": str(path)}}), indent=2) + "\n")
-        res.stem = stem  # type: ignore[attr-defined]
         results.append(res)
         if progress:
             progress(i + 1, len(files))
