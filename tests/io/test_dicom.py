@@ -82,3 +82,16 @@ def test_dicom_named_png_is_read_as_dicom(tmp_path):
     _, props = read_image(path)
     assert props.format == "dicom"
     assert pydicom.dcmread(path).Modality == "DX"
+
+
+def test_voi_lut_sequence_is_applied(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.add_new((0x0028, 0x3002), "US", [4, 0, 8])  # LUT Descriptor: 4 entries from 0, 8-bit output
+    item.add_new((0x0028, 0x3006), "US", [0, 100, 200, 255])  # LUT Data
+    path = make_dicom(tmp_path / "lut.dcm", [[0, 1], [2, 3]], VOILUTSequence=Sequence([item]))
+    arr, props = read_image(path)
+    assert props.value_range == (0.0, 255.0)
+    assert np.allclose(to_unit_grey(arr, props), np.array([[0, 100], [200, 255]]) / 255)

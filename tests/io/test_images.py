@@ -79,3 +79,16 @@ def test_mask_size_mismatch_is_named(tmp_path):
     with pytest.raises(ImageReadError, match="differs from image size"):
         read_mask(tmp_path / "m.png", expected_shape=(10, 10))
     assert read_mask(tmp_path / "m.png", expected_shape=(10, 12)).shape == (10, 12)
+
+
+def test_tiff_sixteen_bit_and_colour(tmp_path):
+    values = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    Image.fromarray(values).save(tmp_path / "g16.tif")
+    arr, props = read_image(tmp_path / "g16.tif")
+    assert props.format == "tiff" and arr.dtype == np.uint16 and arr.tolist() == values.tolist()
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 200
+    Image.fromarray(rgb).save(tmp_path / "c.tiff")
+    arr, props = read_image(tmp_path / "c.tiff")
+    assert arr.shape == (4, 5, 3) and props.channels == 3
+    assert np.allclose(to_unit_grey(arr, props), 200 * 0.299 / 255, atol=1e-6)

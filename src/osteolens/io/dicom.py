@@ -114,13 +114,16 @@ def read_dicom_spacing(path: str | Path) -> tuple[float, float] | None:
 
 
 def _voi_output_range(ds, arr: np.ndarray) -> tuple[float, float]:
-    """The output range of the VOI window or LUT, found by passing the extremes through it.
+    """The output range of the VOI LUT (its entries) or window (its images of -inf and +inf).
 
-    pydicom scales the window's output to the (rescaled) stored range; asking it for the
-    images of -inf and +inf keeps this module consistent with whatever it does.
+    pydicom scales a window's output to the (rescaled) stored range; asking it for the images
+    of the extremes keeps this module consistent with whatever it does.
     """
     from pydicom.pixels import apply_voi_lut
 
+    if "VOILUTSequence" in ds:
+        lut = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64)
+        return float(lut.min()), float(lut.max())
     extremes = np.asarray(apply_voi_lut(np.array([-1e12, 1e12]), ds), dtype=np.float64)
     return float(extremes.min()), float(extremes.max())
 
