@@ -30,6 +30,8 @@ data_app = typer.Typer(help="Datasets: import into a manifest, verify, split, su
 app.add_typer(data_app, name="data")
 pathology_app = typer.Typer(help="Histopathology: tile classifier, whole-slide necrosis rate.", no_args_is_help=True)
 app.add_typer(pathology_app, name="pathology")
+score_app = typer.Typer(help="Clinical scores: Mirels (fracture risk), SINS (spinal instability).", no_args_is_help=True)
+app.add_typer(score_app, name="score")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -346,6 +348,40 @@ def pathology_analyze(
     verdict = "" if r["responder"] is None else ("responder" if r["responder"] else "non-responder")
     console.print(f"{slide.name}: necrosis rate {rate} {verdict}; tiles {r['tile_counts']}; wrote {out}/result.json, report.html")
     console.print(RESEARCH_NOTICE)
+
+
+def _print_score(result) -> None:
+    parts = ", ".join(f"{k} {v}" for k, v in result.parts.items())
+    console.print(f"{result.name} {result.total} ({parts}): {result.category}: {result.interpretation}")
+    console.print(json.dumps(result.to_dict()), highlight=False)
+
+
+@score_app.command("mirels")
+def score_mirels(
+    site: str = typer.Option(..., help="upper_limb, lower_limb or peritrochanteric."),
+    pain: str = typer.Option(..., help="mild, moderate or functional."),
+    lesion: str = typer.Option(..., help="blastic, mixed or lytic."),
+    size: str = typer.Option(..., help="under_one_third, one_to_two_thirds or over_two_thirds of the bone's diameter."),
+) -> None:
+    """Mirels' score for the risk of pathological fracture (4-12) with its recommendation."""
+    from osteolens.clinical.scores import mirels
+
+    _print_score(mirels(site, pain, lesion, size))
+
+
+@score_app.command("sins")
+def score_sins(
+    location: str = typer.Option(..., help="Spinal level (e.g. T12) or junctional / mobile / semi_rigid / rigid."),
+    pain: str = typer.Option(..., help="mechanical, occasional_non_mechanical or pain_free."),
+    lesion: str = typer.Option(..., help="lytic, mixed or blastic."),
+    alignment: str = typer.Option(..., help="subluxation_translation, de_novo_deformity or normal."),
+    collapse: str = typer.Option(..., help="over_50_percent, under_50_percent, none_over_50_percent_body_involved or none."),
+    posterolateral: str = typer.Option(..., help="bilateral, unilateral or none."),
+) -> None:
+    """Spinal Instability Neoplastic Score (0-18): stable / indeterminate / unstable."""
+    from osteolens.clinical.scores import sins
+
+    _print_score(sins(location, pain, lesion, alignment, collapse, posterolateral))
 
 
 @app.command()

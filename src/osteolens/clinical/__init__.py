@@ -1,0 +1,1 @@
+"""Clinical decision tools: scores (Mirels, SINS) and, later, fusion and prognosis models."""
