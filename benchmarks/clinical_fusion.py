@@ -18,9 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-
-from osteolens.data.clinical import encode_clinical
+from osteolens.clinical.fusion import FusionModel, clinical_design, log_probs
 from osteolens.data.manifest import LABELS, load_manifest
 from osteolens.data.splits import load_splits
 from osteolens.evaluation.bootstrap import bootstrap_metric, group_bootstrap_weights
@@ -39,9 +37,8 @@ def outputs(model, manifest, ids, folder):
                       clinical_csv=folder / "clinical.csv", overlays=False)
     ok = [(c, r) for c, r in zip(cases, results) if r.status == "ok"]
     y = np.array([LABELS.index(c.label) for c, _ in ok])
-    logp = np.log(np.clip([[r.p_normal, r.p_benign, r.p_malignant] for _, r in ok], 1e-6, 1))
-    clin = np.stack([encode_clinical(c.age, c.sex, c.region, c.view)[0] for c, _ in ok])
-    clin = np.hstack([clin, clin[:, :1] ** 2])
+    logp = log_probs([[r.p_normal, r.p_benign, r.p_malignant] for _, r in ok])
+    clin = clinical_design([c.model_dump() for c, _ in ok])
     return y, logp, clin, np.array([c.group_id for c, _ in ok])
 
 
@@ -58,9 +55,14 @@ def main() -> None:
     yt, lt, ct, gt = outputs(args.model, manifest, set(splits.loc[splits.split == "test", "case_id"]), work / "test")
     W = group_bootstrap_weights(gt, 2000, 0)
     rows = {}
-    for name, fv, ft in (("image only", lv, lt), ("image + age, sex, region, view", np.hstack([lv, cv]), np.hstack([lt, ct])),
-                         ("clinical only", cv, ct)):
-        p = LogisticRegression(C=1.0, max_iter=5000).fit(fv, yv).predict_proba(ft)
+    zeros_v, zeros_t = np.zeros((len(yv), 0)), np.zeros((len(yt), 0))
+    for name, (iv, cvv, it, ctt) in (("image only", (lv, None, lt, None)),
+                                     ("image + age, sex, region, view", (lv, cv, lt, ct)),
+                                     ("clinical only", (zeros_v, cv, zeros_t, ct))):
+        model = FusionModel.fit(iv, cvv, yv)
+        p = model.predict_proba(it, ctt)
+        if name == "image + age, sex, region, view":
+            model.save(REPO / "work" / "bench" / "clinical_fusion" / "fusion_model.json")
         rows[name] = {
             "macro_auc": bootstrap_metric(macro_auc, (yt, p), weights=W).to_dict(),
             "auc_malignant": bootstrap_metric(roc_auc, (yt == 2, p[:, 2]), weights=W).to_dict(),
