@@ -385,6 +385,25 @@ def score_sins(
 
 
 @app.command()
+def serve(
+    port: int = typer.Option(8000, help="TCP port."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    model: str = typer.Option("osteolens-radiograph", help="Registered model name or model folder."),
+    keys_file: Optional[Path] = typer.Option(None, help="File with API keys, one per line (also: OSTEOLENS_API_KEYS)."),
+    max_upload_mb: float = typer.Option(50.0, help="Upload size limit in MB (413 beyond)."),
+    storage: Optional[Path] = typer.Option(None, help="Folder for analyses (default: a temporary folder)."),
+) -> None:
+    """Run the HTTP API (API keys required; /healthz open; OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from osteolens.service.app import create_app, load_api_keys
+
+    app_ = create_app(model, load_api_keys(keys_file), max_upload_mb, storage)
+    console.print(f"osteolens API on http://{host}:{port} (docs at /docs). {RESEARCH_NOTICE}")
+    uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
+@app.command()
 def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the demo's outputs.")) -> None:
     """Run the main job on the bundled sample radiographs."""
     from osteolens.demo import run_demo

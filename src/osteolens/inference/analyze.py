@@ -213,7 +213,7 @@ def _unique_stems(files: list[Path]) -> list[str]:
 
 def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | LoadedModel = DEFAULT_MODEL,
             clinical_csv: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
-            overlays: bool = True) -> list[Analysis]:
+            overlays: bool = True, clinical: dict[str, dict] | None = None) -> list[Analysis]:
     """Analyse files and folders and write the outputs listed in the module docstring.
 
     Args:
@@ -223,6 +223,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         clinical_csv: optional CSV with ``image, age, sex, site`` (and ``region``, ``view``).
         progress: ``progress(done, total)`` after each image.
         overlays: write overlay PNGs (and the report's thumbnails).
+        clinical: clinical fields by image file name (added to, and overriding, the CSV's).
 
     Returns:
         One :class:`Analysis` per input, in input order.
@@ -235,7 +236,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
     out = Path(out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    clinical = read_clinical_csv(clinical_csv) if clinical_csv else {}
+    clinical = {**(read_clinical_csv(clinical_csv) if clinical_csv else {}), **(clinical or {})}
     files = collect_inputs(inputs)
     results: list[Analysis] = []
     stems = _unique_stems(files)

@@ -1,0 +1,159 @@
+"""The osteolens HTTP API (FastAPI).
+
+- ``POST /v1/analyses``: multipart upload of a radiograph (DICOM, PNG, JPEG, TIFF) with
+  optional form fields ``age``, ``sex``, ``region``, ``view``; returns the analysis JSON.
+- ``GET /v1/analyses/{id}`` and ``.../mask``, ``.../overlay``, ``.../report``.
+- ``GET /healthz``: no key needed.
+
+Every other route needs an API key in the ``X-API-Key`` header. Keys come from the
+``OSTEOLENS_API_KEYS`` environment variable (comma-separated) or a file with one key per line.
+Uploads over the size limit get 413, unreadable images 400, missing fields 422. The model is
+loaded once and shared; analyses run in worker threads and write to their own folders. Logs
+carry the analysis id, status and duration, never file names or clinical data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+
+from osteolens import RESEARCH_NOTICE, __version__
+from osteolens.errors import OsteolensError
+from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
+
+log = logging.getLogger("osteolens.service")
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def load_api_keys(keys_file: str | Path | None = None) -> set[str]:
+    """API keys from ``OSTEOLENS_API_KEYS`` and/or a file (one key per line, ``#`` comments)."""
+    keys = {k.strip() for k in os.environ.get("OSTEOLENS_API_KEYS", "").split(",") if k.strip()}
+    if keys_file:
+        path = Path(keys_file)
+        if not path.is_file():
+            raise OsteolensError(f"{path}: API keys file not found")
+        keys |= {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    return keys
+
+
+def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[str] | None = None,
+               max_upload_mb: float = 50.0, storage: str | Path | None = None) -> FastAPI:
+    """Build the service.
+
+    Args:
+        model: model name, folder or loaded model (loaded once here).
+        api_keys: accepted keys; ``None`` reads them with :func:`load_api_keys`. An empty set
+            is refused: the service never runs open.
+        max_upload_mb: upload size limit (413 beyond).
+        storage: folder for analyses (default: a new temporary folder).
+    """
+    keys = load_api_keys() if api_keys is None else set(api_keys)
+    if not keys:
+        raise OsteolensError("no API keys: set OSTEOLENS_API_KEYS (comma-separated) or give a keys file")
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    store = Path(storage) if storage else Path(tempfile.mkdtemp(prefix="osteolens-service-"))
+    store.mkdir(parents=True, exist_ok=True)
+    limit = int(max_upload_mb * 1024 * 1024)
+    app = FastAPI(title="osteolens", version=__version__,
+                  description=f"AI-assisted analysis of bone-tumour radiographs. {RESEARCH_NOTICE}")
+    app.state.model, app.state.store, app.state.limit = loaded, store, limit
+
+    def require_key(x_api_key: str | None = Header(default=None)) -> None:
+        if not x_api_key or not any(secrets.compare_digest(x_api_key, k) for k in keys):
+            raise HTTPException(status_code=401, detail="missing or invalid API key (header X-API-Key)")
+
+    @app.middleware("http")
+    async def size_limit(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if request.method == "POST" and length and length.isdigit() and int(length) > limit:
+            return JSONResponse(status_code=413, content={"detail": f"upload of {int(length)} bytes exceeds the limit of {limit} bytes"})
+        return await call_next(request)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "model": loaded.name, "version": loaded.metadata["version"], "osteolens": __version__,
+                "notice": RESEARCH_NOTICE}
+
+    @app.post("/v1/analyses", dependencies=[Depends(require_key)])
+    def create_analysis(file: UploadFile = File(...), age: float | None = Form(default=None), sex: str | None = Form(default=None),
+                        region: str | None = Form(default=None), view: str | None = Form(default=None)) -> JSONResponse:
+        from osteolens.inference.analyze import analyze
+
+        t0 = time.perf_counter()
+        analysis_id = uuid.uuid4().hex
+        folder = store / analysis_id
+        (folder / "input").mkdir(parents=True)
+        name = Path(file.filename or "upload").name or "upload"
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100] or "upload"
+        target = folder / "input" / name
+        size = 0
+        with open(target, "wb") as fh:
+            while chunk := file.file.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    fh.close()
+                    shutil.rmtree(folder, ignore_errors=True)
+                    raise HTTPException(status_code=413, detail=f"upload exceeds the limit of {limit} bytes")
+                fh.write(chunk)
+        clinical = {name: {"age": age, "sex": sex, "region": region, "view": view}}
+        try:
+            result = analyze([target], folder, model=loaded, clinical=clinical)[0]
+        except OsteolensError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("analysis %s rejected (%.0f ms)", analysis_id, 1000 * (time.perf_counter() - t0))
+            raise HTTPException(status_code=400, detail=str(exc).replace(str(target), name)) from exc
+        if result.status != "ok":
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("analysis %s: unreadable input (%.0f ms)", analysis_id, 1000 * (time.perf_counter() - t0))
+            raise HTTPException(status_code=400, detail=result.error.replace(str(target), name))
+        body = _body(folder, analysis_id, Path(name).stem)
+        log.info("analysis %s ok (%.0f ms)", analysis_id, 1000 * (time.perf_counter() - t0))
+        return JSONResponse(status_code=201, content=body)
+
+    def _folder(analysis_id: str) -> Path:
+        folder = store / analysis_id
+        if not _ID.match(analysis_id) or not folder.is_dir():
+            raise HTTPException(status_code=404, detail=f"no analysis {analysis_id!r}")
+        return folder
+
+    def _stem(folder: Path) -> str:
+        return next(folder.glob("*.json")).stem
+
+    @app.get("/v1/analyses/{analysis_id}", dependencies=[Depends(require_key)])
+    def get_analysis(analysis_id: str) -> dict:
+        folder = _folder(analysis_id)
+        return _body(folder, analysis_id, _stem(folder))
+
+    @app.get("/v1/analyses/{analysis_id}/mask", dependencies=[Depends(require_key)])
+    def get_mask(analysis_id: str) -> FileResponse:
+        folder = _folder(analysis_id)
+        return FileResponse(folder / "masks" / f"{_stem(folder)}.png", media_type="image/png")
+
+    @app.get("/v1/analyses/{analysis_id}/overlay", dependencies=[Depends(require_key)])
+    def get_overlay(analysis_id: str) -> FileResponse:
+        folder = _folder(analysis_id)
+        return FileResponse(folder / f"{_stem(folder)}_overlay.png", media_type="image/png")
+
+    @app.get("/v1/analyses/{analysis_id}/report", dependencies=[Depends(require_key)])
+    def get_report(analysis_id: str) -> HTMLResponse:
+        return HTMLResponse((_folder(analysis_id) / "report.html").read_text())
+
+    return app
+
+
+def _body(folder: Path, analysis_id: str, stem: str) -> dict:
+    data = json.loads((folder / f"{stem}.json").read_text())
+    data.pop("input", None)  # server paths stay on the server
+    base = f"/v1/analyses/{analysis_id}"
+    return {"id": analysis_id, **data, "links": {"self": base, "mask": f"{base}/mask", "overlay": f"{base}/overlay", "report": f"{base}/report"}}

@@ -1,0 +1,98 @@
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from osteolens.service.app import create_app
+
+KEY = "test-key-123"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tmp_path_factory):
+    """A real uvicorn server on a free loopback port, with the tiny real model."""
+    import socket
+
+    import uvicorn
+
+    app = create_app(tiny_model, api_keys={KEY}, max_upload_mb=1.0, storage=tmp_path_factory.mktemp("store"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(base + "/healthz", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    yield base
+    srv.should_exit = True
+    thread.join(timeout=5)
+
+
+def post(base, path, key=KEY, **fields):
+    files = {"file": (path.name, path.read_bytes())}
+    return httpx.post(base + "/v1/analyses", files=files, data=fields, headers={"X-API-Key": key} if key else {}, timeout=60)
+
+
+def test_health_needs_no_key_but_analyses_do(server, btxrd_dir):
+    r = httpx.get(server + "/healthz")
+    assert r.status_code == 200 and r.json()["status"] == "ok" and "research use only" in r.json()["notice"]
+    img = btxrd_dir / "images" / "IMG000001.png"
+    assert post(server, img, key=None).status_code == 401
+    assert post(server, img, key="wrong").status_code == 401
+    assert httpx.get(server + "/v1/analyses/" + "0" * 32).status_code == 401
+
+
+def test_analysis_round_trip(server, btxrd_dir):
+    r = post(server, btxrd_dir / "images" / "IMG000001.png", age="48", sex="F", region="pelvis", view="frontal")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert abs(body["p_normal"] + body["p_benign"] + body["p_malignant"] - 1) < 1e-5
+    assert body["clinical_missing"] == [] and "input" not in body and "research use only" in body["notice"]
+    h = {"X-API-Key": KEY}
+    again = httpx.get(server + body["links"]["self"], headers=h).json()
+    assert again["p_malignant"] == body["p_malignant"]
+    mask = httpx.get(server + body["links"]["mask"], headers=h)
+    assert mask.headers["content-type"] == "image/png"
+    import io
+
+    assert np.asarray(Image.open(io.BytesIO(mask.content))).shape == (256, 256)
+    assert httpx.get(server + body["links"]["overlay"], headers=h).status_code == 200
+    assert "research use only" in httpx.get(server + body["links"]["report"], headers=h).text
+    assert httpx.get(server + "/v1/analyses/" + "f" * 32, headers=h).status_code == 404
+
+
+def test_bad_inputs_get_4xx_and_service_keeps_serving(server, tmp_path, btxrd_dir):
+    text = tmp_path / "notes.png"
+    text.write_text("patient notes")
+    r = post(server, text)
+    assert r.status_code == 400 and "not a supported image" in r.json()["detail"] and str(tmp_path) not in r.json()["detail"]
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (800, 800, 3), dtype=np.uint8)).save(big)
+    assert big.stat().st_size > 1024 * 1024
+    assert post(server, big).status_code == 413
+    assert httpx.post(server + "/v1/analyses", headers={"X-API-Key": KEY}, data={"age": "3"}).status_code == 422
+    bad_age = post(server, btxrd_dir / "images" / "IMG000004.png", age="300")
+    assert bad_age.status_code == 400 and "age" in bad_age.json()["detail"]
+    assert httpx.get(server + "/healthz").status_code == 200
+
+
+def test_concurrent_requests_do_not_mix(server, btxrd_dir):
+    names = ["IMG000001", "IMG000004", "IMG000005", "IMG000006"] * 2
+    single = {n: post(server, btxrd_dir / "images" / f"{n}.png").json()["p_malignant"] for n in set(names)}
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda n: (n, post(server, btxrd_dir / "images" / f"{n}.png")), names))
+    for n, r in results:
+        assert r.status_code == 201 and r.json()["image"] == f"{n}.png"
+        assert r.json()["p_malignant"] == pytest.approx(single[n], abs=1e-9)
+    assert len({r.json()["id"] for _, r in results}) == len(names)
