@@ -213,7 +213,7 @@ def _unique_stems(files: list[Path]) -> list[str]:
 
 def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | LoadedModel = DEFAULT_MODEL,
             clinical_csv: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
-            overlays: bool = True, clinical: dict[str, dict] | None = None) -> list[Analysis]:
+            overlays: bool = True, clinical: dict[str, dict] | None = None, layers: bool = False) -> list[Analysis]:
     """Analyse files and folders and write the outputs listed in the module docstring.
 
     Args:
@@ -224,6 +224,8 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         progress: ``progress(done, total)`` after each image.
         overlays: write overlay PNGs (and the report's thumbnails).
         clinical: clinical fields by image file name (added to, and overriding, the CSV's).
+        layers: also write ``layers/<stem>_image.png`` (the grey input) and
+            ``layers/<stem>_saliency.png`` for viewers that compose the layers themselves.
 
     Returns:
         One :class:`Analysis` per input, in input order.
@@ -245,6 +247,10 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
             arr, props = read_image(path)
             res = analyze_image(loaded, arr, props, clinical.get(path.name))
             Image.fromarray((res.mask * 255).astype(np.uint8)).save(out / "masks" / f"{stem}.png")
+            if layers:
+                (out / "layers").mkdir(exist_ok=True)
+                Image.fromarray((res.grey * 255).round().astype(np.uint8)).save(out / "layers" / f"{stem}_image.png")
+                Image.fromarray((res.saliency * 255).round().astype(np.uint8)).save(out / "layers" / f"{stem}_saliency.png")
             if overlays:
                 caption = f"{res.label}  N {res.p_normal:.2f} B {res.p_benign:.2f} M {res.p_malignant:.2f}"
                 Image.fromarray(draw_overlay(res.grey, res.mask, res.boxes, res.saliency, caption)).save(out / f"{stem}_overlay.png")

@@ -108,7 +108,7 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
                 fh.write(chunk)
         clinical = {name: {"age": age, "sex": sex, "region": region, "view": view}}
         try:
-            result = analyze([target], folder, model=loaded, clinical=clinical)[0]
+            result = analyze([target], folder, model=loaded, clinical=clinical, layers=True)[0]
         except OsteolensError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             log.info("analysis %s rejected (%.0f ms)", analysis_id, 1000 * (time.perf_counter() - t0))
@@ -145,6 +145,29 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
         folder = _folder(analysis_id)
         return FileResponse(folder / f"{_stem(folder)}_overlay.png", media_type="image/png")
 
+    @app.get("/v1/analyses/{analysis_id}/image", dependencies=[Depends(require_key)])
+    def get_image(analysis_id: str) -> FileResponse:
+        folder = _folder(analysis_id)
+        return FileResponse(folder / "layers" / f"{_stem(folder)}_image.png", media_type="image/png")
+
+    @app.get("/v1/analyses/{analysis_id}/saliency", dependencies=[Depends(require_key)])
+    def get_saliency(analysis_id: str) -> FileResponse:
+        folder = _folder(analysis_id)
+        return FileResponse(folder / "layers" / f"{_stem(folder)}_saliency.png", media_type="image/png")
+
+    static = Path(__file__).parent / "static"
+
+    @app.get("/", include_in_schema=False)
+    def viewer() -> HTMLResponse:
+        return HTMLResponse((static / "index.html").read_text())
+
+    @app.get("/viewer/{name}", include_in_schema=False)
+    def viewer_file(name: str) -> FileResponse:
+        types = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
+        if name not in types:
+            raise HTTPException(status_code=404, detail="not found")
+        return FileResponse(static / name, media_type=types[name])
+
     @app.get("/v1/analyses/{analysis_id}/report", dependencies=[Depends(require_key)])
     def get_report(analysis_id: str) -> HTMLResponse:
         return HTMLResponse((_folder(analysis_id) / "report.html").read_text())
@@ -156,4 +179,5 @@ def _body(folder: Path, analysis_id: str, stem: str) -> dict:
     data = json.loads((folder / f"{stem}.json").read_text())
     data.pop("input", None)  # server paths stay on the server
     base = f"/v1/analyses/{analysis_id}"
-    return {"id": analysis_id, **data, "links": {"self": base, "mask": f"{base}/mask", "overlay": f"{base}/overlay", "report": f"{base}/report"}}
+    links = {k: f"{base}/{k}" for k in ("mask", "overlay", "report", "image", "saliency")}
+    return {"id": analysis_id, **data, "links": {"self": base, **links}}

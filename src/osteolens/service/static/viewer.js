@@ -1,0 +1,107 @@
+// osteolens viewer: talks to the same server's API with the key typed by the user.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const state = { analysis: null, image: null, mask: null, heat: null };
+
+$("key").value = localStorage.getItem("osteolens-key") || "";
+$("key").addEventListener("change", () => localStorage.setItem("osteolens-key", $("key").value));
+
+function headers() { return { "X-API-Key": $("key").value }; }
+function status(text, isError) { $("status").textContent = text; $("status").className = isError ? "error" : ""; }
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
+    throw new Error(`${response.status}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
+  }
+  return response;
+}
+
+async function bitmap(path) { return createImageBitmap(await (await api(path)).blob()); }
+
+function heatColour(v) {  // a small jet-like colour map
+  const r = Math.min(255, Math.max(0, 255 * (1.5 - Math.abs(4 * v - 3))));
+  const g = Math.min(255, Math.max(0, 255 * (1.5 - Math.abs(4 * v - 2))));
+  const b = Math.min(255, Math.max(0, 255 * (1.5 - Math.abs(4 * v - 1))));
+  return [r, g, b];
+}
+
+function draw() {
+  const a = state.analysis, canvas = $("canvas"), ctx = canvas.getContext("2d");
+  if (!a || !state.image) return;
+  canvas.width = state.image.width; canvas.height = state.image.height;
+  ctx.drawImage(state.image, 0, 0);
+  const w = canvas.width, h = canvas.height;
+  if ($("show-heat").checked && state.heat) {
+    const off = new OffscreenCanvas(w, h), o = off.getContext("2d");
+    o.drawImage(state.heat, 0, 0, w, h);
+    const px = o.getImageData(0, 0, w, h), base = ctx.getImageData(0, 0, w, h);
+    for (let i = 0; i < px.data.length; i += 4) {
+      const v = px.data[i] / 255, alpha = 0.45 * v, c = heatColour(v);
+      for (let k = 0; k < 3; k++) base.data[i + k] = base.data[i + k] * (1 - alpha) + c[k] * alpha;
+    }
+    ctx.putImageData(base, 0, 0);
+  }
+  if ($("show-mask").checked && state.mask) {
+    const off = new OffscreenCanvas(w, h), o = off.getContext("2d");
+    o.drawImage(state.mask, 0, 0, w, h);
+    const m = o.getImageData(0, 0, w, h), base = ctx.getImageData(0, 0, w, h);
+    const inside = (x, y) => x >= 0 && y >= 0 && x < w && y < h && m.data[4 * (y * w + x)] > 127;
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+      if (inside(x, y) && (!inside(x - 1, y) || !inside(x + 1, y) || !inside(x, y - 1) || !inside(x, y + 1))) {
+        const i = 4 * (y * w + x); base.data[i] = 0; base.data[i + 1] = 255; base.data[i + 2] = 0;
+      }
+    }
+    ctx.putImageData(base, 0, 0);
+  }
+  if ($("show-boxes").checked) {
+    ctx.strokeStyle = "rgb(255,40,40)"; ctx.lineWidth = Math.max(1, Math.round(Math.min(w, h) / 256));
+    for (const [x0, y0, x1, y1] of a.boxes) ctx.strokeRect(x0 + 0.5, y0 + 0.5, x1 - x0 - 1, y1 - y0 - 1);
+  }
+}
+
+async function show(a) {
+  state.analysis = a;
+  const pct = (x) => (x === null || x === undefined) ? "" : `${(100 * x).toFixed(1)}%`;
+  $("decision").textContent = a.label === "indeterminate" ? "indeterminate" : a.label;
+  $("p-normal").textContent = pct(a.p_normal); $("p-benign").textContent = pct(a.p_benign);
+  $("p-malignant").textContent = pct(a.p_malignant); $("uncertainty").textContent = a.uncertainty.toFixed(3);
+  $("subtype").textContent = a.subtype ? `${a.subtype} (${pct(a.p_subtype)})` : "-";
+  $("area").textContent = a.lesion_area_mm2 !== null ? `${a.lesion_area_px} px (${a.lesion_area_mm2.toFixed(1)} mm²)` : `${a.lesion_area_px} px`;
+  $("shown-id").textContent = a.id;
+  $("refer").hidden = a.label !== "indeterminate";
+  [state.image, state.mask, state.heat] = await Promise.all([bitmap(a.links.image), bitmap(a.links.mask), bitmap(a.links.saliency)]);
+  $("result").hidden = false;
+  draw();
+}
+
+async function download(path, name) {
+  const blob = await (await api(path)).blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob); link.download = name;
+  document.body.appendChild(link); link.click(); link.remove();
+}
+
+$("upload").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData();
+  form.append("file", $("file").files[0]);
+  for (const f of ["age", "sex", "region", "view"]) if ($(f).value) form.append(f, $(f).value);
+  status("analysing...");
+  try {
+    const a = await (await api("/v1/analyses", { method: "POST", body: form })).json();
+    await show(a); status(`analysed ${a.image}`);
+  } catch (e) { status(e.message, true); }
+});
+
+$("open").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try { await show(await (await api(`/v1/analyses/${$("analysis-id").value.trim()}`)).json()); status("opened"); }
+  catch (e) { status(e.message, true); }
+});
+
+for (const id of ["show-mask", "show-boxes", "show-heat"]) $(id).addEventListener("change", draw);
+$("download-report").addEventListener("click", () => download(state.analysis.links.report, `osteolens_${state.analysis.id}.html`).catch((e) => status(e.message, true)));
+$("download-json").addEventListener("click", () => download(state.analysis.links.self, `osteolens_${state.analysis.id}.json`).catch((e) => status(e.message, true)));

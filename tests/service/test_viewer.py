@@ -1,0 +1,75 @@
+"""The web viewer in a real browser: Debian's Chromium driven by Playwright (no browser download)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.service.test_api import KEY, server  # noqa: F401  (the running server fixture)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        message = "Debian's chromium is not installed (make test installs it with apt-get)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def test_upload_view_toggle_and_download(browser, server, btxrd_dir, tmp_path):  # noqa: F811
+    page = browser.new_page(accept_downloads=True)
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(server + "/")
+    assert "research use only" in page.inner_text("#notice")
+    page.fill("#key", KEY)
+    page.set_input_files("#file", str(btxrd_dir / "images" / "IMG000004.png"))
+    page.fill("#age", "52")
+    page.select_option("#sex", "M")
+    page.click("#analyse")
+    page.wait_for_selector("#result:not([hidden])", timeout=30000)
+    assert page.inner_text("#status").startswith("analysed IMG000004.png")
+    p = [float(page.inner_text(f"#p-{k}").rstrip("%")) for k in ("normal", "benign", "malignant")]
+    assert abs(sum(p) - 100) < 0.3
+    size = page.evaluate("[document.getElementById('canvas').width, document.getElementById('canvas').height]")
+    assert size == [256, 256]
+    with_mask = page.evaluate("document.getElementById('canvas').toDataURL()")
+    page.check("#show-heat")
+    with_heat = page.evaluate("document.getElementById('canvas').toDataURL()")
+    assert with_heat != with_mask  # the heat map changed the picture
+    page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
+    with page.expect_download() as info:
+        page.click("#download-report")
+    report = Path(info.value.path()).read_text()
+    assert "research use only" in report and "osteolens analysis" in report
+    # reopen by id
+    analysis_id = page.inner_text("#shown-id")
+    page.fill("#analysis-id", analysis_id)
+    page.click("#open-button")
+    page.wait_for_function("document.getElementById('status').textContent === 'opened'")
+    # everything came from this server: the viewer works offline
+    assert all(u.startswith(server) or u.startswith("blob:") or u.startswith("data:") for u in requests)
+    page.close()
+
+
+def test_wrong_key_is_shown(browser, server, btxrd_dir):  # noqa: F811
+    page = browser.new_page()
+    page.goto(server + "/")
+    page.fill("#key", "nope")
+    page.set_input_files("#file", str(btxrd_dir / "images" / "IMG000001.png"))
+    page.click("#analyse")
+    page.wait_for_function("document.getElementById('status').className === 'error'")
+    assert "401" in page.inner_text("#status")
+    page.close()
