@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from osteolens.evaluation.bootstrap import as_weight_matrix, finish
@@ -173,7 +175,8 @@ def multiclass_balanced_accuracy(y_true, y_pred, weights=None, n_classes: int | 
     p = np.asarray(y_pred, dtype=int)
     k = n_classes or int(max(y.max(), p.max()) + 1)
     w, one = as_weight_matrix(weights, len(y))
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # classes absent from a resample are skipped
+        warnings.simplefilter("ignore", RuntimeWarning)
         return finish(np.nanmean(_per_class_recall(y, p, w, k), axis=1), one)
 
 
@@ -189,7 +192,8 @@ def macro_f1(y_true, y_pred, weights=None, n_classes: int | None = None):
         fp = w @ ((y != c) & (p == c))
         fn = w @ ((y == c) & (p != c))
         scores.append(_safe_div(2 * tp, 2 * tp + fp + fn))
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # classes absent from a resample are skipped
+        warnings.simplefilter("ignore", RuntimeWarning)
         return finish(np.nanmean(np.stack(scores, axis=1), axis=1), one)
 
 
@@ -198,6 +202,7 @@ def macro_auc(y_true, probs, weights=None):
     y = np.asarray(y_true, dtype=int)
     probs = np.asarray(probs, dtype=float)
     aucs = [np.atleast_1d(roc_auc(y == k, probs[:, k], weights)) for k in range(probs.shape[1]) if (y == k).any()]
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # a resample may lack a class: its mean is NaN, by design
+        warnings.simplefilter("ignore", RuntimeWarning)
         value = np.nanmean(np.stack(aucs, axis=1), axis=1)
     return float(value[0]) if weights is None or np.ndim(weights) == 1 else value

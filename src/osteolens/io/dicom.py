@@ -64,7 +64,9 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
             notes.append("modality LUT / rescale applied")
         has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
         if has_voi:
-            arr = np.asarray(apply_voi_lut(arr, ds), dtype=np.float64)
+            # a VOI LUT is indexed by (integer) modality values; windows take any value
+            lut_input = arr.astype(np.int64) if "VOILUTSequence" in ds and np.all(np.mod(arr, 1) == 0) else arr
+            arr = np.asarray(apply_voi_lut(lut_input, ds), dtype=np.float64)
             low, high = _voi_output_range(ds, arr)
             notes.append("VOI LUT / window applied")
         else:

@@ -94,6 +94,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
     dynamic = {k: {0: "batch"} for k in input_names + list(OUTPUTS)}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
         torch.onnx.export(wrapper, example, str(onnx_path), input_names=input_names, output_names=list(OUTPUTS),
                           dynamic_axes=dynamic, opset_version=17, dynamo=False, do_constant_folding=True)
     onnx.checker.check_model(str(onnx_path))
