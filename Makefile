@@ -20,9 +20,11 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/osteolens demo --out demo_out
 
-# Debian's Chromium drives the viewer's browser test (Playwright uses it; no browser download)
+# Debian packages the tests use: chromium (the viewer's browser test, driven by Playwright with
+# no browser download) and dicom3tools (dciodvfy validates the DICOM objects osteolens writes)
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }
+	@command -v chromium >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 || \
+	  { apt-get update -q && apt-get install -y -q chromium dicom3tools; }
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q

@@ -32,6 +32,8 @@ pathology_app = typer.Typer(help="Histopathology: tile classifier, whole-slide n
 app.add_typer(pathology_app, name="pathology")
 score_app = typer.Typer(help="Clinical scores: Mirels (fracture risk), SINS (spinal instability).", no_args_is_help=True)
 app.add_typer(score_app, name="score")
+dicom_app = typer.Typer(help="DICOM helpers.", no_args_is_help=True)
+app.add_typer(dicom_app, name="dicom")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -271,6 +273,7 @@ def analyze(
     out: Path = typer.Option(..., "--out", help="Output folder."),
     model: str = typer.Option("osteolens-radiograph", help="Registered model name or model folder."),
     clinical: Optional[Path] = typer.Option(None, "--clinical", help="CSV with image, age, sex, site (and region, view)."),
+    dicom_out: bool = typer.Option(False, "--dicom-out", help="For DICOM inputs also write SEG, SR (TID 1500) and an overlay secondary capture."),
 ) -> None:
     """Detect, segment and classify bone tumours; write predictions.csv, masks, overlays, report.html."""
     from osteolens.inference.analyze import analyze as run, collect_inputs
@@ -278,7 +281,8 @@ def analyze(
     total = len(collect_inputs(inputs))
     with _progress() as bar:
         task = bar.add_task("analysing", total=total)
-        results = run(inputs, out, model=model, clinical_csv=clinical, progress=lambda d, t: bar.update(task, completed=d))
+        results = run(inputs, out, model=model, clinical_csv=clinical, progress=lambda d, t: bar.update(task, completed=d),
+                      dicom_out=dicom_out)
     failed = [r for r in results if r.status != "ok"]
     for r in results:
         if r.status == "ok":
@@ -401,6 +405,26 @@ def serve(
     app_ = create_app(model, load_api_keys(keys_file), max_upload_mb, storage)
     console.print(f"osteolens API on http://{host}:{port} (docs at /docs). {RESEARCH_NOTICE}")
     uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
+@dicom_app.command("from-image")
+def dicom_from_image(
+    image: Path = typer.Argument(..., help="PNG, JPEG or TIFF radiograph."),
+    out: Path = typer.Option(..., "--out", help="DICOM file to write."),
+    patient_id: Optional[str] = typer.Option(None, help="Patient ID (default: generated)."),
+    patient_name: Optional[str] = typer.Option(None, help="Patient name, DICOM style Family^Given (default: Anonymous)."),
+    patient_sex: str = typer.Option("", help="M, F, O or empty."),
+    study_uid: Optional[str] = typer.Option(None, help="Add to this study (default: a new study)."),
+    body_part: str = typer.Option("", help="Body Part Examined, e.g. KNEE."),
+    view_position: str = typer.Option("", help="View Position, e.g. AP or LAT."),
+    pixel_spacing_mm: Optional[float] = typer.Option(None, help="Imager pixel spacing in mm, when known."),
+) -> None:
+    """Wrap a plain image as a DICOM CR radiograph so that it can enter the DICOM path."""
+    from osteolens.io.dicom_write import image_to_dicom
+
+    path = image_to_dicom(image, out, patient_id=patient_id, patient_name=patient_name, patient_sex=patient_sex,
+                          study_uid=study_uid, body_part=body_part, view_position=view_position, pixel_spacing_mm=pixel_spacing_mm)
+    console.print(f"wrote {path}")
 
 
 @app.command()

@@ -213,7 +213,8 @@ def _unique_stems(files: list[Path]) -> list[str]:
 
 def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | LoadedModel = DEFAULT_MODEL,
             clinical_csv: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
-            overlays: bool = True, clinical: dict[str, dict] | None = None, layers: bool = False) -> list[Analysis]:
+            overlays: bool = True, clinical: dict[str, dict] | None = None, layers: bool = False,
+            dicom_out: bool = False) -> list[Analysis]:
     """Analyse files and folders and write the outputs listed in the module docstring.
 
     Args:
@@ -226,6 +227,8 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         clinical: clinical fields by image file name (added to, and overriding, the CSV's).
         layers: also write ``layers/<stem>_image.png`` (the grey input) and
             ``layers/<stem>_saliency.png`` for viewers that compose the layers themselves.
+        dicom_out: for DICOM inputs, also write ``dicom/<stem>/seg.dcm``, ``sr.dcm`` (TID 1500)
+            and ``sc.dcm`` (overlay), in the source's study.
 
     Returns:
         One :class:`Analysis` per input, in input order.
@@ -251,12 +254,19 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
                 (out / "layers").mkdir(exist_ok=True)
                 Image.fromarray((res.grey * 255).round().astype(np.uint8)).save(out / "layers" / f"{stem}_image.png")
                 Image.fromarray((res.saliency * 255).round().astype(np.uint8)).save(out / "layers" / f"{stem}_saliency.png")
+            caption = f"{res.label}  N {res.p_normal:.2f} B {res.p_benign:.2f} M {res.p_malignant:.2f}"
+            overlay = draw_overlay(res.grey, res.mask, res.boxes, res.saliency, caption) if overlays or dicom_out else None
             if overlays:
-                caption = f"{res.label}  N {res.p_normal:.2f} B {res.p_benign:.2f} M {res.p_malignant:.2f}"
-                Image.fromarray(draw_overlay(res.grey, res.mask, res.boxes, res.saliency, caption)).save(out / f"{stem}_overlay.png")
+                Image.fromarray(overlay).save(out / f"{stem}_overlay.png")
+            dicom_files = None
+            if dicom_out and props.format == "dicom":
+                from osteolens.io.dicom_write import write_analysis_dicom
+
+                dicom_files = write_analysis_dicom(path, res, loaded.metadata, out / "dicom" / stem, overlay)
             extra = {"input": {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                                "properties": props.to_dict()},
-                     "mask_file": f"masks/{stem}.png", "overlay_file": f"{stem}_overlay.png" if overlays else None}
+                     "mask_file": f"masks/{stem}.png", "overlay_file": f"{stem}_overlay.png" if overlays else None,
+                     "dicom_files": dicom_files}
             (out / f"{stem}.json").write_text(json.dumps(res.to_json(loaded, extra), indent=2) + "\n")
         except OsteolensError as exc:
             res = Analysis(image=path.name, status="error", error=str(exc))

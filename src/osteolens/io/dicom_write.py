@@ -1,0 +1,299 @@
+"""DICOM out: wrap an image as a CR radiograph; write SEG, SR (TID 1500) and secondary capture.
+
+``image_to_dicom`` turns a PNG/JPEG/TIFF into a Computed Radiography image (patient and study
+attributes given or generated) so that plain images can enter the DICOM path.
+``write_analysis_dicom`` writes, for a DICOM source image and its analysis, with highdicom:
+
+- a binary DICOM Segmentation of the tumour, referencing the source image;
+- a Comprehensive SR measurement report (TID 1500): tumour finding, benign and malignant
+  probabilities, subtype, lesion area, uncertainty and the indeterminate flag, with the model's
+  name, version and sha256 as algorithm identification;
+- a secondary-capture image of the overlay for viewers that cannot show SEG.
+
+All three share the source's study and patient, and sit in new series.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+
+from osteolens import RESEARCH_NOTICE, __version__
+from osteolens.errors import OsteolensError
+
+CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+MANUFACTURER = "osteolens (open source)"
+
+
+def image_to_dicom(image: str | Path, out: str | Path, patient_id: str | None = None, patient_name: str | None = None,
+                   patient_sex: str = "", patient_birth_date: str = "", study_uid: str | None = None,
+                   accession: str = "", body_part: str = "", view_position: str = "",
+                   pixel_spacing_mm: float | None = None) -> Path:
+    """Wrap a plain image as a DICOM CR radiograph (12-bit MONOCHROME2, explicit VR little endian).
+
+    Args:
+        image: PNG/JPEG/TIFF (or DICOM) file.
+        out: the DICOM file to write.
+        patient_id, patient_name: given, or generated (``OSTEO-<random>``, ``Anonymous``).
+        patient_sex: ``M``, ``F``, ``O`` or empty.
+        patient_birth_date: ``YYYYMMDD`` or empty.
+        study_uid: put the image into this study (default: a new one).
+        accession, body_part, view_position: optional descriptors (``AP``, ``LAT``, ...).
+        pixel_spacing_mm: imager pixel spacing when known.
+
+    Returns:
+        The written path.
+    """
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from osteolens.io.images import read_image, to_unit_grey
+
+    arr, props = read_image(image)
+    pixels = np.rint(to_unit_grey(arr, props) * 4095).astype(np.uint16)
+    now = dt.datetime.now()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(out), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID, ds.SOPInstanceUID = CR_IMAGE_STORAGE, meta.MediaStorageSOPInstanceUID
+    ds.PatientName = patient_name or "Anonymous^"
+    ds.PatientID = patient_id or f"OSTEO-{generate_uid()[-12:]}"
+    ds.PatientBirthDate = patient_birth_date
+    ds.PatientSex = patient_sex
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.StudyDate = ds.ContentDate = ds.SeriesDate = now.strftime("%Y%m%d")
+    ds.StudyTime = ds.ContentTime = ds.SeriesTime = now.strftime("%H%M%S")
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = "1"
+    ds.AccessionNumber = accession
+    ds.Modality = "CR"
+    ds.Laterality = ""
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.BodyPartExamined = body_part.upper()[:16]
+    ds.ViewPosition = view_position
+    ds.Manufacturer = MANUFACTURER
+    ds.PatientOrientation = ""
+    ds.ImageType = ["DERIVED", "PRIMARY"]
+    ds.DerivationDescription = f"converted from {Path(image).suffix.lstrip('.').upper() or 'image'} by osteolens {__version__}"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    if pixel_spacing_mm:
+        ds.ImagerPixelSpacing = [float(pixel_spacing_mm), float(pixel_spacing_mm)]
+    ds.PixelData = pixels.tobytes()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime",
+           "ReferringPhysicianName", "StudyID", "AccessionNumber", "SpecificCharacterSet")
+
+
+def secondary_capture(ref, rgb: np.ndarray, description: str):
+    """An RGB Secondary Capture image in the reference image's patient and study, in a new series.
+
+    Written with pydicom rather than highdicom's SCImage, which insists on a patient
+    orientation that a projection radiograph often does not record (here it stays empty, type 2).
+    """
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SC_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("sc.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    for keyword in _COPIED:
+        if keyword in ref:
+            setattr(ds, keyword, getattr(ref, keyword))
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                    "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    now = dt.datetime.now()
+    ds.SOPClassUID, ds.SOPInstanceUID = SC_IMAGE_STORAGE, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "OT"
+    ds.Laterality = ""
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = 903
+    ds.SeriesDescription = description[:64]
+    ds.ConversionType = "WSD"
+    ds.Manufacturer = MANUFACTURER
+    ds.InstanceNumber = 1
+    ds.PatientOrientation = ""
+    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.BurnedInAnnotation = "YES"
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.ReferencedImageSequence = [_reference(ref)]
+    ds.PixelData = rgb.tobytes()
+    return ds
+
+
+def _reference(ref):
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.ReferencedSOPClassUID = ref.SOPClassUID
+    item.ReferencedSOPInstanceUID = ref.SOPInstanceUID
+    return item
+
+
+def _one_kind_of_segment_reference(ds) -> None:
+    """Keep the segment number and drop the frame number where an SR item references both.
+
+    PS3.3 C.18.3 allows only one of them; the SEG here has one frame per segment, so the segment
+    number says it all.
+    """
+    for item in getattr(ds, "ReferencedSOPSequence", []):
+        if "ReferencedSegmentNumber" in item and "ReferencedFrameNumber" in item:
+            del item.ReferencedFrameNumber
+    for item in getattr(ds, "ContentSequence", []):
+        _one_kind_of_segment_reference(item)
+
+
+def _algorithm(model_meta: dict):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    return hd.AlgorithmIdentificationSequence(
+        name=model_meta["name"], version=model_meta["version"], family=codes.cid7162.ArtificialIntelligence,
+        source="osteolens", parameters={"sha256": model_meta["sha256"][:64]},
+    )
+
+
+def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir: str | Path, overlay_rgb: np.ndarray | None = None) -> dict:
+    """Write SEG, SR and (when an overlay is given) secondary capture for one analysed DICOM image.
+
+    Args:
+        source: the analysed DICOM file.
+        analysis: its :class:`~osteolens.inference.analyze.Analysis` (mask at the source's size).
+        model_meta: the model's metadata (name, version, sha256).
+        out_dir: folder for ``seg.dcm``, ``sr.dcm`` and ``sc.dcm``.
+        overlay_rgb: the overlay image for the secondary capture.
+
+    Returns:
+        ``{"seg": path, "sr": path, "sc": path or None}``.
+
+    Raises:
+        OsteolensError: the source is not a single-frame DICOM image.
+    """
+    import highdicom as hd
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    source = Path(source)
+    try:
+        src = pydicom.dcmread(source)
+    except Exception as exc:
+        raise OsteolensError(f"{source}: not a readable DICOM file ({exc})") from exc
+    if analysis.mask is None or analysis.mask.shape != (src.Rows, src.Columns):
+        raise OsteolensError(f"{source}: the analysis mask does not match the image size {src.Columns}x{src.Rows}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    algo = _algorithm(model_meta)
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="bone tumour",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Neoplasm,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algo,
+    )
+    mask = analysis.mask.astype(np.uint8)[None]
+    seg = hd.seg.Segmentation(
+        source_images=[src], pixel_array=mask, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description], series_instance_uid=generate_uid(), series_number=901,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
+        manufacturer_model_name=model_meta["name"], software_versions=f"osteolens {__version__}",
+        device_serial_number="0", series_description="osteolens tumour segmentation (research use only)",
+        omit_empty_frames=False,
+    )
+    if "PatientOrientation" not in seg:
+        seg.PatientOrientation = ""  # type 2C: a projection radiograph has no orientation/position
+    seg.save_as(out_dir / "seg.dcm")
+
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(), name=model_meta["name"], manufacturer_name=MANUFACTURER,
+            model_name=f"{model_meta['name']} {model_meta['version']}"),
+    )
+    context = hd.sr.ObservationContext(observer_person_context=None, observer_device_context=observer)
+    sr_algo = hd.sr.AlgorithmIdentification(name=model_meta["name"], version=model_meta["version"],
+                                             parameters=[f"sha256={model_meta['sha256']}"])
+    tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="bone tumour 1")
+    region = hd.sr.ReferencedSegmentationFrame(
+        sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, frame_number=1, segment_number=1,
+        source_image=hd.sr.SourceImageForSegmentation(src.SOPClassUID, src.SOPInstanceUID),
+    )
+
+    def ratio(name: str, value: float, meaning: str):
+        return hd.sr.Measurement(name=hd.sr.CodedConcept(name, "99OSTEOLENS", meaning), value=round(float(value), 6),
+                                 unit=codes.UCUM.NoUnits, algorithm_id=sr_algo)
+
+    measurements = [
+        ratio("P-BENIGN", analysis.p_benign, "Probability of benign bone tumour"),
+        ratio("P-MALIGNANT", analysis.p_malignant, "Probability of malignant bone tumour"),
+        ratio("P-NORMAL", analysis.p_normal, "Probability of no bone tumour"),
+        ratio("UNCERTAINTY", analysis.uncertainty, "Normalised predictive entropy"),
+    ]
+    if analysis.lesion_area_mm2 is not None:
+        measurements.append(hd.sr.Measurement(name=codes.SCT.Area, value=round(float(analysis.lesion_area_mm2), 3),
+                                              unit=codes.UCUM.SquareMillimeter, algorithm_id=sr_algo))
+    finding = analysis.label in ("benign", "malignant", "indeterminate")
+    evaluations = [
+        hd.sr.QualitativeEvaluation(
+            name=hd.sr.CodedConcept("DECISION", "99OSTEOLENS", "Model decision"),
+            value=hd.sr.CodedConcept(analysis.label.upper()[:16], "99OSTEOLENS",
+                                     "Indeterminate: refer to a specialist" if analysis.label == "indeterminate" else analysis.label)),
+        hd.sr.QualitativeEvaluation(
+            name=hd.sr.CodedConcept("TUMOUR-PRESENT", "99OSTEOLENS", "Bone tumour present"),
+            value=codes.SCT.Yes if finding else codes.SCT.No),
+    ]
+    if analysis.subtype:
+        evaluations.append(hd.sr.QualitativeEvaluation(
+            name=hd.sr.CodedConcept("SUBTYPE", "99OSTEOLENS", "Predicted histological subtype"),
+            value=hd.sr.CodedConcept(analysis.subtype.upper().replace(" ", "-")[:16], "99OSTEOLENS", analysis.subtype)))
+    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking, referenced_segment=region, finding_type=codes.SCT.Neoplasm,
+        algorithm_id=sr_algo, measurements=measurements, qualitative_evaluations=evaluations,
+    )
+    procedure = codes.SCT.PlainRadiography
+    report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=procedure,
+                                     imaging_measurements=[group], title=codes.DCM.ImagingMeasurementReport)
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=[src, seg], content=report, series_number=902, series_instance_uid=generate_uid(),
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
+        series_description="osteolens measurement report (research use only)",
+    )
+    _one_kind_of_segment_reference(sr)
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator = "99OSTEOLENS"
+    scheme.CodingSchemeName = "osteolens local codes"
+    scheme.CodingSchemeResponsibleOrganization = "osteolens project"
+    sr.CodingSchemeIdentificationSequence = [scheme]
+    sr.save_as(out_dir / "sr.dcm")
+
+    sc_path = None
+    if overlay_rgb is not None:
+        sc_path = out_dir / "sc.dcm"
+        secondary_capture(src, overlay_rgb, f"osteolens overlay (research use only)").save_as(sc_path, enforce_file_format=True)
+    return {"seg": str(out_dir / "seg.dcm"), "sr": str(out_dir / "sr.dcm"), "sc": str(sc_path) if sc_path else None}

@@ -1,0 +1,55 @@
+"""DICOM out: CR wrapping, SEG, SR (TID 1500) and secondary capture, checked by dciodvfy and read back."""
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+from typer.testing import CliRunner
+
+from osteolens.cli import app
+
+
+def dciodvfy_errors(path):
+    tool = shutil.which("dciodvfy")
+    if tool is None:
+        if os.environ.get("CI"):
+            pytest.fail("dciodvfy (Debian dicom3tools) missing: make test installs it")
+        pytest.skip("dciodvfy not installed")
+    res = subprocess.run([tool, str(path)], capture_output=True, text=True)
+    return [line for line in (res.stdout + res.stderr).splitlines() if line.startswith("Error")]
+
+
+def test_from_image_analyze_dicom_out_round_trip(tiny_model, btxrd_dir, tmp_path):
+    import highdicom as hd
+
+    runner = CliRunner()
+    src = tmp_path / "cr.dcm"
+    r = runner.invoke(app, ["dicom", "from-image", str(btxrd_dir / "images" / "IMG000004.png"), "--out", str(src),
+                            "--patient-id", "P-42", "--patient-sex", "M", "--body-part", "FOOT", "--pixel-spacing-mm", "0.4"])
+    assert r.exit_code == 0, r.output
+    ds = pydicom.dcmread(src)
+    assert ds.Modality == "CR" and ds.PatientID == "P-42" and ds.Rows == 256
+    assert dciodvfy_errors(src) == []
+    r = runner.invoke(app, ["analyze", str(src), "--out", str(tmp_path / "out"), "--model", str(tiny_model), "--dicom-out"])
+    assert r.exit_code == 0, r.output
+    folder = tmp_path / "out" / "dicom" / "cr"
+    for name in ("seg.dcm", "sr.dcm", "sc.dcm"):
+        assert dciodvfy_errors(folder / name) == [], name
+    seg = hd.seg.segread(folder / "seg.dcm")
+    sr = pydicom.dcmread(folder / "sr.dcm")
+    sc = pydicom.dcmread(folder / "sc.dcm")
+    for obj in (seg, sr, sc):
+        assert obj.StudyInstanceUID == ds.StudyInstanceUID and obj.PatientID == "P-42"
+        assert obj.SeriesInstanceUID != ds.SeriesInstanceUID
+    assert seg.SourceImageSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID
+    from PIL import Image
+
+    mask = np.asarray(Image.open(tmp_path / "out" / "masks" / "cr.png")) > 0
+    assert np.array_equal(seg.pixel_array.reshape(mask.shape).astype(bool), mask)
+    text = str(sr)
+    assert "Probability of malignant bone tumour" in text and "Imaging Measurement Report" in text
+    assert "tiny-test-model" in text
+    assert sc.SamplesPerPixel == 3 and sc.ReferencedImageSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID
