@@ -21,10 +21,12 @@ demo: $(STAMP)
 	$(VENV)/bin/osteolens demo --out demo_out
 
 # Debian packages the tests use: chromium (the viewer's browser test, driven by Playwright with
-# no browser download) and dicom3tools (dciodvfy validates the DICOM objects osteolens writes)
+# no browser download), dicom3tools (dciodvfy validates the DICOM objects osteolens writes) and
+# orthanc + orthanc-dicomweb (a real PACS on loopback, started by the tests themselves)
 system-deps:
-	@command -v chromium >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 || \
-	  { apt-get update -q && apt-get install -y -q chromium dicom3tools; }
+	@command -v chromium >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 && \
+	  test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || \
+	  { apt-get update -q && apt-get install -y -q chromium dicom3tools orthanc orthanc-dicomweb; }
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q

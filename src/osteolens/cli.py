@@ -34,6 +34,8 @@ score_app = typer.Typer(help="Clinical scores: Mirels (fracture risk), SINS (spi
 app.add_typer(score_app, name="score")
 dicom_app = typer.Typer(help="DICOM helpers.", no_args_is_help=True)
 app.add_typer(dicom_app, name="dicom")
+pacs_app = typer.Typer(help="PACS (Orthanc, DICOMweb): analyse a study, watch for new studies.", no_args_is_help=True)
+app.add_typer(pacs_app, name="pacs")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -425,6 +427,40 @@ def dicom_from_image(
     path = image_to_dicom(image, out, patient_id=patient_id, patient_name=patient_name, patient_sex=patient_sex,
                           study_uid=study_uid, body_part=body_part, view_position=view_position, pixel_spacing_mm=pixel_spacing_mm)
     console.print(f"wrote {path}")
+
+
+@pacs_app.command("analyze")
+def pacs_analyze(
+    study: str = typer.Option(..., "--study", help="Study Instance UID."),
+    url: str = typer.Option("http://127.0.0.1:8042", help="Orthanc base URL (DICOMweb under /dicom-web)."),
+    work: Optional[Path] = typer.Option(None, help="Working folder (default: temporary)."),
+    model: str = typer.Option("osteolens-radiograph", help="Registered model name or model folder."),
+) -> None:
+    """Pull a study's radiographs, analyse them, push SEG, SR and overlay back into the study."""
+    from osteolens.interop.pacs import analyze_study
+
+    r = analyze_study(url, study, work, model)
+    console.print(f"study {study}: {len(r['analysed'])} radiograph(s) analysed ({', '.join(r['labels']) or 'none'}), "
+                  f"{len(r['stored'])} object(s) stored")
+
+
+@pacs_app.command("watch")
+def pacs_watch(
+    url: str = typer.Option("http://127.0.0.1:8042", help="Orthanc base URL."),
+    state: Path = typer.Option(Path("osteolens-watch.json"), help="State file (survives restarts)."),
+    work: Path = typer.Option(Path("osteolens-watch"), help="Working folder."),
+    model: str = typer.Option("osteolens-radiograph", help="Registered model name or model folder."),
+    once: bool = typer.Option(False, help="Process what is pending, then exit."),
+    retries: int = typer.Option(3, help="Attempts per study before it is recorded as failed."),
+) -> None:
+    """Follow Orthanc's change feed; analyse each new stable radiograph study once."""
+    import logging
+
+    from osteolens.interop.pacs import watch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    s = watch(url, state, work, model, once=once, retries=retries)
+    console.print(f"{len(s.done)} studies done, {len(s.failed)} failed; last change {s.last_change}")
 
 
 @app.command()
