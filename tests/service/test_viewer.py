@@ -64,6 +64,26 @@ def test_upload_view_toggle_and_download(browser, server, btxrd_dir, tmp_path): 
     page.close()
 
 
+def test_dicom_upload_offers_dicom_downloads(browser, server, btxrd_dir, tmp_path):  # noqa: F811
+    import pydicom
+
+    from osteolens.io.dicom_write import image_to_dicom
+
+    src = image_to_dicom(btxrd_dir / "images" / "IMG000001.png", tmp_path / "study.dcm", pixel_spacing_mm=0.3)
+    page = browser.new_page(accept_downloads=True)
+    page.goto(server + "/")
+    page.fill("#key", KEY)
+    page.set_input_files("#file", str(src))
+    page.click("#analyse")
+    page.wait_for_selector("#dicom-downloads:not([hidden])", timeout=30000)
+    assert "mm²" in page.inner_text("#area")
+    with page.expect_download() as info:
+        page.click("#download-seg")
+    seg = pydicom.dcmread(info.value.path())
+    assert seg.Modality == "SEG" and seg.StudyInstanceUID == pydicom.dcmread(src).StudyInstanceUID
+    page.close()
+
+
 def test_wrong_key_is_shown(browser, server, btxrd_dir):  # noqa: F811
     page = browser.new_page()
     page.goto(server + "/")

@@ -108,7 +108,7 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
                 fh.write(chunk)
         clinical = {name: {"age": age, "sex": sex, "region": region, "view": view}}
         try:
-            result = analyze([target], folder, model=loaded, clinical=clinical, layers=True)[0]
+            result = analyze([target], folder, model=loaded, clinical=clinical, layers=True, dicom_out=True)[0]
         except OsteolensError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             log.info("analysis %s rejected (%.0f ms)", analysis_id, 1000 * (time.perf_counter() - t0))
@@ -168,6 +168,14 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
             raise HTTPException(status_code=404, detail="not found")
         return FileResponse(static / name, media_type=types[name])
 
+    @app.get("/v1/analyses/{analysis_id}/dicom/{kind}", dependencies=[Depends(require_key)])
+    def get_dicom(analysis_id: str, kind: str) -> FileResponse:
+        folder = _folder(analysis_id)
+        path = folder / "dicom" / _stem(folder) / f"{kind}.dcm"
+        if kind not in ("seg", "sr", "sc") or not path.is_file():
+            raise HTTPException(status_code=404, detail=f"no DICOM {kind!r} for this analysis (only DICOM inputs get SEG, SR and SC)")
+        return FileResponse(path, media_type="application/dicom", filename=f"osteolens_{analysis_id}_{kind}.dcm")
+
     @app.get("/v1/analyses/{analysis_id}/report", dependencies=[Depends(require_key)])
     def get_report(analysis_id: str) -> HTMLResponse:
         return HTMLResponse((_folder(analysis_id) / "report.html").read_text())
@@ -180,4 +188,7 @@ def _body(folder: Path, analysis_id: str, stem: str) -> dict:
     data.pop("input", None)  # server paths stay on the server
     base = f"/v1/analyses/{analysis_id}"
     links = {k: f"{base}/{k}" for k in ("mask", "overlay", "report", "image", "saliency")}
+    if data.get("dicom_files"):
+        links.update({f"dicom_{k}": f"{base}/dicom/{k}" for k, v in data["dicom_files"].items() if v})
+    data.pop("dicom_files", None)
     return {"id": analysis_id, **data, "links": {"self": base, **links}}

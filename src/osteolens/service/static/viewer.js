@@ -72,6 +72,7 @@ async function show(a) {
   $("area").textContent = a.lesion_area_mm2 !== null ? `${a.lesion_area_px} px (${a.lesion_area_mm2.toFixed(1)} mm²)` : `${a.lesion_area_px} px`;
   $("shown-id").textContent = a.id;
   $("refer").hidden = a.label !== "indeterminate";
+  $("dicom-downloads").hidden = !a.links.dicom_seg;
   [state.image, state.mask, state.heat] = await Promise.all([bitmap(a.links.image), bitmap(a.links.mask), bitmap(a.links.saliency)]);
   $("result").hidden = false;
   draw();
@@ -102,6 +103,10 @@ $("open").addEventListener("submit", async (event) => {
   catch (e) { status(e.message, true); }
 });
 
+for (const kind of ["seg", "sr", "sc"]) {
+  $(`download-${kind}`).addEventListener("click", () =>
+    download(state.analysis.links[`dicom_${kind}`], `osteolens_${state.analysis.id}_${kind}.dcm`).catch((e) => status(e.message, true)));
+}
 for (const id of ["show-mask", "show-boxes", "show-heat"]) $(id).addEventListener("change", draw);
 $("download-report").addEventListener("click", () => download(state.analysis.links.report, `osteolens_${state.analysis.id}.html`).catch((e) => status(e.message, true)));
 $("download-json").addEventListener("click", () => download(state.analysis.links.self, `osteolens_${state.analysis.id}.json`).catch((e) => status(e.message, true)));
