@@ -19,7 +19,7 @@ import csv
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +30,7 @@ from osteolens.data.clinical import encode_clinical
 from osteolens.errors import OsteolensError
 from osteolens.evaluation.detection import boxes_from_mask
 from osteolens.explain.saliency import saliency_map
-from osteolens.io.images import ImageProperties, read_image, to_unit_grey
+from osteolens.io.images import ImageProperties, read_image, save_png, to_unit_grey
 from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
 from osteolens.training.calibration import normalised_entropy, softmax
 from osteolens.transforms.preprocess import preprocess, resize
@@ -69,6 +69,7 @@ class Analysis:
     mask: np.ndarray | None = field(default=None, repr=False)
     saliency: np.ndarray | None = field(default=None, repr=False)
     grey: np.ndarray | None = field(default=None, repr=False)
+    overlay: np.ndarray | None = field(default=None, repr=False)
 
     def row(self) -> dict:
         """The ``predictions.csv`` row."""
@@ -85,7 +86,7 @@ class Analysis:
         }
 
     def to_json(self, model: LoadedModel | None = None, extra: dict | None = None) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k not in ("mask", "saliency", "grey")}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("mask", "saliency", "grey", "overlay")}
         d["decision"] = REFER if self.label == "indeterminate" else self.label
         d["notice"] = RESEARCH_NOTICE
         d["software"] = f"osteolens {__version__}"
@@ -233,8 +234,6 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
     Returns:
         One :class:`Analysis` per input, in input order.
     """
-    from PIL import Image
-
     from osteolens.explain.overlay import draw_overlay
     from osteolens.reporting.html import write_batch_report
 
@@ -249,15 +248,16 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         try:
             arr, props = read_image(path)
             res = analyze_image(loaded, arr, props, clinical.get(path.name))
-            Image.fromarray((res.mask * 255).astype(np.uint8)).save(out / "masks" / f"{stem}.png")
+            save_png((res.mask * 255).astype(np.uint8), out / "masks" / f"{stem}.png")
             if layers:
                 (out / "layers").mkdir(exist_ok=True)
-                Image.fromarray((res.grey * 255).round().astype(np.uint8)).save(out / "layers" / f"{stem}_image.png")
-                Image.fromarray((res.saliency * 255).round().astype(np.uint8)).save(out / "layers" / f"{stem}_saliency.png")
+                save_png((res.grey * 255).round().astype(np.uint8), out / "layers" / f"{stem}_image.png")
+                save_png((res.saliency * 255).round().astype(np.uint8), out / "layers" / f"{stem}_saliency.png")
             caption = f"{res.label}  N {res.p_normal:.2f} B {res.p_benign:.2f} M {res.p_malignant:.2f}"
             overlay = draw_overlay(res.grey, res.mask, res.boxes, res.saliency, caption) if overlays or dicom_out else None
+            res.overlay = overlay
             if overlays:
-                Image.fromarray(overlay).save(out / f"{stem}_overlay.png")
+                save_png(overlay, out / f"{stem}_overlay.png")
             dicom_files = None
             if dicom_out and props.format == "dicom":
                 from osteolens.io.dicom_write import write_analysis_dicom

@@ -19,7 +19,7 @@ def _thumb(rgb: np.ndarray, max_side: int = 384) -> str:
     im = Image.fromarray(rgb)
     im.thumbnail((max_side, max_side))
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    im.save(buf, format="PNG", compress_level=1)
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -40,8 +40,8 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
             continue
         img = ""
         if overlays and r.grey is not None:
-            caption = f"{r.label}"
-            img = f"<img alt='overlay of {e(r.image)}' src='data:image/png;base64,{_thumb(draw_overlay(r.grey, r.mask, r.boxes, r.saliency, caption))}'>"
+            picture = r.overlay if r.overlay is not None else draw_overlay(r.grey, r.mask, r.boxes, r.saliency, r.label)
+            img = f"<img alt='overlay of {e(r.image)}' src='data:image/png;base64,{_thumb(picture)}'>"
         decision = "<b class='refer'>Indeterminate: refer to a specialist</b>" if r.label == "indeterminate" else f"<b>{e(r.label)}</b>"
         area = f"{r.lesion_area_px} px" + (f" ({r.lesion_area_mm2:.1f} mm&sup2;)" if r.lesion_area_mm2 is not None else " (no pixel spacing)")
         sub = f"{e(r.subtype)} ({_pct(r.p_subtype)})" if r.subtype else "-"

@@ -42,7 +42,8 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path], latency:
         "  U-Net decoder for the tumour mask, linear class head (normal/benign/malignant) and a subtype head (9 BTXRD subtypes).",
         f"- Input {meta['preprocessing']['image_size']} x {meta['preprocessing']['image_size']} grey; clinical inputs: "
         f"{', '.join(meta['clinical']['features']) or 'none'} ({meta['clinical']['note']}).",
-        f"- ONNX fp32, sha256 `{meta['sha256']}`; ONNX vs PyTorch max abs difference {max(meta['export_check']['max_abs_diff'].values()):.1e}.",
+        f"- ONNX fp32, sha256 `{meta['sha256']}`; ONNX vs PyTorch on real validation images: max abs difference of raw outputs "
+        f"{max(meta['export_check']['max_abs_diff'].values()):.1e} (largest on the CAM, whose values reach ~30).",
         f"- Calibration on the validation split: temperature {cal['temperature']:.3f} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f});",
         f"  malignant threshold {cal['malignant_threshold']:.4f} (validation sensitivity {cal['val_malignant_sensitivity']:.3f}, specificity {cal['val_malignant_specificity']:.3f});",
         f"  'indeterminate' above uncertainty {cal['uncertainty_threshold']:.3f} (the {100 * cal['referral_rate']:.0f}% most uncertain validation cases);",
@@ -58,7 +59,9 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path], latency:
     ]
     for path in accuracy:
         acc = json.loads(Path(path).read_text())
-        lines += ["", f"### {acc['tag']}: {acc['n_cases']} images, {acc['n_groups']} groups (split file {Path(acc['splits_file']).name}, split {acc['split']})", "",
+        same = acc["model"] == meta["name"]
+        who = "this model" if same else f"{acc['model']}, the same recipe trained on centre 1 only (external validation)"
+        lines += ["", f"### {acc['tag']}: {acc['n_cases']} images, {acc['n_groups']} groups (split file {Path(acc['splits_file']).name}, split {acc['split']}; {who})", "",
                   "| figure | value (95% CI) | target | met |", "|---|---|---|---|"]
         for row in acc["table"]:
             target = "" if row["target"] is None else f"{row['target']:.2f}"
