@@ -34,10 +34,11 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--model", default="osteolens-radiograph")
+    ap.add_argument("--concurrent", type=int, default=1, help="analyses the service runs at once")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "btxrd256"))
     args = ap.parse_args()
     images = [p.read_bytes() for p in sorted((Path(args.data) / "images").glob("*.png"))[:50]]
-    app = create_app(args.model, api_keys={"bench"})
+    app = create_app(args.model, api_keys={"bench"}, concurrent_analyses=args.concurrent)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -78,7 +79,7 @@ def main() -> None:
     row = {"clients": args.clients, "seconds": round(wall, 1), "requests": int(lat.size), "errors": int(errors),
            "throughput_per_s": round(lat.size / wall, 2), "p50_ms": round(float(np.percentile(lat, 50)), 1),
            "p95_ms": round(float(np.percentile(lat, 95)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1),
-           "cpu_count": os.cpu_count()}
+           "concurrent_analyses": args.concurrent, "cpu_count": os.cpu_count()}
     print(" ".join(f"{k}={v}" for k, v in row.items()))
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)

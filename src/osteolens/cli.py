@@ -398,13 +398,14 @@ def serve(
     keys_file: Optional[Path] = typer.Option(None, help="File with API keys, one per line (also: OSTEOLENS_API_KEYS)."),
     max_upload_mb: float = typer.Option(50.0, help="Upload size limit in MB (413 beyond)."),
     storage: Optional[Path] = typer.Option(None, help="Folder for analyses (default: a temporary folder)."),
+    concurrent_analyses: int = typer.Option(1, help="Analyses run at once (the rest queue)."),
 ) -> None:
     """Run the HTTP API (API keys required; /healthz open; OpenAPI docs at /docs)."""
     import uvicorn
 
     from osteolens.service.app import create_app, load_api_keys
 
-    app_ = create_app(model, load_api_keys(keys_file), max_upload_mb, storage)
+    app_ = create_app(model, load_api_keys(keys_file), max_upload_mb, storage, concurrent_analyses)
     console.print(f"osteolens API on http://{host}:{port} (docs at /docs). {RESEARCH_NOTICE}")
     uvicorn.run(app_, host=host, port=port, log_level="info")
 

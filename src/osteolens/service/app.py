@@ -21,6 +21,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -48,7 +49,7 @@ def load_api_keys(keys_file: str | Path | None = None) -> set[str]:
 
 
 def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[str] | None = None,
-               max_upload_mb: float = 50.0, storage: str | Path | None = None) -> FastAPI:
+               max_upload_mb: float = 50.0, storage: str | Path | None = None, concurrent_analyses: int = 1) -> FastAPI:
     """Build the service.
 
     Args:
@@ -57,6 +58,8 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
             is refused: the service never runs open.
         max_upload_mb: upload size limit (413 beyond).
         storage: folder for analyses (default: a new temporary folder).
+        concurrent_analyses: analyses run at once; the rest queue. One at a time, each using
+            both cores through ONNX Runtime, beats many at once fighting over them.
     """
     keys = load_api_keys() if api_keys is None else set(api_keys)
     if not keys:
@@ -65,6 +68,7 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
     store = Path(storage) if storage else Path(tempfile.mkdtemp(prefix="osteolens-service-"))
     store.mkdir(parents=True, exist_ok=True)
     limit = int(max_upload_mb * 1024 * 1024)
+    gate = threading.BoundedSemaphore(max(1, concurrent_analyses))
     app = FastAPI(title="osteolens", version=__version__,
                   description=f"AI-assisted analysis of bone-tumour radiographs. {RESEARCH_NOTICE}")
     app.state.model, app.state.store, app.state.limit = loaded, store, limit
@@ -108,7 +112,8 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
                 fh.write(chunk)
         clinical = {name: {"age": age, "sex": sex, "region": region, "view": view}}
         try:
-            result = analyze([target], folder, model=loaded, clinical=clinical, layers=True, dicom_out=True)[0]
+            with gate:
+                result = analyze([target], folder, model=loaded, clinical=clinical, layers=True, dicom_out=True)[0]
         except OsteolensError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             log.info("analysis %s rejected (%.0f ms)", analysis_id, 1000 * (time.perf_counter() - t0))
