@@ -14,17 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
-import uvicorn
 
-from osteolens.service.app import create_app
+from osteolens.service.app import create_app, serve_in_background
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,19 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     images = [p.read_bytes() for p in sorted((Path(args.data) / "images").glob("*.png"))[:50]]
     app = create_app(args.model, api_keys={"bench"}, concurrent_analyses=args.concurrent)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(base + "/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
+    base, server = serve_in_background(app)
     deadline = time.perf_counter() + args.seconds
 
     def client(k: int):

@@ -1,5 +1,3 @@
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -7,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from osteolens.service.app import create_app
+from osteolens.service.app import create_app, serve_in_background
 
 KEY = "test-key-123"
 
@@ -15,28 +13,10 @@ KEY = "test-key-123"
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
     """A real uvicorn server on a free loopback port, with the tiny real model."""
-    import socket
-
-    import uvicorn
-
     app = create_app(tiny_model, api_keys={KEY}, max_upload_mb=1.0, storage=tmp_path_factory.mktemp("store"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(base + "/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
+    base, srv = serve_in_background(app)
     yield base
     srv.should_exit = True
-    thread.join(timeout=5)
 
 
 def post(base, path, key=KEY, **fields):

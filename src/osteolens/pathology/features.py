@@ -45,7 +45,7 @@ class TileFeatureExtractor:
 
         torch.set_num_threads(threads)
         self.torch = torch
-        self.encoder = LiteEncoder(TILE_INPUT, pretrained=True).eval()
+        self.encoder = LiteEncoder(TILE_INPUT).eval()  # ImageNet weights from the installed package file
         self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 

@@ -197,3 +197,31 @@ def _body(folder: Path, analysis_id: str, stem: str) -> dict:
         links.update({f"dicom_{k}": f"{base}/dicom/{k}" for k, v in data["dicom_files"].items() if v})
     data.pop("dicom_files", None)
     return {"id": analysis_id, **data, "links": {"self": base, **links}}
+
+
+def serve_in_background(app: FastAPI, host: str = "127.0.0.1", port: int = 0, wait_seconds: float = 10.0):
+    """Run ``app`` under uvicorn in a daemon thread on a free loopback port (for tests and benchmarks).
+
+    Returns:
+        ``(base_url, server)``; set ``server.should_exit = True`` to stop it.
+    """
+    import socket
+
+    import httpx
+    import uvicorn
+
+    if port == 0:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    base = f"http://{host}:{port}"
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(base + "/healthz", timeout=1)
+            return base, server
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise OsteolensError(f"the service did not start on {base} within {wait_seconds} s")
