@@ -50,12 +50,13 @@ def run_demo(out: str | Path, console=None, model: str = "osteolens-radiograph")
         console.print(f"imported {summary['n_cases']} bundled BTXRD radiographs into {imported.manifest_path}")
         console.print(f"verify: {report.n_cases} cases read, problems: {report.counts() or 'none'}")
         table = Table(title=f"osteolens analyze with {model} (truth from BTXRD)")
-        for col in ("image", "truth", "decision", "p(normal)", "p(benign)", "p(malignant)", "subtype", "uncertainty", "boxes"):
-            table.add_column(col)
+        for col in ("image", "truth", "decision", "p N/B/M", "subtype", "unc.", "boxes"):
+            table.add_column(col, no_wrap=col in ("image", "p N/B/M"))
         for r in results:
-            decision = "indeterminate: refer" if r.label == "indeterminate" else r.label
-            table.add_row(r.image, truth.get(r.image, ""), decision, f"{r.p_normal:.2f}", f"{r.p_benign:.2f}",
-                          f"{r.p_malignant:.2f}", r.subtype or "-", f"{r.uncertainty:.2f}", str(len(r.boxes)))
+            decision = "refer" if r.label == "indeterminate" else r.label
+            table.add_row(r.image, truth.get(r.image, ""), decision, f"{r.p_normal:.2f}/{r.p_benign:.2f}/{r.p_malignant:.2f}",
+                          r.subtype or "-", f"{r.uncertainty:.2f}", str(len(r.boxes)))
+        console.print("decision 'refer' = indeterminate: refer to a specialist")
         console.print(table)
         console.print(f"outputs: {out / 'analysis'} (predictions.csv, masks/, overlays, report.html)")
     return {"out": str(out), "manifest": str(imported.manifest_path), "summary": summary, "verify": report.counts(),
