@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from osteolens.clinical.fusion import FusionModel, clinical_design, log_probs
+from osteolens.data.clinical import clinical_table
 from osteolens.data.manifest import LABELS, load_manifest
 from osteolens.data.splits import load_splits
 from osteolens.evaluation.bootstrap import bootstrap_metric, group_bootstrap_weights
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def outputs(model, manifest, ids, folder):
     cases = [c for c in manifest.cases if c.case_id in ids]
-    clinical = pd.DataFrame([{"image": Path(c.image).name, "age": c.age, "sex": c.sex, "region": c.region, "view": c.view} for c in cases])
+    clinical = clinical_table(cases)
     folder.mkdir(parents=True, exist_ok=True)
     clinical.to_csv(folder / "clinical.csv", index=False)
     results = analyze([manifest.resolve(c.image) for c in cases], folder / "analysis", model=model,

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from osteolens.data.clinical import clinical_table
 from osteolens.data.manifest import load_manifest
 from osteolens.data.splits import load_splits
 from osteolens.evaluation.bootstrap import bootstrap_metric, group_bootstrap_weights
@@ -59,8 +60,7 @@ def main() -> None:
     splits = load_splits(args.splits)
     test_ids = set(splits.loc[splits["split"] == args.split, "case_id"].astype(str))
     cases = [c for c in manifest.cases if c.case_id in test_ids]
-    clinical = pd.DataFrame([{"image": Path(c.image).name, "age": c.age, "sex": c.sex, "site": c.site,
-                              "region": c.region, "view": c.view} for c in cases])
+    clinical = clinical_table(cases)
     if args.clinical == "shuffled":
         cols = ["age", "sex", "site", "region", "view"]
         clinical[cols] = clinical[cols].sample(frac=1.0, random_state=0).to_numpy()

@@ -50,7 +50,7 @@ def main() -> None:
     t0 = time.perf_counter()
     summary = train(cfg, work / "runs" / args.tag, show_progress=False)
     minutes = (time.perf_counter() - t0) / 60
-    meta = export_run(work / "runs" / args.tag, work / "models" / args.tag, name=f"osteolens-radiograph" if args.tag == "default" else f"osteolens-radiograph-{args.tag}")
+    meta = export_run(work / "runs" / args.tag, work / "models" / args.tag, name="osteolens-radiograph" if args.tag == "default" else f"osteolens-radiograph-{args.tag}")
     result = {"tag": args.tag, "threads": cfg.threads, "cpu_count": os.cpu_count(), "train_minutes_wall": round(minutes, 1),
               "budget_minutes": 60, "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
               "stop_reason": summary["stop_reason"], "best_val": summary["best_val"], "calibration": summary["calibration"],

@@ -5,8 +5,6 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import pandas as pd
-
 from osteolens import RESEARCH_NOTICE
 
 
@@ -27,6 +25,7 @@ def run_demo(out: str | Path, console=None, model: str = "osteolens-radiograph")
         dict with the output folder, manifest, dataset summary, verify counts and one result
         row per sample image.
     """
+    from osteolens.data.clinical import clinical_table
     from osteolens.data.importers import import_btxrd
     from osteolens.data.summary import summarize_manifest
     from osteolens.data.verify import verify_manifest
@@ -37,8 +36,7 @@ def run_demo(out: str | Path, console=None, model: str = "osteolens-radiograph")
     report = verify_manifest(imported.manifest)
     summary = summarize_manifest(imported.manifest)
     cases = imported.manifest.cases
-    clinical = pd.DataFrame([{"image": Path(c.image).name, "age": c.age, "sex": c.sex, "site": c.site,
-                              "region": c.region, "view": c.view} for c in cases])
+    clinical = clinical_table(cases)
     clinical.to_csv(out / "samples" / "clinical.csv", index=False)
     results = analyze([imported.manifest.resolve(c.image) for c in cases], out / "analysis", model=model,
                       clinical_csv=out / "samples" / "clinical.csv")

@@ -10,6 +10,7 @@ all zero) and a flag, and :func:`encode_clinical` reports them.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -65,3 +66,11 @@ def encode_clinical(age=None, sex=None, region=None, view=None) -> tuple[np.ndar
                 raise ValueError(f"{name} {p!r} is not one of {', '.join(values)}")
             v[offset + values.index(p)] = 1.0
     return v, missing
+
+
+def clinical_table(cases):
+    """The ``--clinical`` CSV table (image, age, sex, site, region, view) of manifest cases."""
+    import pandas as pd
+
+    return pd.DataFrame([{"image": Path(c.image).name, "age": c.age, "sex": c.sex, "site": c.site,
+                          "region": c.region, "view": c.view} for c in cases])

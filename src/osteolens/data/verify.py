@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ import numpy as np
 
 from osteolens.data.manifest import LABELS, SUBTYPES, Case, Manifest, load_manifest
 from osteolens.errors import ImageReadError
-from osteolens.io.images import read_image, read_mask, to_unit_grey
+from osteolens.io.images import mask_from_array, read_image, to_unit_grey
 
 #: Perceptual-hash Hamming distance (of 64 bits) at or under which two images are near-duplicates.
 NEAR_DUPLICATE_BITS = 2
@@ -116,8 +116,8 @@ def _check_case(manifest: Manifest, case: Case) -> _CaseResult:
         mask_path = manifest.resolve(case.mask)
         try:
             shape = image.shape[:2] if image is not None else None
-            mask = read_mask(mask_path, expected_shape=shape)
             raw, _ = read_image(mask_path)
+            mask = mask_from_array(raw, mask_path, expected_shape=shape)
             if len(np.unique(raw)) > 2:
                 add("mask_not_binary", f"mask has {len(np.unique(raw))} distinct values; expected 0 and one foreground value", mask_path)
             if case.label == "normal" and mask.any():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from osteolens import RESEARCH_NOTICE, __version__
+from osteolens import __version__
 from osteolens.errors import OsteolensError
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
@@ -295,5 +295,5 @@ def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir
     sc_path = None
     if overlay_rgb is not None:
         sc_path = out_dir / "sc.dcm"
-        secondary_capture(src, overlay_rgb, f"osteolens overlay (research use only)").save_as(sc_path, enforce_file_format=True)
+        secondary_capture(src, overlay_rgb, "osteolens overlay (research use only)").save_as(sc_path, enforce_file_format=True)
     return {"seg": str(out_dir / "seg.dcm"), "sr": str(out_dir / "sr.dcm"), "sc": str(sc_path) if sc_path else None}

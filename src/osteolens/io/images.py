@@ -238,6 +238,11 @@ def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None) -
         ImageReadError: unreadable, or its size differs from ``expected_shape``.
     """
     arr, _ = read_image(path)
+    return mask_from_array(arr, path, expected_shape)
+
+
+def mask_from_array(arr: np.ndarray, path: str | Path, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The bool mask of a read mask image, checked against ``expected_shape`` (see :func:`read_mask`)."""
     if arr.ndim == 3:
         arr = arr.max(axis=2)
     if expected_shape is not None and tuple(arr.shape) != tuple(expected_shape[:2]):

