@@ -64,6 +64,18 @@ def upload(url, tmp_path, btxrd_dir, name, patient):
     return pydicom.dcmread(path).StudyInstanceUID
 
 
+def wait_until_stable(url, study_uid, timeout=30.0):
+    """Block until Orthanc reports this study stable (StableAge 1 s), i.e. its StableStudy change is in the feed."""
+    lookup = httpx.post(url + "/tools/lookup", content=study_uid, timeout=30).json()
+    orthanc_id = next(item["ID"] for item in lookup if item["Type"] == "Study")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if httpx.get(url + f"/studies/{orthanc_id}", timeout=30).json().get("IsStable"):
+            return
+        time.sleep(0.25)
+    pytest.fail(f"Orthanc never called study {study_uid} stable")
+
+
 def series_modalities(url, study):
     r = httpx.get(url + f"/dicom-web/studies/{study}/series", timeout=30)
     return sorted(s["00080060"]["Value"][0] for s in r.json())
@@ -79,18 +91,13 @@ def test_analyze_study_round_trip(orthanc, tiny_model, btxrd_dir, tmp_path):
 def test_watch_analyses_each_new_study_once_and_survives_restart(orthanc, tiny_model, btxrd_dir, tmp_path):
     state_file = tmp_path / "state.json"
     first = upload(orthanc, tmp_path, btxrd_dir, "IMG000004", "P-2")
-    deadline = time.time() + 30
-    while time.time() < deadline:  # wait until Orthanc calls the study stable (StableAge 1 s)
-        changes = httpx.get(orthanc + "/changes", params={"limit": 1000}).json()["Changes"]
-        if any(c["ChangeType"] == "StableStudy" for c in changes[-5:]):
-            break
-        time.sleep(0.5)
+    wait_until_stable(orthanc, first)
     state = watch(orthanc, state_file, tmp_path / "work", model=tiny_model, once=True)
     assert first in state.done and not state.failed
     assert len(state.done) == 1  # the study analysed by hand in the other test already has osteolens output
     assert series_modalities(orthanc, first) == ["CR", "OT", "SEG", "SR"]
     # a restart reads the same state and analyses nothing again
-    time.sleep(2.5)  # let the study turn stable again after our own uploads
+    wait_until_stable(orthanc, first)  # our own uploads made it unstable again
     again = watch(orthanc, state_file, tmp_path / "work", model=tiny_model, once=True)
     assert again.done.count(first) == 1
     assert series_modalities(orthanc, first) == ["CR", "OT", "SEG", "SR"]
