@@ -36,6 +36,8 @@ dicom_app = typer.Typer(help="DICOM helpers.", no_args_is_help=True)
 app.add_typer(dicom_app, name="dicom")
 pacs_app = typer.Typer(help="PACS (Orthanc, DICOMweb): analyse a study, watch for new studies.", no_args_is_help=True)
 app.add_typer(pacs_app, name="pacs")
+radiomics_app = typer.Typer(help="IBSI-compliant radiomics features of a lesion (2-D or 3-D).", no_args_is_help=True)
+app.add_typer(radiomics_app, name="radiomics")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -388,6 +390,42 @@ def score_sins(
     from osteolens.clinical.scores import sins
 
     _print_score(sins(location, pain, lesion, alignment, collapse, posterolateral))
+
+
+@radiomics_app.command("extract")
+def radiomics_extract(
+    out: Path = typer.Option(..., "--out", help="features.csv to write (its settings go to features.settings.json)."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Image: 2-D radiograph, NIfTI/NRRD file or DICOM series folder."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Mask: 2-D mask image, NIfTI/NRRD file or RTSTRUCT."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="RTSTRUCT ROI name (when the structure set holds several)."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="Instead of --image/--mask: every case of a manifest with a mask."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="With --manifest: only these labels, comma-separated (e.g. benign,malignant)."),
+    config: Optional[str] = typer.Option(None, "--config", help="Settings JSON or a preset: " + ", ".join(
+        ["radiograph", "ct", "mr", "pet", "ibsi-A", "ibsi-B", "ibsi-C", "ibsi-D", "ibsi-E", "ibsi-digital-phantom"])),
+    workers: int = typer.Option(1, "--workers", help="Processes for --manifest."),
+) -> None:
+    """Compute IBSI features (names and codes of the IBSI reference manual) for one lesion or a manifest."""
+    from osteolens.radiomics.batch import extract_case_to_csv, extract_manifest_to_csv, settings_path
+    from osteolens.radiomics.settings import load_settings
+
+    if manifest is not None:
+        settings = load_settings(config)
+        with _progress() as bar:
+            task = bar.add_task("radiomics", total=None)
+            table = extract_manifest_to_csv(manifest, out, settings, workers, labels.split(",") if labels else None,
+                                            progress=lambda k, n: bar.update(task, completed=k, total=n))
+        failed = table[table.status != "ok"]
+        for r in failed.itertuples():
+            err_console.print(f"[red]error[/] {r.case_id}: {r.error}", highlight=False)
+        console.print(f"{len(table) - len(failed)} cases, {len(failed)} failed; wrote {out} and {settings_path(out)}")
+        return
+    if image is None or mask is None:
+        raise OsteolensError("give --image and --mask, or --manifest")
+    table = extract_case_to_csv(image, mask, out, load_settings(config) if config else None, roi)
+    missing = table[table.missing_reason != ""]
+    console.print(f"{len(table)} feature values ({len(missing)} not defined for this ROI, with reasons); "
+                  f"wrote {out} and {settings_path(out)}")
+    console.print(RESEARCH_NOTICE)
 
 
 @app.command()

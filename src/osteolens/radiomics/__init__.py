@@ -1,0 +1,1 @@
+"""Radiomics: IBSI-compliant features (mirp engine), IBSI names, compliance scoring, models on features."""
