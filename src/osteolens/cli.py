@@ -38,6 +38,8 @@ pacs_app = typer.Typer(help="PACS (Orthanc, DICOMweb): analyse a study, watch fo
 app.add_typer(pacs_app, name="pacs")
 radiomics_app = typer.Typer(help="IBSI-compliant radiomics features of a lesion (2-D or 3-D).", no_args_is_help=True)
 app.add_typer(radiomics_app, name="radiomics")
+volume_app = typer.Typer(help="3-D lesions (CT/MR/PET): volume, diameters, SUV, modalities on one grid.", no_args_is_help=True)
+app.add_typer(volume_app, name="volume")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -425,6 +427,45 @@ def radiomics_extract(
     missing = table[table.missing_reason != ""]
     console.print(f"{len(table)} feature values ({len(missing)} not defined for this ROI, with reasons); "
                   f"wrote {out} and {settings_path(out)}")
+    console.print(RESEARCH_NOTICE)
+
+
+def _named_paths(values: list[str], option: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise OsteolensError(f"{option} {v!r}: expected NAME=PATH, e.g. CT=STS_001/CT/image")
+        out[name] = path
+    return out
+
+
+@volume_app.command("report")
+def volume_report_cmd(
+    image: list[str] = typer.Option(..., "--image", help="NAME=PATH of a DICOM series folder or NIfTI file; repeat per series."),
+    mask: list[str] = typer.Option(..., "--mask", help="NAME=PATH of the lesion: RTSTRUCT or NIfTI mask; one per --image."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.json, report.md, report.html and slice pictures."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Series whose grid the others go to (default: CT)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="RTSTRUCT ROI name, when a structure set holds several."),
+    register: bool = typer.Option(False, "--register", help="Rigid mutual-information registration (different sessions)."),
+) -> None:
+    """Lesion volume (mL), diameters, PET SUVmax/mean/peak and MTV, and all series on one grid with contours."""
+    from osteolens.volumes.report import volume_report
+
+    images, masks = _named_paths(image, "--image"), _named_paths(mask, "--mask")
+    if set(images) != set(masks):
+        raise OsteolensError(f"every --image needs a --mask with the same name: images {sorted(images)}, masks {sorted(masks)}")
+    report = volume_report({n: (images[n], masks[n]) for n in images}, out, reference, roi, register)
+    table = Table(title=f"lesion on {len(report['series'])} series (reference grid: {report['reference_series']})")
+    for col in ("series", "volume mL", "max diameter mm", "long/short axis mm", "SUVmax/peak", "Dice vs reference"):
+        table.add_column(col)
+    for name, e in report["series"].items():
+        m = e["measurements"]
+        suv = f"{m['suv_max']:.2f}/{m['suv_peak']:.2f}" if "suv_max" in m else ""
+        table.add_row(name, f"{m['volume_ml']:.1f}", f"{m['max_3d_diameter_mm']:.1f}",
+                      f"{m['long_axis_mm']:.1f}/{m['short_axis_mm']:.1f}", suv, f"{e['agreement_with_reference']['dice']:.3f}")
+    console.print(table)
+    console.print(f"wrote {out}/report.json, report.md, report.html")
     console.print(RESEARCH_NOTICE)
 
 
