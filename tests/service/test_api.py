@@ -76,3 +76,21 @@ def test_concurrent_requests_do_not_mix(server, btxrd_dir):
         assert r.status_code == 201 and r.json()["image"] == f"{n}.png"
         assert r.json()["p_malignant"] == pytest.approx(single[n], abs=1e-9)
     assert len({r.json()["id"] for _, r in results}) == len(names)
+
+
+def test_scores_route(server):
+    h = {"X-API-Key": KEY}
+    r = httpx.post(server + "/v1/scores/mirels", headers=h,
+                   json={"site": "peritrochanteric", "pain": "functional", "lesion": "lytic", "size": "over_two_thirds"})
+    assert r.status_code == 200 and r.json()["total"] == 12 and r.json()["category"] == "high"
+    r = httpx.post(server + "/v1/scores/sins", headers=h, json={"location": "T12", "pain": "mechanical", "lesion": "lytic",
+                                                                 "alignment": "normal", "collapse": "under_50_percent",
+                                                                 "posterolateral": "unilateral"})
+    assert r.json()["total"] == 11 and r.json()["category"] == "indeterminate"
+    bad = httpx.post(server + "/v1/scores/mirels", headers=h, json={"site": "skull", "pain": "mild", "lesion": "lytic",
+                                                                     "size": "under_one_third"})
+    assert bad.status_code == 422 and "site 'skull'" in bad.json()["detail"]
+    assert httpx.post(server + "/v1/scores/mirels", headers=h, json={"site": "upper_limb"}).status_code == 422
+    assert httpx.post(server + "/v1/scores/nope", headers=h, json={}).status_code == 404
+    assert httpx.post(server + "/v1/scores/mirels", json={}).status_code == 401
+    assert httpx.get(server + "/healthz").status_code == 200  # still serving

@@ -3,6 +3,8 @@
 - ``POST /v1/analyses``: multipart upload of a radiograph (DICOM, PNG, JPEG, TIFF) with
   optional form fields ``age``, ``sex``, ``region``, ``view``; returns the analysis JSON.
 - ``GET /v1/analyses/{id}`` and ``.../mask``, ``.../overlay``, ``.../report``.
+- ``POST /v1/scores/mirels`` and ``/v1/scores/sins``: JSON body with the score's fields;
+  the total, its parts and the published interpretation (an invalid value: 422 naming it).
 - ``GET /healthz``: no key needed.
 
 Every other route needs an API key in the ``X-API-Key`` header. Keys come from the
@@ -88,6 +90,26 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
     def healthz() -> dict:
         return {"status": "ok", "model": loaded.name, "version": loaded.metadata["version"], "osteolens": __version__,
                 "notice": RESEARCH_NOTICE}
+
+    @app.post("/v1/scores/{name}", dependencies=[Depends(require_key)])
+    def score(name: str, fields: dict) -> dict:
+        from osteolens.clinical.scores import mirels, sins
+
+        functions = {"mirels": (mirels, ("site", "pain", "lesion", "size")),
+                     "sins": (sins, ("location", "pain", "lesion", "alignment", "collapse", "posterolateral"))}
+        if name not in functions:
+            raise HTTPException(status_code=404, detail=f"unknown score {name!r}; scores: mirels, sins")
+        fn, needed = functions[name]
+        missing = [f for f in needed if f not in fields]
+        unknown = sorted(set(fields) - set(needed))
+        if missing or unknown:
+            raise HTTPException(status_code=422, detail=f"{name}: missing fields {missing}, unknown fields {unknown}; "
+                                                        f"give {', '.join(needed)}")
+        try:
+            result = fn(**{f: str(fields[f]) for f in needed})
+        except OsteolensError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return {**result.to_dict(), "notice": RESEARCH_NOTICE}
 
     @app.post("/v1/analyses", dependencies=[Depends(require_key)])
     def create_analysis(file: UploadFile = File(...), age: float | None = Form(default=None), sex: str | None = Form(default=None),
