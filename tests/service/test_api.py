@@ -48,7 +48,9 @@ def test_analysis_round_trip(server, btxrd_dir):
 
     assert np.asarray(Image.open(io.BytesIO(mask.content))).shape == (256, 256)
     assert httpx.get(server + body["links"]["overlay"], headers=h).status_code == 200
-    assert "research use only" in httpx.get(server + body["links"]["report"], headers=h).text
+    report = httpx.get(server + body["links"]["report"], headers=h).text  # written on first request
+    assert "research use only" in report and "data:image/png;base64," in report and body["label"] in report
+    assert httpx.get(server + body["links"]["report"], headers=h).text == report
     assert httpx.get(server + "/v1/analyses/" + "f" * 32, headers=h).status_code == 404
 
 

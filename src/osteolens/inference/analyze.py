@@ -28,7 +28,7 @@ import numpy as np
 from osteolens import RESEARCH_NOTICE, __version__
 from osteolens.data.clinical import encode_clinical
 from osteolens.errors import OsteolensError
-from osteolens.evaluation.detection import boxes_from_mask
+from osteolens.inference.postprocess import MaskPostprocess, lesion_components
 from osteolens.explain.saliency import saliency_map
 from osteolens.io.images import ImageProperties, read_image, save_png, to_unit_grey
 from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
@@ -41,7 +41,9 @@ PREDICTION_COLUMNS = (
 )
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ""}
 REFER = "indeterminate: refer to a specialist"
-MIN_COMPONENT_FRACTION = 0.001  # mask components under 0.1% of the image are dropped as specks
+
+
+ARRAY_FIELDS = ("mask", "saliency", "grey", "overlay", "mask_probability")
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Analysis:
     saliency: np.ndarray | None = field(default=None, repr=False)
     grey: np.ndarray | None = field(default=None, repr=False)
     overlay: np.ndarray | None = field(default=None, repr=False)
+    mask_probability: np.ndarray | None = field(default=None, repr=False)
 
     def row(self) -> dict:
         """The ``predictions.csv`` row."""
@@ -86,7 +89,7 @@ class Analysis:
         }
 
     def to_json(self, model: LoadedModel | None = None, extra: dict | None = None) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("mask", "saliency", "grey", "overlay")}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ARRAY_FIELDS}
         d["decision"] = REFER if self.label == "indeterminate" else self.label
         d["notice"] = RESEARCH_NOTICE
         d["software"] = f"osteolens {__version__}"
@@ -94,6 +97,12 @@ class Analysis:
             d["model"] = {"name": model.name, "version": model.metadata["version"], "sha256": model.metadata["sha256"]}
         d.update(extra or {})
         return d
+
+    @classmethod
+    def from_json(cls, data: dict, overlay: np.ndarray | None = None) -> "Analysis":
+        """Rebuild a result from its JSON (arrays other than ``overlay`` are not stored there)."""
+        known = {f.name for f in fields(cls)} - set(ARRAY_FIELDS)
+        return cls(**{k: v for k, v in data.items() if k in known}, overlay=overlay)
 
 
 def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, clinical: dict | None = None) -> Analysis:
@@ -136,19 +145,12 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         label = "malignant"
     else:
         label = ("normal", "benign")[int(np.argmax(probs[:2]))]
-    mask = resize(mask_prob.astype(np.float32), (h, w)) >= calib["mask_threshold"]
-    if label == "normal":
-        mask[:] = False
-    boxes, scores = [], []
     p_tumour = float(probs[1] + probs[2])
-    min_px = max(4, int(MIN_COMPONENT_FRACTION * h * w))
-    for b in boxes_from_mask(mask, min_pixels=min_px):
-        boxes.append(b)
-        scores.append(round(p_tumour, 6))
-    keep = np.zeros_like(mask)
-    for x0, y0, x1, y1 in boxes:
-        keep[y0:y1, x0:x1] = True
-    mask &= keep
+    full_prob = resize(mask_prob.astype(np.float32), (h, w))
+    if label == "normal":
+        mask, boxes, scores = np.zeros((h, w), bool), [], []
+    else:
+        mask, boxes, scores = lesion_components(full_prob, p_tumour, MaskPostprocess.from_calibration(calib))
     sub_logits = out["subtype_logits"].mean(axis=0)
     sub_probs = softmax(sub_logits)
     names = meta["subtypes"]
@@ -171,7 +173,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         boxes=[list(map(int, b)) for b in boxes], box_scores=scores,
         subtype_probabilities={n: round(float(p), 6) for n, p in zip(names, sub_probs)},
         spacing_mm=list(spacing) if spacing else None, clinical_missing=missing,
-        seconds=round(time.perf_counter() - t0, 4), mask=mask, saliency=sal, grey=grey,
+        seconds=round(time.perf_counter() - t0, 4), mask=mask, saliency=sal, grey=grey, mask_probability=full_prob,
     )
 
 
@@ -215,7 +217,7 @@ def _unique_stems(files: list[Path]) -> list[str]:
 def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | LoadedModel = DEFAULT_MODEL,
             clinical_csv: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
             overlays: bool = True, clinical: dict[str, dict] | None = None, layers: bool = False,
-            dicom_out: bool = False) -> list[Analysis]:
+            dicom_out: bool = False, report: bool = True) -> list[Analysis]:
     """Analyse files and folders and write the outputs listed in the module docstring.
 
     Args:
@@ -230,6 +232,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
             ``layers/<stem>_saliency.png`` for viewers that compose the layers themselves.
         dicom_out: for DICOM inputs, also write ``dicom/<stem>/seg.dcm``, ``sr.dcm`` (TID 1500)
             and ``sc.dcm`` (overlay), in the source's study.
+        report: write ``report.html`` (the service writes it when first asked for).
 
     Returns:
         One :class:`Analysis` per input, in input order.
@@ -248,6 +251,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         try:
             arr, props = read_image(path)
             res = analyze_image(loaded, arr, props, clinical.get(path.name))
+            res.mask_probability = None  # only callers of analyze_image need it; a batch keeps less
             save_png((res.mask * 255).astype(np.uint8), out / "masks" / f"{stem}.png")
             if layers:
                 (out / "layers").mkdir(exist_ok=True)
@@ -279,5 +283,6 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         writer.writeheader()
         for r in results:
             writer.writerow(r.row())
-    write_batch_report(results, loaded, out / "report.html", overlays=overlays)
+    if report:
+        write_batch_report(results, loaded, out / "report.html", overlays=overlays)
     return results

@@ -39,7 +39,7 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
             cards.append(f"<div class='card err'><h3>{e(r.image)}</h3><p><b>Could not be analysed:</b> {e(r.error)}</p></div>")
             continue
         img = ""
-        if overlays and r.grey is not None:
+        if overlays and (r.overlay is not None or r.grey is not None):
             picture = r.overlay if r.overlay is not None else draw_overlay(r.grey, r.mask, r.boxes, r.saliency, r.label)
             img = f"<img alt='overlay of {e(r.image)}' src='data:image/png;base64,{_thumb(picture)}'>"
         decision = "<b class='refer'>Indeterminate: refer to a specialist</b>" if r.label == "indeterminate" else f"<b>{e(r.label)}</b>"

@@ -135,7 +135,8 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
         clinical = {name: {"age": age, "sex": sex, "region": region, "view": view}}
         try:
             with gate:
-                result = analyze([target], folder, model=loaded, clinical=clinical, layers=True, dicom_out=True)[0]
+                result = analyze([target], folder, model=loaded, clinical=clinical, layers=True, dicom_out=True,
+                                 report=False)[0]
         except OsteolensError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             log.info("analysis %s rejected (%.0f ms)", analysis_id, 1000 * (time.perf_counter() - t0))
@@ -185,7 +186,20 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
 
     @app.get("/v1/analyses/{analysis_id}/report", dependencies=[Depends(require_key)])
     def get_report(analysis_id: str) -> HTMLResponse:
-        return HTMLResponse((_folder(analysis_id) / "report.html").read_text())
+        folder = _folder(analysis_id)
+        page = folder / "report.html"
+        if not page.is_file():  # written when first asked for, from the stored JSON and overlay
+            import numpy as np
+            from PIL import Image
+
+            from osteolens.inference.analyze import Analysis
+            from osteolens.reporting.html import write_batch_report
+
+            stem = _stem(folder)
+            overlay = np.asarray(Image.open(folder / f"{stem}_overlay.png").convert("RGB"))
+            result = Analysis.from_json(json.loads((folder / f"{stem}.json").read_text()), overlay=overlay)
+            write_batch_report([result], loaded, page)
+        return HTMLResponse(page.read_text())
 
     layer_files = {"mask": "masks/{stem}.png", "overlay": "{stem}_overlay.png",
                    "image": "layers/{stem}_image.png", "saliency": "layers/{stem}_saliency.png"}

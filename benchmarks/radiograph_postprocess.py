@@ -1,0 +1,112 @@
+"""Choose the radiograph model's mask post-processing on the validation split (never on test).
+
+Usage: python benchmarks/radiograph_postprocess.py [--model osteolens-radiograph]
+          [--manifest work/btxrd/manifest.csv] [--splits work/btxrd/splits.csv] [--write MODEL_DIR]
+
+Runs the model once on every validation image, then scores a grid of post-processing settings
+(threshold, closing radius, smallest kept component relative to the largest, hole filling; see
+``osteolens.inference.postprocess``) by mean Dice on tumour images and AP@0.5 on all images, and
+picks the best mean of the two. ``--write`` stores the choice in a copy of the model's metadata
+(``calibration.mask_postprocess``) in MODEL_DIR. Writes benchmarks/results/radiograph_postprocess.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from osteolens.data.manifest import load_manifest
+from osteolens.data.splits import load_splits
+from osteolens.evaluation import detection as det
+from osteolens.evaluation.segmentation import dice
+from osteolens.inference.analyze import analyze_image
+from osteolens.inference.postprocess import MaskPostprocess, lesion_components
+from osteolens.io.images import read_image, read_mask
+from osteolens.models.registry import load_model, resolve_model
+
+REPO = Path(__file__).resolve().parents[1]
+GRID = {"threshold": (0.3, 0.4, 0.5, 0.6), "closing": (0.0, 0.01, 0.02, 0.04),
+        "min_fraction": (0.0, 0.1, 0.25, 0.5, 1.0), "fill_holes": (False, True)}
+
+
+def score(cases, pp: MaskPostprocess) -> dict:
+    dices, truth_boxes, detections = [], [], []
+    for c in cases:
+        if c["label"] == "normal":
+            mask, boxes, scores = np.zeros_like(c["truth"]), [], []
+        else:
+            mask, boxes, scores = lesion_components(c["prob"], c["p_tumour"], pp)
+        if c["truth"].any():
+            dices.append(dice(c["truth"], mask))
+        truth_boxes.append(c["truth_boxes"])
+        detections.append(list(zip(boxes, scores)))
+    ap50 = float(det.average_precision(det.match_detections(truth_boxes, detections, 0.5)))
+    return {"dice_mean_tumour": float(np.mean(dices)), "ap50": ap50}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="osteolens-radiograph")
+    ap.add_argument("--manifest", default=str(REPO / "work" / "btxrd" / "manifest.csv"))
+    ap.add_argument("--splits", default=str(REPO / "work" / "btxrd" / "splits.csv"))
+    ap.add_argument("--write", default=None, help="folder for a copy of the model with the chosen post-processing")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    args = ap.parse_args()
+    model = load_model(args.model)
+    manifest = load_manifest(args.manifest)
+    splits = load_splits(args.splits)
+    val_ids = set(splits.loc[splits["split"] == "val", "case_id"].astype(str))
+    cases = []
+    for c in manifest.cases:
+        if c.case_id not in val_ids:
+            continue
+        arr, props = read_image(manifest.resolve(c.image))
+        res = analyze_image(model, arr, props, {"age": c.age, "sex": c.sex, "region": c.region, "view": c.view})
+        truth = read_mask(manifest.resolve(c.mask), expected_shape=res.mask_probability.shape) if c.mask else \
+            np.zeros(res.mask_probability.shape, bool)
+        cases.append({"prob": res.mask_probability, "p_tumour": res.p_benign + res.p_malignant, "label": res.label,
+                      "truth": truth, "truth_boxes": det.boxes_from_mask(truth)})
+    current = MaskPostprocess.from_calibration(model.metadata["calibration"])
+    baseline = score(cases, current)
+    rows = []
+    for values in itertools.product(*GRID.values()):
+        pp = MaskPostprocess(**dict(zip(GRID, values)))
+        rows.append({**pp.to_dict(), **score(cases, pp)})
+    for r in rows:
+        r["objective"] = (r["dice_mean_tumour"] + r["ap50"]) / 2
+    rows.sort(key=lambda r: -r["objective"])
+    best = rows[0]
+    print(f"validation split: {len(cases)} images, {sum(c['truth'].any() for c in cases)} with a lesion")
+    print(f"current ({current.to_dict()}): Dice {baseline['dice_mean_tumour']:.3f}, AP50 {baseline['ap50']:.3f}")
+    print(f"{'threshold':>9s} {'closing':>7s} {'min_frac':>8s} {'fill':>5s} {'Dice':>6s} {'AP50':>6s}")
+    for r in rows[:10]:
+        print(f"{r['threshold']:9.2f} {r['closing']:7.2f} {r['min_fraction']:8.2f} {str(r['fill_holes']):>5s} "
+              f"{r['dice_mean_tumour']:6.3f} {r['ap50']:6.3f}")
+    chosen = {k: best[k] for k in ("threshold", "closing", "min_fraction", "fill_holes")}
+    chosen["min_component"] = current.min_component
+    if args.write:
+        src, dst = resolve_model(args.model), Path(args.write)
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(src, dst)
+        meta = json.loads((dst / "metadata.json").read_text())
+        meta["calibration"]["mask_postprocess"] = chosen
+        meta["calibration"]["mask_threshold"] = chosen["threshold"]
+        meta["calibration"]["val_mask_postprocess"] = {"dice_mean_tumour": best["dice_mean_tumour"], "ap50": best["ap50"],
+                                                       "chosen_on": "validation split", "grid": {k: list(v) for k, v in GRID.items()}}
+        (dst / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+        print(f"wrote {dst} with calibration.mask_postprocess = {chosen}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "radiograph_postprocess.json").write_text(json.dumps(
+        {"split": "val", "n_images": len(cases), "current": {**current.to_dict(), **baseline}, "chosen": chosen,
+         "chosen_scores": {k: best[k] for k in ("dice_mean_tumour", "ap50")}, "top": rows[:20]}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

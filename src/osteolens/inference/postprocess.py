@@ -1,0 +1,89 @@
+"""From the network's tumour-probability map to a lesion mask, boxes and box scores.
+
+The network's mask is often fragmented: one lesion comes out as a large blob and a few specks.
+Post-processing, with parameters chosen on the validation split and stored in the model's
+metadata (``calibration.mask_postprocess``), turns it into lesions:
+
+1. threshold the probability map (at the input's size);
+2. morphological closing with a disc of radius ``closing`` x the image's shorter side
+   (joins the pieces of one lesion);
+3. drop components under ``min_component`` of the image area and those under
+   ``min_fraction`` of the largest component's area;
+4. optionally fill holes;
+5. one box per remaining component, scored P(tumour) x the component's mean probability,
+   so that a faint speck ranks below a confident lesion.
+
+Example:
+    >>> import numpy as np
+    >>> prob = np.zeros((100, 100)); prob[20:60, 20:60] = 0.9; prob[80:83, 80:83] = 0.6
+    >>> mask, boxes, scores = lesion_components(prob, 0.8, MaskPostprocess(min_fraction=0.1))
+    >>> boxes
+    [(20, 20, 60, 60)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+MIN_COMPONENT_FRACTION = 0.001  # components under 0.1% of the image are specks
+
+
+@dataclass(frozen=True)
+class MaskPostprocess:
+    threshold: float = 0.5
+    closing: float = 0.0
+    min_fraction: float = 0.0
+    fill_holes: bool = False
+    min_component: float = MIN_COMPONENT_FRACTION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_calibration(cls, calib: dict) -> "MaskPostprocess":
+        """The model's recorded post-processing; older models: their mask threshold, nothing else."""
+        if "mask_postprocess" in calib:
+            return cls(**calib["mask_postprocess"])
+        return cls(threshold=float(calib.get("mask_threshold", 0.5)))
+
+
+def _disc(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return xx**2 + yy**2 <= radius**2
+
+
+def lesion_components(mask_prob: np.ndarray, p_tumour: float, pp: MaskPostprocess) -> tuple[np.ndarray, list, list]:
+    """Apply :class:`MaskPostprocess` to a probability map at the input's size.
+
+    Returns:
+        (boolean mask, boxes ``(x0, y0, x1, y1)``, box scores), boxes sorted by score.
+    """
+    h, w = mask_prob.shape
+    mask = mask_prob >= pp.threshold
+    radius = int(round(pp.closing * min(h, w)))
+    if radius > 0 and mask.any():
+        pad = radius + 1
+        mask = ndimage.binary_closing(np.pad(mask, pad), structure=_disc(radius))[pad:-pad, pad:-pad]
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    if n == 0:
+        return mask, [], []
+    areas = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
+    keep = (areas >= max(4, pp.min_component * h * w)) & (areas >= pp.min_fraction * areas.max())
+    kept = np.flatnonzero(keep) + 1
+    mask = np.isin(labels, kept)
+    if pp.fill_holes:
+        mask = ndimage.binary_fill_holes(mask)
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        kept = np.arange(1, n + 1)
+    means = ndimage.mean(mask_prob, labels, index=kept) if len(kept) else []
+    boxes, scores = [], []
+    slices = ndimage.find_objects(labels)
+    for k, mean in zip(kept, means):
+        sl = slices[k - 1]
+        boxes.append((sl[1].start, sl[0].start, sl[1].stop, sl[0].stop))
+        scores.append(round(float(p_tumour) * float(mean), 6))
+    order = np.argsort(scores)[::-1]
+    return mask, [boxes[i] for i in order], [scores[i] for i in order]
