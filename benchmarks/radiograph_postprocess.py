@@ -30,7 +30,7 @@ from osteolens.io.images import read_image, read_mask
 from osteolens.models.registry import load_model, resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
-GRID = {"threshold": (0.3, 0.4, 0.5, 0.6), "closing": (0.0, 0.01, 0.02, 0.04),
+GRID = {"threshold": (0.1, 0.2, 0.3, 0.4, 0.5), "closing": (0.0, 0.01, 0.02, 0.04),
         "min_fraction": (0.0, 0.1, 0.25, 0.5, 1.0), "fill_holes": (False, True)}
 
 

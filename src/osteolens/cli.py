@@ -266,11 +266,12 @@ def model_card(
     model_dir: Path = typer.Argument(..., help="Exported model folder."),
     accuracy: list[Path] = typer.Option(..., "--accuracy", help="radiograph_accuracy_<tag>.json (repeatable)."),
     latency: Optional[Path] = typer.Option(None, "--latency", help="radiograph_latency.json."),
+    note: list[str] = typer.Option([], "--note", help="An extra limitation line (repeatable)."),
 ) -> None:
     """Write MODEL_CARD.md for a model from its metadata and measured benchmark results."""
     from osteolens.reporting.model_card import write_model_card
 
-    console.print(f"wrote {write_model_card(model_dir, accuracy, latency)}")
+    console.print(f"wrote {write_model_card(model_dir, accuracy, latency, note)}")
 
 
 @app.command()
