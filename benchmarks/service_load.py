@@ -1,12 +1,14 @@
 """Load on the HTTP service: N concurrent clients on loopback for a bounded time.
 
-Starts ``osteolens serve``'s app (uvicorn, one process) on a free loopback port with the
-shipped model, then each client uploads real BTXRD radiographs in a loop until the time is up.
+Starts ``osteolens serve`` (uvicorn, its own process, as deployed) on a free loopback port with
+the shipped model, then each client (threads of this process) uploads real BTXRD radiographs in
+a loop until the time is up. ``--server thread`` runs the app in this process instead, where the
+clients compete with it for Python's GIL (slower; for comparison).
 Prints throughput, p50/p95/p99 latency and the error count; writes
 benchmarks/results/service_load.json. Target (issue 4): 0 errors, p95 under 300 ms at 8
 concurrent clients on 2 cores.
 
-Usage: python benchmarks/service_load.py [--clients 8] [--seconds 30]
+Usage: python benchmarks/service_load.py [--clients 8] [--seconds 30] [--server process|thread]
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,10 +38,29 @@ def main() -> None:
     ap.add_argument("--model", default="osteolens-radiograph")
     ap.add_argument("--concurrent", type=int, default=1, help="analyses the service runs at once")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "btxrd256"))
+    ap.add_argument("--server", choices=("process", "thread"), default="process")
     args = ap.parse_args()
     images = [p.read_bytes() for p in sorted((Path(args.data) / "images").glob("*.png"))[:50]]
-    app = create_app(args.model, api_keys={"bench"}, concurrent_analyses=args.concurrent)
-    base, server = serve_in_background(app)
+    proc = server = None
+    if args.server == "thread":
+        base, server = serve_in_background(create_app(args.model, api_keys={"bench"}, concurrent_analyses=args.concurrent))
+    else:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "osteolens.cli", "serve", "--port", str(port), "--model", args.model,
+                                 "--concurrent-analyses", str(args.concurrent)],
+                                env={**os.environ, "OSTEOLENS_API_KEYS": "bench"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            proc.kill()
+            raise SystemExit("osteolens serve did not start")
     deadline = time.perf_counter() + args.seconds
 
     def client(k: int):
@@ -58,13 +82,17 @@ def main() -> None:
     with ThreadPoolExecutor(args.clients) as pool:
         results = list(pool.map(client, range(args.clients)))
     wall = time.perf_counter() - t0
-    server.should_exit = True
+    if server is not None:
+        server.should_exit = True
+    if proc is not None:
+        proc.terminate()
+        proc.wait(timeout=10)
     lat = np.array([x for r in results for x in r[0]])
     errors = sum(r[1] for r in results)
     row = {"clients": args.clients, "seconds": round(wall, 1), "requests": int(lat.size), "errors": int(errors),
            "throughput_per_s": round(lat.size / wall, 2), "p50_ms": round(float(np.percentile(lat, 50)), 1),
            "p95_ms": round(float(np.percentile(lat, 95)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1),
-           "concurrent_analyses": args.concurrent, "cpu_count": os.cpu_count()}
+           "concurrent_analyses": args.concurrent, "server": args.server, "cpu_count": os.cpu_count()}
     print(" ".join(f"{k}={v}" for k, v in row.items()))
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)

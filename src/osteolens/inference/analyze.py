@@ -177,6 +177,14 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     )
 
 
+def render_overlay(res: Analysis) -> np.ndarray:
+    """The overlay picture of a result: grey image, heat map, mask outline, boxes, decision caption."""
+    from osteolens.explain.overlay import draw_overlay
+
+    caption = f"{res.label}  N {res.p_normal:.2f} B {res.p_benign:.2f} M {res.p_malignant:.2f}"
+    return draw_overlay(res.grey, res.mask, res.boxes, res.saliency, caption)
+
+
 def collect_inputs(inputs: list[str | Path]) -> list[Path]:
     """Files as given, and the image-like files inside folders (recursively, sorted)."""
     files: list[Path] = []
@@ -216,7 +224,7 @@ def _unique_stems(files: list[Path]) -> list[str]:
 
 def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | LoadedModel = DEFAULT_MODEL,
             clinical_csv: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
-            overlays: bool = True, clinical: dict[str, dict] | None = None, layers: bool = False,
+            overlays: bool = True, clinical: dict[str, dict] | None = None, layers: bool | str = False,
             dicom_out: bool = False, report: bool = True) -> list[Analysis]:
     """Analyse files and folders and write the outputs listed in the module docstring.
 
@@ -229,7 +237,9 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         overlays: write overlay PNGs (and the report's thumbnails).
         clinical: clinical fields by image file name (added to, and overriding, the CSV's).
         layers: also write ``layers/<stem>_image.png`` (the grey input) and
-            ``layers/<stem>_saliency.png`` for viewers that compose the layers themselves.
+            ``layers/<stem>_saliency.png`` for viewers that compose the layers themselves;
+            ``"npy"`` writes them as uint8 ``.npy`` arrays instead (no PNG encoding: the service
+            turns them into PNGs, and the overlay, only when a client asks).
         dicom_out: for DICOM inputs, also write ``dicom/<stem>/seg.dcm``, ``sr.dcm`` (TID 1500)
             and ``sc.dcm`` (overlay), in the source's study.
         report: write ``report.html`` (the service writes it when first asked for).
@@ -237,7 +247,6 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
     Returns:
         One :class:`Analysis` per input, in input order.
     """
-    from osteolens.explain.overlay import draw_overlay
     from osteolens.reporting.html import write_batch_report
 
     out = Path(out)
@@ -255,15 +264,19 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
             save_png((res.mask * 255).astype(np.uint8), out / "masks" / f"{stem}.png")
             if layers:
                 (out / "layers").mkdir(exist_ok=True)
-                save_png((res.grey * 255).round().astype(np.uint8), out / "layers" / f"{stem}_image.png")
-                save_png((res.saliency * 255).round().astype(np.uint8), out / "layers" / f"{stem}_saliency.png")
-            caption = f"{res.label}  N {res.p_normal:.2f} B {res.p_benign:.2f} M {res.p_malignant:.2f}"
-            overlay = draw_overlay(res.grey, res.mask, res.boxes, res.saliency, caption) if overlays or dicom_out else None
+                for name, arr in (("image", res.grey), ("saliency", res.saliency)):
+                    pixels = (arr * 255).round().astype(np.uint8)
+                    if layers == "npy":
+                        np.save(out / "layers" / f"{stem}_{name}.npy", pixels)
+                    else:
+                        save_png(pixels, out / "layers" / f"{stem}_{name}.png")
+            is_dicom = props.format == "dicom"
+            overlay = render_overlay(res) if overlays or (dicom_out and is_dicom) else None
             res.overlay = overlay
             if overlays:
                 save_png(overlay, out / f"{stem}_overlay.png")
             dicom_files = None
-            if dicom_out and props.format == "dicom":
+            if dicom_out and is_dicom:
                 from osteolens.io.dicom_write import write_analysis_dicom
 
                 dicom_files = write_analysis_dicom(path, res, loaded.metadata, out / "dicom" / stem, overlay)

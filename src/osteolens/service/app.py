@@ -66,7 +66,7 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
     keys = load_api_keys() if api_keys is None else set(api_keys)
     if not keys:
         raise OsteolensError("no API keys: set OSTEOLENS_API_KEYS (comma-separated) or give a keys file")
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, spin=False)
     store = Path(storage) if storage else Path(tempfile.mkdtemp(prefix="osteolens-service-"))
     store.mkdir(parents=True, exist_ok=True)
     limit = int(max_upload_mb * 1024 * 1024)
@@ -135,8 +135,10 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
         clinical = {name: {"age": age, "sex": sex, "region": region, "view": view}}
         try:
             with gate:
-                result = analyze([target], folder, model=loaded, clinical=clinical, layers=True, dicom_out=True,
-                                 report=False)[0]
+                # layers as arrays, overlay and report on first request: an upload pays only for what
+                # every client needs (the JSON, the mask, DICOM objects for DICOM inputs)
+                result = analyze([target], folder, model=loaded, clinical=clinical, layers="npy", dicom_out=True,
+                                 report=False, overlays=False)[0]
         except OsteolensError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             log.info("analysis %s rejected (%.0f ms)", analysis_id, 1000 * (time.perf_counter() - t0))
@@ -184,20 +186,48 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
             raise HTTPException(status_code=404, detail=f"no DICOM {kind!r} for this analysis (only DICOM inputs get SEG, SR and SC)")
         return FileResponse(path, media_type="application/dicom", filename=f"osteolens_{analysis_id}_{kind}.dcm")
 
+    def _rebuilt(folder: Path):
+        """The stored result with its arrays (grey, saliency, mask) back in memory."""
+        import numpy as np
+
+        from osteolens.inference.analyze import Analysis
+        from osteolens.io.images import read_mask
+
+        stem = _stem(folder)
+        result = Analysis.from_json(json.loads((folder / f"{stem}.json").read_text()))
+        result.grey = np.load(folder / "layers" / f"{stem}_image.npy").astype(np.float32) / 255.0
+        result.saliency = np.load(folder / "layers" / f"{stem}_saliency.npy").astype(np.float32) / 255.0
+        result.mask = read_mask(folder / "masks" / f"{stem}.png")
+        return stem, result
+
+    def _png_layer(folder: Path, layer: str) -> Path:
+        """A PNG layer, rendered from the stored arrays on first request and kept."""
+        stem = _stem(folder)
+        path = folder / layer_files[layer].format(stem=stem)
+        if not path.is_file():
+            from osteolens.inference.analyze import render_overlay
+            from osteolens.io.images import save_png
+
+            if layer == "overlay":
+                save_png(render_overlay(_rebuilt(folder)[1]), path)
+            else:
+                import numpy as np
+
+                save_png(np.load(path.with_suffix(".npy")), path)
+        return path
+
     @app.get("/v1/analyses/{analysis_id}/report", dependencies=[Depends(require_key)])
     def get_report(analysis_id: str) -> HTMLResponse:
         folder = _folder(analysis_id)
         page = folder / "report.html"
-        if not page.is_file():  # written when first asked for, from the stored JSON and overlay
+        if not page.is_file():  # written when first asked for
             import numpy as np
             from PIL import Image
 
-            from osteolens.inference.analyze import Analysis
             from osteolens.reporting.html import write_batch_report
 
-            stem = _stem(folder)
-            overlay = np.asarray(Image.open(folder / f"{stem}_overlay.png").convert("RGB"))
-            result = Analysis.from_json(json.loads((folder / f"{stem}.json").read_text()), overlay=overlay)
+            _, result = _rebuilt(folder)
+            result.overlay = np.asarray(Image.open(_png_layer(folder, "overlay")).convert("RGB"))
             write_batch_report([result], loaded, page)
         return HTMLResponse(page.read_text())
 
@@ -210,14 +240,15 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
         folder = _folder(analysis_id)
         if layer not in layer_files:
             raise HTTPException(status_code=404, detail=f"no layer {layer!r}; layers are {', '.join(layer_files)}")
-        return FileResponse(folder / layer_files[layer].format(stem=_stem(folder)), media_type="image/png")
+        return FileResponse(_png_layer(folder, layer), media_type="image/png")
 
     return app
 
 
 def _body(folder: Path, analysis_id: str, stem: str) -> dict:
     data = json.loads((folder / f"{stem}.json").read_text())
-    data.pop("input", None)  # server paths stay on the server
+    for key in ("input", "mask_file", "overlay_file"):  # server paths stay on the server
+        data.pop(key, None)
     base = f"/v1/analyses/{analysis_id}"
     links = {k: f"{base}/{k}" for k in ("mask", "overlay", "report", "image", "saliency")}
     if data.get("dicom_files"):
