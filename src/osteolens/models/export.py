@@ -130,8 +130,13 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
     # probabilities, and the CAM relative to its scale (it sums 1,280 channels, values ~30).
     prob_diff = {k: float(np.abs(_as_probability(k, r.numpy()) - _as_probability(k, g)).max())
                  for k, r, g in zip(OUTPUTS, ref, got) if k != "cam"}
-    cam_ok = bool(np.allclose(got[OUTPUTS.index("cam")], ref[OUTPUTS.index("cam")].numpy(), rtol=1e-4, atol=1e-4))
-    if max(prob_diff.values()) > 1e-4 or not cam_ok:
+    # The CAM reaches users as a saliency map scaled by its own maximum: compare it on that scale
+    # (element-wise tolerances fail near zero crossings of a sum of 1,280 float32 products).
+    cam_ref, cam_got = ref[OUTPUTS.index("cam")].numpy(), got[OUTPUTS.index("cam")]
+    cam_scale = np.maximum(np.abs(cam_ref).max(axis=(-2, -1), keepdims=True), 1.0)
+    prob_diff["cam_relative_to_map_max"] = float((np.abs(cam_got - cam_ref) / cam_scale).max())
+    cam_ok = prob_diff["cam_relative_to_map_max"] <= 1e-4
+    if max(v for k, v in prob_diff.items() if k != "cam_relative_to_map_max") > 1e-4 or not cam_ok:
         onnx_path.unlink(missing_ok=True)
         raise OsteolensError(f"ONNX export of {run_dir} differs from PyTorch beyond 1e-4: probabilities {prob_diff}, raw {max_diff}")
 
