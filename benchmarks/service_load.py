@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from osteolens.service.app import create_app, serve_in_background
+from osteolens.service.app import create_app, free_port, serve_in_background, wait_for_http
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,20 +44,12 @@ def main() -> None:
     if args.server == "thread":
         base, server = serve_in_background(create_app(args.model, api_keys={"bench"}, concurrent_analyses=args.concurrent))
     else:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "osteolens.cli", "serve", "--port", str(port), "--model", args.model,
                                  "--concurrent-analyses", str(args.concurrent)],
                                 env={**os.environ, "OSTEOLENS_API_KEYS": "bench"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
+        if not wait_for_http(base + "/healthz", 30.0):
             proc.kill()
             raise SystemExit("osteolens serve did not start")
     deadline = time.perf_counter() + args.seconds

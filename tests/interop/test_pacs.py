@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 
@@ -13,16 +12,9 @@ import pytest
 
 from osteolens.interop.pacs import WatchState, analyze_study, watch
 from osteolens.io.dicom_write import image_to_dicom
+from osteolens.service.app import free_port, wait_for_http
 
 PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +35,7 @@ def orthanc(tmp_path_factory):
     (root / "orthanc.json").write_text(json.dumps(config))
     proc = subprocess.Popen([exe, str(root / "orthanc.json")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(url + "/system", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    else:
+    if not wait_for_http(url + "/system", 10.0):
         proc.kill()
         pytest.fail("Orthanc did not start")
     yield url

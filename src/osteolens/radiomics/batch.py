@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -68,15 +69,10 @@ def extract_batch(cases: list[tuple[str, str, str]], settings: RadiomicsSettings
     """
     jobs = [(c, str(i), str(m), settings.model_dump_json()) for c, i, m in cases]
     rows = []
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for k, out in enumerate(pool.map(_batch_one, jobs, chunksize=4), 1):
-                rows.append(out)
-                if progress:
-                    progress(k, len(jobs))
-    else:
-        for k, job in enumerate(jobs, 1):
-            rows.append(_batch_one(job))
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
+        outputs = pool.map(_batch_one, jobs, chunksize=4) if pool else map(_batch_one, jobs)
+        for k, out in enumerate(outputs, 1):
+            rows.append(out)
             if progress:
                 progress(k, len(jobs))
     return pd.DataFrame([{"case_id": c, "status": s, "error": e, **v} for c, s, e, v in rows])

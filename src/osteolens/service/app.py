@@ -198,7 +198,7 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
         result.grey = np.load(folder / "layers" / f"{stem}_image.npy").astype(np.float32) / 255.0
         result.saliency = np.load(folder / "layers" / f"{stem}_saliency.npy").astype(np.float32) / 255.0
         result.mask = read_mask(folder / "masks" / f"{stem}.png")
-        return stem, result
+        return result
 
     def _png_layer(folder: Path, layer: str) -> Path:
         """A PNG layer, rendered from the stored arrays on first request and kept."""
@@ -209,7 +209,7 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
             from osteolens.io.images import save_png
 
             if layer == "overlay":
-                save_png(render_overlay(_rebuilt(folder)[1]), path)
+                save_png(render_overlay(_rebuilt(folder)), path)
             else:
                 import numpy as np
 
@@ -220,14 +220,12 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
     def get_report(analysis_id: str) -> HTMLResponse:
         folder = _folder(analysis_id)
         page = folder / "report.html"
-        if not page.is_file():  # written when first asked for
-            import numpy as np
-            from PIL import Image
-
+        if not page.is_file():  # written when first asked for, from the stored arrays (read once)
+            from osteolens.inference.analyze import render_overlay
             from osteolens.reporting.html import write_batch_report
 
-            _, result = _rebuilt(folder)
-            result.overlay = np.asarray(Image.open(_png_layer(folder, "overlay")).convert("RGB"))
+            result = _rebuilt(folder)
+            result.overlay = render_overlay(result)
             write_batch_report([result], loaded, page)
         return HTMLResponse(page.read_text())
 
@@ -263,23 +261,36 @@ def serve_in_background(app: FastAPI, host: str = "127.0.0.1", port: int = 0, wa
     Returns:
         ``(base_url, server)``; set ``server.should_exit = True`` to stop it.
     """
-    import socket
-
-    import httpx
     import uvicorn
 
-    if port == 0:
-        with socket.socket() as sock:
-            sock.bind((host, 0))
-            port = sock.getsockname()[1]
+    port = port or free_port(host)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     base = f"http://{host}:{port}"
+    if not wait_for_http(base + "/healthz", wait_seconds):
+        raise OsteolensError(f"the service did not start on {base} within {wait_seconds} s")
+    return base, server
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now (for services started by tests and benchmarks)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, wait_seconds: float = 10.0) -> bool:
+    """Poll ``url`` until it answers 200; False when ``wait_seconds`` pass first."""
+    import httpx
+
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         try:
-            httpx.get(base + "/healthz", timeout=1)
-            return base, server
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
         except httpx.TransportError:
-            time.sleep(0.05)
-    raise OsteolensError(f"the service did not start on {base} within {wait_seconds} s")
+            pass
+        time.sleep(0.05)
+    return False
