@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--model", default="osteolens-radiograph")
-    ap.add_argument("--concurrent", type=int, default=1, help="analyses the service runs at once")
+    ap.add_argument("--concurrent", type=int, default=None, help="analyses the service runs at once (default: its own)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "btxrd256"))
     ap.add_argument("--server", choices=("process", "thread"), default="process")
     args = ap.parse_args()
@@ -46,7 +46,7 @@ def main() -> None:
     else:
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "osteolens.cli", "serve", "--port", str(port), "--model", args.model,
-                                 "--concurrent-analyses", str(args.concurrent)],
+                                 *(["--concurrent-analyses", str(args.concurrent)] if args.concurrent else [])],
                                 env={**os.environ, "OSTEOLENS_API_KEYS": "bench"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         if not wait_for_http(base + "/healthz", 30.0):
@@ -83,7 +83,7 @@ def main() -> None:
     row = {"clients": args.clients, "seconds": round(wall, 1), "requests": int(lat.size), "errors": int(errors),
            "throughput_per_s": round(lat.size / wall, 2), "p50_ms": round(float(np.percentile(lat, 50)), 1),
            "p95_ms": round(float(np.percentile(lat, 95)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1),
-           "concurrent_analyses": args.concurrent, "server": args.server, "cpu_count": os.cpu_count()}
+           "concurrent_analyses": args.concurrent or os.cpu_count(), "server": args.server, "cpu_count": os.cpu_count()}
     print(" ".join(f"{k}={v}" for k, v in row.items()))
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)

@@ -478,7 +478,7 @@ def serve(
     keys_file: Optional[Path] = typer.Option(None, help="File with API keys, one per line (also: OSTEOLENS_API_KEYS)."),
     max_upload_mb: float = typer.Option(50.0, help="Upload size limit in MB (413 beyond)."),
     storage: Optional[Path] = typer.Option(None, help="Folder for analyses (default: a temporary folder)."),
-    concurrent_analyses: int = typer.Option(1, help="Analyses run at once (the rest queue)."),
+    concurrent_analyses: Optional[int] = typer.Option(None, help="Analyses run at once, the rest queue (default: one per CPU core)."),
 ) -> None:
     """Run the HTTP API (API keys required; /healthz open; OpenAPI docs at /docs)."""
     import uvicorn
