@@ -28,5 +28,7 @@ def multitask_loss(out: dict, labels: torch.Tensor, subtypes: torch.Tensor, mask
     bce = F.binary_cross_entropy_with_logits(out["mask_logits"], masks)
     tumour = labels > 0
     dice = soft_dice_loss(out["mask_logits"][tumour], masks[tumour]) if tumour.any() else cls.new_zeros(())
-    total = cls + subtype_weight * sub + mask_weight * (bce + dice)
+    total = cls + subtype_weight * sub
+    if mask_weight:  # a weight of 0 (classification-only baseline) spares the decoder's backward pass
+        total = total + mask_weight * (bce + dice)
     return total, {"loss": total.item(), "cls": cls.item(), "subtype": sub.item(), "bce": bce.item(), "dice_loss": dice.item()}
