@@ -1,13 +1,13 @@
 """Choose the radiograph model's mask post-processing on the validation split (never on test).
 
 Usage: python benchmarks/radiograph_postprocess.py [--model osteolens-radiograph]
-          [--manifest work/btxrd/manifest.csv] [--splits work/btxrd/splits.csv] [--write MODEL_DIR]
+          [--manifest work/btxrd/manifest.csv] [--splits work/btxrd/splits.csv] [--write MODEL_DIR] [--tag TAG]
 
 Runs the model once on every validation image, then scores a grid of post-processing settings
 (threshold, closing radius, smallest kept component relative to the largest, hole filling; see
 ``osteolens.inference.postprocess``) by mean Dice on tumour images and AP@0.5 on all images, and
 picks the best mean of the two. ``--write`` stores the choice in a copy of the model's metadata
-(``calibration.mask_postprocess``) in MODEL_DIR. Writes benchmarks/results/radiograph_postprocess.json.
+(``calibration.mask_postprocess``) in MODEL_DIR. Writes benchmarks/results/radiograph_postprocess[_TAG].json.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--splits", default=str(REPO / "work" / "btxrd" / "splits.csv"))
     ap.add_argument("--write", default=None, help="folder for a copy of the model with the chosen post-processing")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--tag", default="", help="suffix of the results file (radiograph_postprocess_<tag>.json)")
     args = ap.parse_args()
     model = load_model(args.model)
     manifest = load_manifest(args.manifest)
@@ -103,8 +104,8 @@ def main() -> None:
         print(f"wrote {dst} with calibration.mask_postprocess = {chosen}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "radiograph_postprocess.json").write_text(json.dumps(
-        {"split": "val", "n_images": len(cases), "current": {**current.to_dict(), **baseline}, "chosen": chosen,
+    (out / f"radiograph_postprocess{'_' + args.tag if args.tag else ''}.json").write_text(json.dumps(
+        {"model": model.name, "version": model.metadata["version"], "splits_file": args.splits, "split": "val", "n_images": len(cases), "current": {**current.to_dict(), **baseline}, "chosen": chosen,
          "chosen_scores": {k: best[k] for k in ("dice_mean_tumour", "ap50")}, "top": rows[:20]}, indent=2, default=str))
 
 

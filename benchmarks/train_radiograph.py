@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--centre", action="store_true", help="train on centre 1, hold out centres 2 and 3")
     ap.add_argument("--no-clinical", action="store_true", help="image-only model (clinical fusion ablation)")
     ap.add_argument("--work", default=str(REPO / "work"))
+    ap.add_argument("--version", default="1.0.0", help="version written into the exported model's metadata")
     args = ap.parse_args()
     work = Path(args.work)
     manifest = work / "btxrd" / "manifest.csv"
@@ -50,7 +51,8 @@ def main() -> None:
     t0 = time.perf_counter()
     summary = train(cfg, work / "runs" / args.tag, show_progress=False)
     minutes = (time.perf_counter() - t0) / 60
-    meta = export_run(work / "runs" / args.tag, work / "models" / args.tag, name="osteolens-radiograph" if args.tag == "default" else f"osteolens-radiograph-{args.tag}")
+    name = "osteolens-radiograph" if args.tag == "default" else f"osteolens-radiograph-{args.tag}"
+    meta = export_run(work / "runs" / args.tag, work / "models" / args.tag, name=name, version=args.version)
     result = {"tag": args.tag, "threads": cfg.threads, "cpu_count": os.cpu_count(), "train_minutes_wall": round(minutes, 1),
               "budget_minutes": 60, "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
               "stop_reason": summary["stop_reason"], "best_val": summary["best_val"], "calibration": summary["calibration"],

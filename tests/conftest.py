@@ -69,6 +69,7 @@ def tiny_run(tiny_dataset, tmp_path_factory):
     cfg = TrainConfig(manifest=tiny_dataset / "manifest.csv", splits=tiny_dataset / "splits.csv", image_size=64,
                       epochs=1, batch_size=11, cache_dir=tiny_dataset / "cache", model_name="tiny-test-model")
     run = tmp_path_factory.mktemp("run")
+    (run / "metrics.csv").write_text("epoch,stale\n1,from an earlier run\n")  # a rerun must not append to it
     summary = train(cfg, run, show_progress=False)
     return run, summary
 

@@ -164,6 +164,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
     best, best_epoch, stale, step = -np.inf, -1, 0, 0
     history = []
     metrics_path = run_dir / "metrics.csv"
+    metrics_path.unlink(missing_ok=True)  # a rerun into the same folder starts a fresh log
     progress = _progress(show_progress)
     stop_reason = "epochs done"
     with progress:
