@@ -25,7 +25,7 @@ from osteolens.data.splits import load_splits
 from osteolens.evaluation import detection as det
 from osteolens.evaluation.segmentation import dice
 from osteolens.inference.analyze import analyze_image
-from osteolens.inference.postprocess import MaskPostprocess, lesion_components
+from osteolens.inference.postprocess import MaskPostprocess, lesions_for_label
 from osteolens.io.images import read_image, read_mask
 from osteolens.models.registry import load_model, resolve_model
 
@@ -37,10 +37,7 @@ GRID = {"threshold": (0.1, 0.2, 0.3, 0.4, 0.5), "closing": (0.0, 0.01, 0.02, 0.0
 def score(cases, pp: MaskPostprocess) -> dict:
     dices, truth_boxes, detections = [], [], []
     for c in cases:
-        if c["label"] == "normal":
-            mask, boxes, scores = np.zeros_like(c["truth"]), [], []
-        else:
-            mask, boxes, scores = lesion_components(c["prob"], c["p_tumour"], pp)
+        mask, boxes, scores = lesions_for_label(c["prob"], c["label"], c["p_tumour"], pp)
         if c["truth"].any():
             dices.append(dice(c["truth"], mask))
         truth_boxes.append(c["truth_boxes"])
@@ -104,9 +101,11 @@ def main() -> None:
         print(f"wrote {dst} with calibration.mask_postprocess = {chosen}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"radiograph_postprocess{'_' + args.tag if args.tag else ''}.json").write_text(json.dumps(
-        {"model": model.name, "version": model.metadata["version"], "splits_file": args.splits, "split": "val", "n_images": len(cases), "current": {**current.to_dict(), **baseline}, "chosen": chosen,
-         "chosen_scores": {k: best[k] for k in ("dice_mean_tumour", "ap50")}, "top": rows[:20]}, indent=2, default=str))
+    record = {"model": model.name, "version": model.metadata["version"], "splits_file": args.splits, "split": "val",
+              "n_images": len(cases), "current": {**current.to_dict(), **baseline}, "chosen": chosen,
+              "chosen_scores": {k: best[k] for k in ("dice_mean_tumour", "ap50")}, "top": rows[:20]}
+    name = f"radiograph_postprocess{'_' + args.tag if args.tag else ''}.json"
+    (out / name).write_text(json.dumps(record, indent=2, default=str))
 
 
 if __name__ == "__main__":

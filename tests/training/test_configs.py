@@ -4,7 +4,8 @@ import pytest
 
 from osteolens.training.config import TrainConfig, load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.json"))
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.json"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -15,7 +16,7 @@ def test_every_shipped_config_validates_and_fits_the_cpu_budget(path):
 
 
 def test_the_baseline_is_the_plain_classifier_the_issue_describes():
-    cfg = load_config(Path(CONFIGS[0]).parent / "radiograph_baseline.json")
+    cfg = load_config(CONFIG_DIR / "radiograph_baseline.json")
     assert (cfg.clinical, cfg.mask_weight, cfg.subtype_weight, cfg.freeze_blocks) == (False, 0.0, 0.0, 0)
     assert cfg.max_minutes == 20 and cfg.image_size == 256 and cfg.selection_metric == "macro_auc"
     aug = cfg.augment

@@ -3,11 +3,11 @@ import torch
 from osteolens.training.losses import multitask_loss, soft_dice_loss
 
 
-def _outputs(requires_grad=True):
+def _outputs():
     g = torch.Generator().manual_seed(0)
-    return {"class_logits": torch.randn(4, 3, generator=g, requires_grad=requires_grad),
-            "subtype_logits": torch.randn(4, 9, generator=g, requires_grad=requires_grad),
-            "mask_logits": torch.randn(4, 1, 8, 8, generator=g, requires_grad=requires_grad)}
+    return {"class_logits": torch.randn(4, 3, generator=g, requires_grad=True),
+            "subtype_logits": torch.randn(4, 9, generator=g, requires_grad=True),
+            "mask_logits": torch.randn(4, 1, 8, 8, generator=g, requires_grad=True)}
 
 
 def _targets():

@@ -90,3 +90,10 @@ def lesion_components(mask_prob: np.ndarray, p_tumour: float, pp: MaskPostproces
         scores.append(round(float(p_tumour) * float(mean), 6))
     order = np.argsort(scores)[::-1]
     return mask, [boxes[i] for i in order], [scores[i] for i in order]
+
+
+def lesions_for_label(mask_prob: np.ndarray, label: str, p_tumour: float, pp: MaskPostprocess) -> tuple[np.ndarray, list, list]:
+    """:func:`lesion_components`, except that an image labelled ``normal`` shows no lesion at all."""
+    if label == "normal":
+        return np.zeros(mask_prob.shape, bool), [], []
+    return lesion_components(mask_prob, p_tumour, pp)
