@@ -79,3 +79,20 @@ def test_cli_analyze(tiny_model, btxrd_dir, tmp_path):
     r = CliRunner().invoke(app, ["analyze", str(btxrd_dir / "images" / "IMG000001.png"), "--out", str(tmp_path / "o"), "--model", str(tiny_model)])
     assert r.exit_code == 0, r.output
     assert "1 analysed, 0 failed" in r.output and "research use only" in r.output
+
+
+def test_mask_from_an_enlarged_view(tiny_model, btxrd_dir):
+    """``calibration.mask_input_size`` reads the mask from a larger view; the classes are unchanged."""
+    from dataclasses import replace
+
+    from osteolens.inference.analyze import analyze_image
+    from osteolens.io.images import read_image
+    from osteolens.models.registry import load_model
+
+    model = load_model(tiny_model, threads=1)
+    enlarged = replace(model, metadata={**model.metadata, "calibration": {**model.metadata["calibration"], "mask_input_size": 96}})
+    arr, props = read_image(btxrd_dir / "images" / "IMG000004.png")
+    base, big = analyze_image(model, arr, props), analyze_image(enlarged, arr, props)
+    assert (base.p_normal, base.p_benign, base.p_malignant) == (big.p_normal, big.p_benign, big.p_malignant)
+    assert big.mask_probability.shape == base.mask_probability.shape == arr.shape[:2]
+    assert np.abs(big.mask_probability - base.mask_probability).max() > 1e-3

@@ -30,6 +30,22 @@ def test_onnx_matches_pytorch_on_real_images(tiny_run, tiny_model, tiny_dataset)
     assert np.allclose(got["cam"], ref["cam"].numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_onnx_runs_at_other_sizes_like_pytorch(tiny_run, tiny_model, tiny_dataset):
+    """The spatial axes are free: an enlarged view (for the mask) gives PyTorch's answer."""
+    meta = json.loads((tiny_model / "metadata.json").read_text())
+    assert meta["export_check"]["max_abs_diff_probabilities"]["mask_logits_at_96px"] <= 1e-4  # 64 * 1.25 -> 96
+    _, _, _, net = load_run(tiny_run[0])
+    data = load_cached(tiny_dataset / "manifest.csv", 128, tiny_dataset / "cache")
+    x = to_input(torch.from_numpy(data.images[:3]).float().div(255).unsqueeze(1)).contiguous()
+    c = torch.from_numpy(data.clinical[:3])
+    with torch.no_grad():
+        ref = net(x, c)
+    got = load_model(tiny_model).run(x.numpy(), c.numpy())
+    assert got["mask_logits"].shape == (3, 1, 128, 128) and got["cam"].shape == (3, 3, 4, 4)
+    for k in ("class_logits", "mask_logits"):
+        assert np.abs(ref[k].numpy() - got[k]).max() <= 1e-4, k
+
+
 def test_tampered_model_is_refused(tiny_model, tmp_path):
     copy = tmp_path / "tampered"
     shutil.copytree(tiny_model, copy)

@@ -137,7 +137,12 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     logits = out["class_logits"].mean(axis=0)
     probs = softmax(logits, calib["temperature"])
     uncertainty = float(normalised_entropy(probs))
-    mask_prob = 1 / (1 + np.exp(-out["mask_logits"][:, 0]))
+    mask_logits = out["mask_logits"]
+    mask_size = int(calib.get("mask_input_size", size))
+    if mask_size != size:  # the mask read from an enlarged view (chosen on validation; small lesions gain)
+        xm = preprocess(grey, mask_size)
+        mask_logits = model.run(np.ascontiguousarray(np.stack([xm, xm[..., ::-1]])), clin_vec)["mask_logits"]
+    mask_prob = 1 / (1 + np.exp(-mask_logits[:, 0]))
     mask_prob = (mask_prob[0] + mask_prob[1][:, ::-1]) / 2
     if uncertainty > calib["uncertainty_threshold"]:
         label = "indeterminate"

@@ -24,7 +24,7 @@ from osteolens.data.manifest import LABELS
 from osteolens.errors import OsteolensError
 from osteolens.training.cache import SUBTYPE_NAMES, load_cached
 from osteolens.training.config import TrainConfig
-from osteolens.transforms.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from osteolens.transforms.preprocess import IMAGENET_MEAN, IMAGENET_STD, enlarged_size
 
 OUTPUTS = ("class_logits", "subtype_logits", "mask_logits", "cam")
 BTXRD_TRAINING_DATA = {
@@ -53,6 +53,27 @@ def _as_probability(name: str, x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def _compare(wrapper, session, x: torch.Tensor, clin: torch.Tensor | None) -> tuple[dict, dict, tuple]:
+    """Raw and user-facing differences between PyTorch and ONNX Runtime on one batch.
+
+    What users receive must agree within 1e-4: class and subtype probabilities, mask
+    probabilities, and the CAM relative to its own maximum (it reaches users as a saliency map
+    scaled that way; element-wise tolerances fail near zero crossings of a sum of 1,280 float32
+    products).
+    """
+    feeds = {"image": x.numpy(), **({"clinical": clin.numpy()} if clin is not None else {})}
+    with torch.no_grad():
+        ref = wrapper(x, clin)
+    got = session.run(list(OUTPUTS), feeds)
+    max_diff = {k: float(np.abs(r.numpy() - g).max()) for k, r, g in zip(OUTPUTS, ref, got)}
+    prob_diff = {k: float(np.abs(_as_probability(k, r.numpy()) - _as_probability(k, g)).max())
+                 for k, r, g in zip(OUTPUTS, ref, got) if k != "cam"}
+    cam_ref, cam_got = ref[OUTPUTS.index("cam")].numpy(), got[OUTPUTS.index("cam")]
+    cam_scale = np.maximum(np.abs(cam_ref).max(axis=(-2, -1), keepdims=True), 1.0)
+    prob_diff["cam_relative_to_map_max"] = float((np.abs(cam_got - cam_ref) / cam_scale).max())
+    return max_diff, prob_diff, ref
 
 
 def load_run(run_dir: str | Path):
@@ -100,7 +121,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
     wrapper = _Exportable(net).eval()
     example = (torch.zeros(1, 3, size, size),) + ((torch.zeros(1, n_clin),) if n_clin else ())
     input_names = ["image"] + (["clinical"] if n_clin else [])
-    dynamic = {k: {0: "batch"} for k in input_names + list(OUTPUTS)}
+    # Batch and spatial size are free: a model trained at S also runs at other multiples of 32
+    # (the mask may be read from an enlarged view, ``calibration.mask_input_size``).
+    spatial = {0: "batch", 2: "height", 3: "width"}
+    dynamic = {"image": spatial, **({"clinical": {0: "batch"}} if n_clin else {}), "class_logits": {0: "batch"},
+               "subtype_logits": {0: "batch"}, "mask_logits": spatial,
+               "cam": {0: "batch", 2: "cam_height", 3: "cam_width"}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
@@ -117,24 +143,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
     _, val_idx = _split_indices(cfg, data.case_ids)
     idx = val_idx[:check_images]
     x = to_input(torch.from_numpy(data.images[idx]).float().div(255).unsqueeze(1)).contiguous()
-    feeds = {"image": x.numpy()}
     clin = torch.from_numpy(data.clinical[idx]) if n_clin else None
-    if n_clin:
-        feeds["clinical"] = clin.numpy()
-    with torch.no_grad():
-        ref = wrapper(x, clin)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(list(OUTPUTS), feeds)
-    max_diff = {k: float(np.abs(r.numpy() - g).max()) for k, r, g in zip(OUTPUTS, ref, got)}
-    # What users receive must agree within 1e-4: class and subtype probabilities, mask
-    # probabilities, and the CAM relative to its scale (it sums 1,280 channels, values ~30).
-    prob_diff = {k: float(np.abs(_as_probability(k, r.numpy()) - _as_probability(k, g)).max())
-                 for k, r, g in zip(OUTPUTS, ref, got) if k != "cam"}
-    # The CAM reaches users as a saliency map scaled by its own maximum: compare it on that scale
-    # (element-wise tolerances fail near zero crossings of a sum of 1,280 float32 products).
-    cam_ref, cam_got = ref[OUTPUTS.index("cam")].numpy(), got[OUTPUTS.index("cam")]
-    cam_scale = np.maximum(np.abs(cam_ref).max(axis=(-2, -1), keepdims=True), 1.0)
-    prob_diff["cam_relative_to_map_max"] = float((np.abs(cam_got - cam_ref) / cam_scale).max())
+    max_diff, prob_diff, ref = _compare(wrapper, session, x, clin)
+    # the same images enlarged by a quarter: the free spatial axes must give PyTorch's answer too
+    big = enlarged_size(size)
+    x_big = torch.nn.functional.interpolate(x, size=(big, big), mode="bilinear", align_corners=False)
+    _, prob_diff_big, _ = _compare(wrapper, session, x_big, clin)
+    prob_diff.update({f"{k}_at_{big}px": v for k, v in prob_diff_big.items()})
     if max(prob_diff.values()) > 1e-4:
         onnx_path.unlink(missing_ok=True)
         raise OsteolensError(f"ONNX export of {run_dir} differs from PyTorch beyond 1e-4: probabilities {prob_diff}, raw {max_diff}")
@@ -148,7 +164,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
         "labels": list(LABELS),
         "subtypes": list(SUBTYPE_NAMES),
         "inputs": {
-            "image": {"shape": ["batch", 3, size, size], "dtype": "float32"},
+            "image": {"shape": ["batch", 3, size, size], "dtype": "float32",
+                      "note": "height and width may be any multiple of 32; the model was trained at image_size"},
             **({"clinical": {"shape": ["batch", n_clin], "dtype": "float32", "features": list(CLINICAL_FEATURES)}} if n_clin else {}),
         },
         "outputs": list(OUTPUTS),

@@ -8,6 +8,8 @@ replicated to three channels and normalised with the ImageNet mean and standard 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,6 +41,15 @@ def normalise(grey01: np.ndarray) -> np.ndarray:
     mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1)
     std = np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1)
     return (x - mean) / std
+
+
+def enlarged_size(size: int, factor: float = 1.25) -> int:
+    """The input size ``factor`` times ``size``, rounded up to a multiple of 32 (the network's stride).
+
+    >>> enlarged_size(256), enlarged_size(64)
+    (320, 96)
+    """
+    return 32 * math.ceil(size * factor / 32 - 1e-9)
 
 
 def preprocess(grey01: np.ndarray, size: int) -> np.ndarray:
