@@ -1,4 +1,4 @@
-"""Latency of the radiograph model on the CPU (model loaded, 2 threads), one 256-px image.
+"""Latency of the radiograph model on the CPU (model loaded, 2 threads), one 256-px BTXRD image.
 
 Measures, over repeated runs on real BTXRD images:
 - the network alone (ONNX Runtime), one image, batch 1;
@@ -8,7 +8,7 @@ Measures, over repeated runs on real BTXRD images:
 - the same plus reading the file and writing the mask, overlay and JSON.
 
 Target (issue 3): <= 30 ms for the network alone; <= 100 ms end to end including saliency.
-Usage: python benchmarks/radiograph_latency.py [--model NAME] [--runs 100]
+Usage: python benchmarks/radiograph_latency.py [--model NAME] [--runs 100] [--tag T]   (-> radiograph_latency[_T].json)
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--tag", default="", help="suffix of the results file (radiograph_latency_<tag>.json)")
     args = ap.parse_args()
     model = load_model(args.model, threads=args.threads)
     images = sorted((Path(args.data) / "images").glob("*.png"))[:20]
@@ -87,8 +88,9 @@ def main() -> None:
     result = {"benchmark": "radiograph_latency", "model": model.name, "sha256": model.metadata["sha256"],
               "threads": args.threads, "cpu_count": os.cpu_count(), "machine": platform.platform(),
               "targets_ms": {"network alone": 30, "end to end incl. saliency": 100}, "rows": rows}
-    (out / "radiograph_latency.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out / 'radiograph_latency.json'}")
+    path = out / f"radiograph_latency{'_' + args.tag if args.tag else ''}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

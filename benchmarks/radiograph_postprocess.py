@@ -125,7 +125,8 @@ def main() -> None:
     record = {"model": model.name, "version": model.metadata["version"], "splits_file": args.splits, "split": "val",
               "n_images": len(cases), "current": {"mask_input_size": current_size, **current.to_dict(), **(baseline or {})},
               "mask_input_sizes": sizes, "chosen": {"mask_input_size": best["mask_input_size"], **chosen},
-              "chosen_scores": {k: best[k] for k in ("dice_mean_tumour", "ap50")}, "top": rows[:20]}
+              "chosen_scores": {k: best[k] for k in ("dice_mean_tumour", "ap50")},
+              "best_per_size": [next(r for r in rows if r["mask_input_size"] == size) for size in sizes], "top": rows[:20]}
     name = f"radiograph_postprocess{'_' + args.tag if args.tag else ''}.json"
     (out / name).write_text(json.dumps(record, indent=2, default=str))
 

@@ -5,10 +5,10 @@ the shipped model, then each client (threads of this process) uploads real BTXRD
 a loop until the time is up. ``--server thread`` runs the app in this process instead, where the
 clients compete with it for Python's GIL (slower; for comparison).
 Prints throughput, p50/p95/p99 latency and the error count; writes
-benchmarks/results/service_load.json. Target (issue 4): 0 errors, p95 under 300 ms at 8
+benchmarks/results/service_load[_TAG].json. Target (issue 4): 0 errors, p95 under 300 ms at 8
 concurrent clients on 2 cores.
 
-Usage: python benchmarks/service_load.py [--clients 8] [--seconds 30] [--server process|thread]
+Usage: python benchmarks/service_load.py [--clients 8] [--seconds 30] [--server process|thread] [--model M --tag T]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--concurrent", type=int, default=None, help="analyses the service runs at once (default: its own)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "btxrd256"))
     ap.add_argument("--server", choices=("process", "thread"), default="process")
+    ap.add_argument("--tag", default="", help="suffix of the results file (service_load_<tag>.json)")
     args = ap.parse_args()
     images = [p.read_bytes() for p in sorted((Path(args.data) / "images").glob("*.png"))[:50]]
     proc = server = None
@@ -80,14 +81,14 @@ def main() -> None:
         proc.wait(timeout=10)
     lat = np.array([x for r in results for x in r[0]])
     errors = sum(r[1] for r in results)
-    row = {"clients": args.clients, "seconds": round(wall, 1), "requests": int(lat.size), "errors": int(errors),
+    row = {"model": args.model, "clients": args.clients, "seconds": round(wall, 1), "requests": int(lat.size), "errors": int(errors),
            "throughput_per_s": round(lat.size / wall, 2), "p50_ms": round(float(np.percentile(lat, 50)), 1),
            "p95_ms": round(float(np.percentile(lat, 95)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1),
            "concurrent_analyses": args.concurrent or os.cpu_count(), "server": args.server, "cpu_count": os.cpu_count()}
     print(" ".join(f"{k}={v}" for k, v in row.items()))
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "service_load.json").write_text(json.dumps(row, indent=2) + "\n")
+    (out / f"service_load{'_' + args.tag if args.tag else ''}.json").write_text(json.dumps(row, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path], latency:
         f"- Calibration on the validation split: temperature {cal['temperature']:.3f} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f});",
         f"  malignant threshold {cal['malignant_threshold']:.4f} (validation sensitivity {cal['val_malignant_sensitivity']:.3f}, specificity {cal['val_malignant_specificity']:.3f});",
         f"  'indeterminate' above uncertainty {cal['uncertainty_threshold']:.3f} (the {100 * cal['referral_rate']:.0f}% most uncertain validation cases);",
-        f"  mask threshold {cal['mask_threshold']}."
+        f"  mask threshold {cal['mask_threshold']}, mask read at {cal.get('mask_input_size', meta['preprocessing']['image_size'])} px."
         + (f" Mask post-processing (chosen on the validation split, Dice {cal['val_mask_postprocess']['dice_mean_tumour']:.3f},"
            f" AP@0.5 {cal['val_mask_postprocess']['ap50']:.3f}): closing {cal['mask_postprocess']['closing']:.0%} of the shorter side,"
            f" components under {cal['mask_postprocess']['min_fraction']:.0%} of the largest dropped; boxes scored P(tumour) x the"
