@@ -56,7 +56,8 @@ def main() -> None:
     result = {"tag": args.tag, "threads": cfg.threads, "cpu_count": os.cpu_count(), "train_minutes_wall": round(minutes, 1),
               "budget_minutes": 60, "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
               "stop_reason": summary["stop_reason"], "best_val": summary["best_val"], "calibration": summary["calibration"],
-              "model_sha256": meta["sha256"], "clinical": cfg.clinical, "splits": str(splits)}
+              "model_sha256": meta["sha256"], "clinical": cfg.clinical, "splits": str(splits),
+              "config": str(args.config), "image_size": cfg.image_size, "precision": cfg.precision}
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"train_radiograph_{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")

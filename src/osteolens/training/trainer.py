@@ -185,7 +185,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
                 clin = torch.from_numpy(tr.clinical[idx]) if cfg.clinical else None
                 for g, lr in zip(opt.param_groups, base_lrs):
                     g["lr"] = lr * _lr_factor(step, total_steps, warmup)
-                out = model(to_input(x), clin)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16"):
+                    out = model(to_input(x), clin)
+                out = {k: v.float() for k, v in out.items()}
                 loss, parts = multitask_loss(out, torch.from_numpy(tr.labels[idx]), torch.from_numpy(tr.subtypes[idx]),
                                              m, class_weights, cfg.mask_weight, cfg.subtype_weight)
                 opt.zero_grad(set_to_none=True)

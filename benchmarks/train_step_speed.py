@@ -1,0 +1,85 @@
+"""Seconds per training step of the radiograph model, float32 against bfloat16 autocast, on this CPU.
+
+One step = forward, multitask loss, backward and AdamW update on a batch of synthetic images
+(the step's cost does not depend on the pixel values) with the shipped config's size, batch,
+threads and frozen blocks. The first two steps are warm-up; the median of the rest is reported.
+
+Usage: python benchmarks/train_step_speed.py [--config configs/radiograph_default.json] [--steps 7]
+Writes benchmarks/results/train_step_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from osteolens.data.clinical import N_CLINICAL
+from osteolens.training.config import load_config
+from osteolens.training.losses import multitask_loss
+from osteolens.training.trainer import build_model, frozen_modules, to_input
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def step_seconds(cfg, precision: str, steps: int) -> list[float]:
+    torch.manual_seed(0)
+    model = build_model(cfg.model_copy(update={"pretrained": False}))
+    model.train()
+    for m in frozen_modules(model, cfg.freeze_blocks):
+        m.eval()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    b, s = cfg.batch_size, cfg.image_size
+    x = torch.rand(b, 1, s, s)
+    clin = torch.rand(b, N_CLINICAL) if cfg.clinical else None
+    labels, subtypes = torch.randint(0, 3, (b,)), torch.randint(-1, 9, (b,))
+    masks = (torch.rand(b, 1, s, s) > 0.95).float()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            out = model(to_input(x), clin)
+        out = {k: v.float() for k, v in out.items()}
+        loss, _ = multitask_loss(out, labels, subtypes, masks, torch.ones(3), cfg.mask_weight, cfg.subtype_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(REPO / "configs" / "radiograph_default.json"))
+    ap.add_argument("--steps", type=int, default=7)
+    args = ap.parse_args()
+    cfg = load_config(args.config)
+    torch.set_num_threads(cfg.threads)
+    rows = {}
+    print(f"{'precision':10s} {'median s/step':>14s} {'min':>6s}")
+    for precision in ("float32", "bfloat16"):
+        t = step_seconds(cfg, precision, args.steps)[2:]
+        rows[precision] = {"median_s": round(float(np.median(t)), 3), "min_s": round(float(np.min(t)), 3), "n": len(t)}
+        print(f"{precision:10s} {rows[precision]['median_s']:14.2f} {rows[precision]['min_s']:6.2f}")
+    speedup = rows["float32"]["median_s"] / rows["bfloat16"]["median_s"]
+    print(f"bfloat16 speed-up: {speedup:.2f}x")
+    cpu_flags = ""
+    if Path("/proc/cpuinfo").is_file():
+        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+        cpu_flags = " ".join(f for f in ("avx512_bf16", "amx_bf16") if f in flags.split())
+    result = {"config": str(args.config), "image_size": cfg.image_size, "batch_size": cfg.batch_size, "threads": cfg.threads,
+              "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+              "bf16_cpu_flags": cpu_flags or "none", "torch": torch.__version__, "steps": rows,
+              "bfloat16_speedup": round(speedup, 2)}
+    out = REPO / "benchmarks" / "results" / "train_step_speed.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
