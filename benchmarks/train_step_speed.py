@@ -22,18 +22,16 @@ import torch
 
 from osteolens.data.clinical import N_CLINICAL
 from osteolens.training.config import load_config
-from osteolens.training.losses import multitask_loss
-from osteolens.training.trainer import build_model, frozen_modules, to_input
+from osteolens.training.trainer import build_model, train_mode, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def step_seconds(cfg, precision: str, steps: int) -> list[float]:
+def step_seconds(cfg, steps: int) -> list[float]:
+    """Wall time of ``steps`` calls of the trainer's own :func:`train_step` with ``cfg``'s precision."""
     torch.manual_seed(0)
     model = build_model(cfg.model_copy(update={"pretrained": False}))
-    model.train()
-    for m in frozen_modules(model, cfg.freeze_blocks):
-        m.eval()
+    train_mode(model, cfg)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     b, s = cfg.batch_size, cfg.image_size
     x = torch.rand(b, 1, s, s)
@@ -43,13 +41,7 @@ def step_seconds(cfg, precision: str, steps: int) -> list[float]:
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
-            out = model(to_input(x), clin)
-        out = {k: v.float() for k, v in out.items()}
-        loss, _ = multitask_loss(out, labels, subtypes, masks, torch.ones(3), cfg.mask_weight, cfg.subtype_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, opt, x, clin, labels, subtypes, masks, torch.ones(3), cfg)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -64,7 +56,7 @@ def main() -> None:
     rows = {}
     print(f"{'precision':10s} {'median s/step':>14s} {'min':>6s}")
     for precision in ("float32", "bfloat16"):
-        t = step_seconds(cfg, precision, args.steps)[2:]
+        t = step_seconds(cfg.model_copy(update={"precision": precision}), args.steps)[2:]
         rows[precision] = {"median_s": round(float(np.median(t)), 3), "min_s": round(float(np.min(t)), 3), "n": len(t)}
         print(f"{precision:10s} {rows[precision]['median_s']:14.2f} {rows[precision]['min_s']:6.2f}")
     speedup = rows["float32"]["median_s"] / rows["bfloat16"]["median_s"]

@@ -60,6 +60,27 @@ def frozen_modules(model: RadiographNet, n_blocks: int) -> list[torch.nn.Module]
     return [model.encoder.stem, *model.encoder.blocks[:n_blocks]]
 
 
+def train_mode(model: RadiographNet, cfg: TrainConfig) -> None:
+    """Training mode, except the frozen layers, whose batch-norm statistics stay ImageNet's."""
+    model.train()
+    for m in frozen_modules(model, cfg.freeze_blocks):
+        m.eval()
+
+
+def train_step(model: RadiographNet, opt: torch.optim.Optimizer, x01: torch.Tensor, clinical: torch.Tensor | None,
+               labels: torch.Tensor, subtypes: torch.Tensor, masks: torch.Tensor, class_weights: torch.Tensor,
+               cfg: TrainConfig) -> dict:
+    """One optimiser step on a batch (forward in ``cfg.precision``, loss and update in float32); the loss parts."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16"):
+        out = model(to_input(x01), clinical)
+    out = {k: v.float() for k, v in out.items()}
+    loss, parts = multitask_loss(out, labels, subtypes, masks, class_weights, cfg.mask_weight, cfg.subtype_weight)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return parts
+
+
 @torch.no_grad()
 def predict_cached(model: RadiographNet, images_u8: np.ndarray, clinical: np.ndarray | None, tta: bool = True,
                    batch_size: int = 64) -> dict[str, np.ndarray]:
@@ -171,9 +192,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
         epoch_task = progress.add_task("epochs", total=cfg.epochs)
         for epoch in range(cfg.epochs):
             t0 = time.perf_counter()
-            model.train()
-            for m in frozen_modules(model, cfg.freeze_blocks):
-                m.eval()
+            train_mode(model, cfg)
             order = rng.permutation(len(tr.labels))
             sums: dict[str, float] = {}
             batch_task = progress.add_task(f"epoch {epoch + 1}", total=steps_per_epoch)
@@ -185,14 +204,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
                 clin = torch.from_numpy(tr.clinical[idx]) if cfg.clinical else None
                 for g, lr in zip(opt.param_groups, base_lrs):
                     g["lr"] = lr * _lr_factor(step, total_steps, warmup)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16"):
-                    out = model(to_input(x), clin)
-                out = {k: v.float() for k, v in out.items()}
-                loss, parts = multitask_loss(out, torch.from_numpy(tr.labels[idx]), torch.from_numpy(tr.subtypes[idx]),
-                                             m, class_weights, cfg.mask_weight, cfg.subtype_weight)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                parts = train_step(model, opt, x, clin, torch.from_numpy(tr.labels[idx]), torch.from_numpy(tr.subtypes[idx]),
+                                   m, class_weights, cfg)
                 step += 1
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v
