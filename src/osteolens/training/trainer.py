@@ -169,6 +169,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
     train_idx, val_idx = _split_indices(cfg, data.case_ids)
     tr, va = data.take(train_idx), data.take(val_idx)
     model = build_model(cfg)
+    averaged = _weight_average(model, cfg.ema_decay)
+    kept = averaged.module if averaged is not None else model  # the weights validated, saved and exported
     counts = np.bincount(tr.labels[tr.labels >= 0], minlength=3).astype(float)
     weights = (np.maximum(counts, 1) / counts.sum()) ** (-cfg.class_weight_power)
     class_weights = torch.tensor(weights / weights.mean(), dtype=torch.float32)
@@ -206,12 +208,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
                     g["lr"] = lr * _lr_factor(step, total_steps, warmup)
                 parts = train_step(model, opt, x, clin, torch.from_numpy(tr.labels[idx]), torch.from_numpy(tr.subtypes[idx]),
                                    m, class_weights, cfg)
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 step += 1
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v
                 progress.update(batch_task, advance=1)
             progress.remove_task(batch_task)
-            pred = predict_cached(model, va.images, va.clinical if cfg.clinical else None, tta=False)
+            pred = predict_cached(kept, va.images, va.clinical if cfg.clinical else None, tta=False)
             row = {"epoch": epoch + 1, **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
                    **_val_metrics(pred, va.labels, va.masks), "lr": opt.param_groups[1]["lr"],
                    "seconds": round(time.perf_counter() - t0, 1)}
@@ -221,7 +225,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
             _append_csv(metrics_path, row)
             if score > best:
                 best, best_epoch, stale = score, epoch + 1, 0
-                torch.save(model.state_dict(), run_dir / "best.pt")
+                torch.save(kept.state_dict(), run_dir / "best.pt")
             else:
                 stale += 1
             progress.update(epoch_task, advance=1, description=f"epochs (val macro AUC {row['val_macro_auc']:.3f}, Dice {row['val_dice']:.3f})")
@@ -253,6 +257,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _weight_average(model: RadiographNet, decay: float):
+    """PyTorch's exponential moving average of the weights and buffers (``None`` when ``decay`` is 0)."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def calibrate(model: RadiographNet, va, cfg: TrainConfig) -> dict:
