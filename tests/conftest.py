@@ -61,16 +61,22 @@ def tiny_dataset(btxrd_manifest, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_dataset, tmp_path_factory):
-    """A real model trained for one epoch on 33 images at 64 px (seconds on the CPU)."""
+def tiny_config(tiny_dataset):
+    """The training config of :func:`tiny_run`: one epoch on the 33 training images at 64 px."""
     from osteolens.training.config import TrainConfig
+
+    return TrainConfig(manifest=tiny_dataset / "manifest.csv", splits=tiny_dataset / "splits.csv", image_size=64,
+                       epochs=1, batch_size=11, cache_dir=tiny_dataset / "cache", model_name="tiny-test-model")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_config, tmp_path_factory):
+    """A real model trained for one epoch on 33 images at 64 px (seconds on the CPU)."""
     from osteolens.training.trainer import train
 
-    cfg = TrainConfig(manifest=tiny_dataset / "manifest.csv", splits=tiny_dataset / "splits.csv", image_size=64,
-                      epochs=1, batch_size=11, cache_dir=tiny_dataset / "cache", model_name="tiny-test-model")
     run = tmp_path_factory.mktemp("run")
     (run / "metrics.csv").write_text("epoch,stale\n1,from an earlier run\n")  # a rerun must not append to it
-    summary = train(cfg, run, show_progress=False)
+    summary = train(tiny_config, run, show_progress=False)
     return run, summary
 
 

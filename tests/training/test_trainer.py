@@ -80,22 +80,25 @@ def test_config_errors_name_the_field(tmp_path):
         load_config(p)
 
 
-def test_bfloat16_training_changes_the_arithmetic_not_the_model(tiny_dataset, tiny_run, tmp_path):
-    from osteolens.training.config import TrainConfig
-    from osteolens.training.trainer import build_model, seed_everything, train
+def _head_steps(run_a, run_b, cfg):
+    """How far each run's class head moved from the seeded initial weights (flattened); the checkpoints and the start."""
+    from osteolens.training.trainer import build_model, seed_everything
 
-    cfg = TrainConfig(manifest=tiny_dataset / "manifest.csv", splits=tiny_dataset / "splits.csv", image_size=64,
-                      epochs=1, batch_size=11, cache_dir=tiny_dataset / "cache", model_name="tiny-test-model",
-                      precision="bfloat16")
+    seed_everything(cfg.seed)
+    init = build_model(cfg).state_dict()
+    a, b = torch.load(run_a / "best.pt", weights_only=True), torch.load(run_b / "best.pt", weights_only=True)
+    head = "class_head.weight"
+    return (a[head] - init[head]).flatten(), (b[head] - init[head]).flatten(), a, b, init
+
+
+def test_bfloat16_training_changes_the_arithmetic_not_the_model(tiny_config, tiny_run, tmp_path):
+    from osteolens.training.trainer import train
+
+    cfg = tiny_config.model_copy(update={"precision": "bfloat16"})
     summary = train(cfg, tmp_path, show_progress=False)
     assert np.isfinite(summary["best_val"]["train_loss"]) and json.loads((tmp_path / "config.json").read_text())["precision"] == "bfloat16"
-    seed_everything(cfg.seed)
-    init = build_model(cfg.model_copy(update={"pretrained": True})).state_dict()
-    bf = torch.load(tmp_path / "best.pt", weights_only=True)
-    fp = torch.load(tiny_run[0] / "best.pt", weights_only=True)
+    step_bf, step_fp, bf, fp, _ = _head_steps(tmp_path, tiny_run[0], cfg)
     assert all(v.dtype == fp[k].dtype for k, v in bf.items())  # the weights stay float32
-    head = "class_head.weight"
-    step_bf, step_fp = (bf[head] - init[head]).flatten(), (fp[head] - init[head]).flatten()
     assert not torch.equal(step_bf, step_fp)  # the forward pass really ran in bfloat16 ...
     cosine = torch.nn.functional.cosine_similarity(step_bf, step_fp, dim=0).item()
     # ... and stepped the same way: AdamW's first steps are close to sign steps, so a small gradient whose sign
@@ -103,20 +106,13 @@ def test_bfloat16_training_changes_the_arithmetic_not_the_model(tiny_dataset, ti
     assert cosine > 0.7, cosine
 
 
-def test_weight_average_is_what_validation_sees_and_the_checkpoint_holds(tiny_dataset, tiny_run, tmp_path):
-    from osteolens.training.config import TrainConfig
-    from osteolens.training.trainer import build_model, seed_everything, train
+def test_weight_average_is_what_validation_sees_and_the_checkpoint_holds(tiny_config, tiny_run, tmp_path):
+    from osteolens.training.trainer import train
 
-    cfg = TrainConfig(manifest=tiny_dataset / "manifest.csv", splits=tiny_dataset / "splits.csv", image_size=64,
-                      epochs=1, batch_size=11, cache_dir=tiny_dataset / "cache", model_name="tiny-test-model",
-                      ema_decay=0.5)
+    cfg = tiny_config.model_copy(update={"ema_decay": 0.5})
     summary = train(cfg, tmp_path, show_progress=False)
-    seed_everything(cfg.seed)
-    init = build_model(cfg).state_dict()
-    ema = torch.load(tmp_path / "best.pt", weights_only=True)
-    raw = torch.load(tiny_run[0] / "best.pt", weights_only=True)  # the same seed and steps, without the average
-    head = "class_head.weight"
-    step_ema, step_raw = (ema[head] - init[head]).flatten(), (raw[head] - init[head]).flatten()
+    # against the same seed and steps without the average
+    step_ema, step_raw, ema, _, init = _head_steps(tmp_path, tiny_run[0], cfg)
     # the average of the three iterates lags the last one but lies on the same path
     ratio = (step_ema.norm() / step_raw.norm()).item()
     assert 0.3 < ratio < 0.95, ratio  # measured 0.69
