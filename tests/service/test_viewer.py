@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.test_api import KEY, server  # noqa: F401  (the running server fixture)
+from tests.service.conftest import KEY
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

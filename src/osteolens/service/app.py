@@ -66,7 +66,9 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
             2 cores under 8 clients this gave 36-38 analyses/s and p95 261-277 ms, against
             28-32/s and 299-334 ms for one analysis at a time on two threads, with model 1.0.0;
             with model 1.3.0, 32.8/s and p95 276 ms against 27.0/s and 363 ms
-            (benchmarks/service_load.py, same machine, same hour).
+            (benchmarks/service_load.py, same machine, same hour). With model 1.4.0 (same
+            network as 1.3.0), 30.0/s and p95 311 ms in a quiet hour
+            (benchmarks/results/service_load_quiet.json).
     """
     keys = load_api_keys() if api_keys is None else set(api_keys)
     if not keys:
