@@ -24,6 +24,19 @@ def test_one_epoch_on_real_images_writes_the_run(tiny_run):
     assert cal["temperature"] > 0 and 0 <= cal["malignant_threshold"] <= 1
     assert cal["val_malignant_sensitivity"] >= 0.92 - 1e-9  # threshold reaches the target on validation
     assert np.isfinite(summary["best_val"]["train_loss"])
+    assert summary["planned_epochs"] == 1 and summary["schedule_fraction_run"] == 1.0
+
+
+def test_time_budget_stops_the_run_and_the_summary_says_how_much_of_the_schedule_ran(tiny_config, tmp_path):
+    from osteolens.training.trainer import train
+
+    cfg = tiny_config.model_copy(update={"epochs": 3, "warmup_epochs": 0.0, "max_minutes": 1e-4})
+    summary = train(cfg, tmp_path, show_progress=False)
+    assert summary["epochs_run"] == 1 and summary["stop_reason"].startswith("time budget")
+    # 3 of 9 planned steps (33 images in batches of 11), so the cosine was cut at a third:
+    # the last step ran at 0.5 * (1 + cos(pi * 2 / 9)) of the peak learning rate
+    assert summary["schedule_fraction_run"] == pytest.approx(1 / 3, abs=1e-4)
+    assert summary["final_lr_factor"] == pytest.approx(0.5 * (1 + np.cos(np.pi * 2 / 9)), abs=1e-4)
 
 
 def test_training_changed_the_weights(tiny_run):
