@@ -208,14 +208,19 @@ def compare(
     task: str = typer.Option("malignant", help="malignant, tumour_vs_normal, benign or normal (one vs rest)."),
     splits: Optional[Path] = typer.Option(None, help="Splits CSV."),
     split: Optional[str] = typer.Option(None, help="Split to compare on."),
+    n_boot: int = typer.Option(2000, "--n-boot", help="Patient-group resamples for the paired bootstrap."),
 ) -> None:
-    """DeLong test comparing two models' AUCs on the same cases."""
+    """Compare two models' AUCs on the same cases: DeLong's test and a paired patient-group bootstrap."""
     from osteolens.evaluation.compare import compare_models
 
-    r = compare_models(predictions_a, predictions_b, truth, task, splits, split)
+    r = compare_models(predictions_a, predictions_b, truth, task, splits, split, n_boot=n_boot)
+    b = r["bootstrap"]
     console.print(
-        f"{r['task']} on {r['n']} cases: AUC A {r['auc_a']:.4f}, B {r['auc_b']:.4f}; "
-        f"difference {r['difference']:+.4f} (95% CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}), z {r['z']:.3f}, p {r['p_value']:.4g}"
+        f"{r['task']} on {r['n']} cases ({r['n_groups']} patient groups): AUC A {r['auc_a']:.4f}, B {r['auc_b']:.4f}; "
+        f"difference {r['difference']:+.4f}\n"
+        f"  DeLong (images independent): 95% CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}, z {r['z']:.3f}, p {r['p_value']:.4g}\n"
+        f"  paired group bootstrap ({b['n_boot']} resamples): 95% CI {b['ci_low']:+.4f} to {b['ci_high']:+.4f}, "
+        + (f"p < {1 / b['n_boot']:.2g}" if b["p_value"] == 0 else f"p {b['p_value']:.4g}")
     )
     console.print(json.dumps(r, indent=2), highlight=False)
 

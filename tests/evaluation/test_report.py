@@ -69,6 +69,27 @@ def test_cli_evaluate_and_compare(subset, btxrd_manifest, tmp_path):
     r = runner.invoke(app, ["compare", str(out / "pred.csv"), str(tmp_path / "flat.csv"), "--truth", str(btxrd_manifest)])
     assert r.exit_code == 0, r.output
     assert "malignant on 400 cases" in r.output and "AUC A" in r.output and "B 0.5000" in r.output
+    assert "paired group bootstrap" in r.output
+
+
+def test_paired_bootstrap_keeps_patient_groups(subset, btxrd_manifest, tmp_path):
+    from osteolens.evaluation.bootstrap import group_bootstrap_weights
+    from osteolens.evaluation.compare import compare_models
+
+    out, f, p, y = subset
+    flat = pd.DataFrame({"case_id": f["case_id"], "p_normal": 1 / 3, "p_benign": 1 / 3, "p_malignant": 1 / 3})
+    flat.to_csv(tmp_path / "flat.csv", index=False)
+    r = compare_models(out / "pred.csv", tmp_path / "flat.csv", btxrd_manifest, "malignant", n_boot=500, seed=3)
+    auc = roc_auc_score(y == 2, p[:, 2])
+    assert r["n"] == 400 and r["n_groups"] == f["group_id"].nunique() < 400
+    assert r["difference"] == pytest.approx(auc - 0.5, abs=1e-9)
+    # the interval is the percentile interval of sklearn's AUC over the same group resamples
+    W = group_bootstrap_weights(f["group_id"].to_numpy(), 500, 3)
+    boots = [roc_auc_score(y == 2, p[:, 2], sample_weight=w) - 0.5 for w in W]
+    b = r["bootstrap"]
+    assert b["ci_low"] == pytest.approx(np.quantile(boots, 0.025), abs=1e-6)
+    assert b["ci_high"] == pytest.approx(np.quantile(boots, 0.975), abs=1e-6)
+    assert b["ci_low"] > 0 and b["p_value"] == 0.0  # a real model against a constant: every resample favours it
 
 
 def test_hd95_in_mm_for_dicom_with_spacing(tmp_path, btxrd_dir):

@@ -1,4 +1,10 @@
-"""Compare two models' predictions on the same cases with DeLong's test."""
+"""Compare two models' predictions on the same cases: DeLong's test and a paired group bootstrap.
+
+DeLong's variance treats images as independent, which overstates the evidence when one patient
+contributes several images. The paired bootstrap resamples patient groups (the manifest's
+``group_id``) and scores both models on each resample, so its interval of the AUC difference
+keeps the grouping and the pairing.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from osteolens.errors import EvaluationError
+from osteolens.evaluation.bootstrap import group_bootstrap_weights, percentile_ci
+from osteolens.evaluation.classification import roc_auc
 from osteolens.evaluation.delong import delong_test
 from osteolens.evaluation.report import load_inputs
 
@@ -19,8 +27,8 @@ TASKS = {
 
 
 def compare_models(predictions_a: str | Path, predictions_b: str | Path, truth: str | Path, task: str = "malignant",
-                   splits: str | Path | None = None, split: str | None = None) -> dict:
-    """DeLong test of model A against model B for one binary task, on the cases both predicted.
+                   splits: str | Path | None = None, split: str | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
+    """DeLong test and paired group bootstrap of model A against model B for one binary task.
 
     Args:
         predictions_a: first predictions CSV.
@@ -29,9 +37,14 @@ def compare_models(predictions_a: str | Path, predictions_b: str | Path, truth: 
         task: ``malignant``, ``tumour_vs_normal``, ``benign`` or ``normal`` (one vs rest).
         splits: optional splits CSV; with ``split`` restricts the cases.
         split: the split to use.
+        n_boot: resamples of patient groups for the paired bootstrap.
+        seed: its random seed.
 
     Returns:
-        The :func:`~osteolens.evaluation.delong.delong_test` result plus ``task`` and ``n``.
+        The :func:`~osteolens.evaluation.delong.delong_test` result plus ``task``, ``n``,
+        ``n_groups`` and ``bootstrap``: the difference's 95% percentile interval over group
+        resamples (``ci_low``, ``ci_high``) and ``p_value``, twice the smaller share of
+        resamples on either side of zero.
     """
     if task not in TASKS:
         raise EvaluationError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
@@ -46,4 +59,14 @@ def compare_models(predictions_a: str | Path, predictions_b: str | Path, truth: 
     sa = score(both.rename(columns=lambda c: c[:-2] if c.endswith("_a") else c)).to_numpy(float)
     sb = score(both.rename(columns=lambda c: c[:-2] if c.endswith("_b") else c)).to_numpy(float)
     result = delong_test(y, sa, sb)
-    return {"task": task, "n": int(len(both)), **{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in result.items()}}
+    groups = both["group_id_a"].to_numpy()
+    weights = group_bootstrap_weights(groups, n_boot, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diffs = np.asarray(roc_auc(y, sa, weights) - roc_auc(y, sb, weights), dtype=float)
+    diffs = diffs[np.isfinite(diffs)]
+    low, high = percentile_ci(diffs)
+    p_boot = min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())) if diffs.size else float("nan")
+    bootstrap = {"resampled_unit": "group_id (patient)", "n_boot": n_boot, "seed": seed, "ci_low": low, "ci_high": high,
+                 "p_value": float(p_boot)}
+    return {"task": task, "n": int(len(both)), "n_groups": int(len(np.unique(groups))),
+            **{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in result.items()}, "bootstrap": bootstrap}
