@@ -10,6 +10,13 @@ largest, hole filling; see ``osteolens.inference.postprocess``) by mean Dice on 
 AP@0.5 on all images, and picks the best mean of the two. ``--write`` stores the choice in a copy
 of the model's metadata (``calibration.mask_input_size`` and ``calibration.mask_postprocess``) in
 MODEL_DIR. Writes benchmarks/results/radiograph_postprocess[_TAG].json.
+
+``--second-look K [K ...]`` then tries a zoomed-in second look at the top lesion
+(``osteolens.inference.second_look``; meant for models trained with the lesion-zoom augmentation)
+at the chosen mask input size: for each context K and each way of combining ("replace", "mean")
+the grid is scored again, the lesion being found with the settings chosen so far. The second
+look is kept only if it beats the best setting without it, and is then stored as
+``calibration.second_look``.
 """
 
 from __future__ import annotations
@@ -23,12 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
+from osteolens.data.clinical import encode_clinical
 from osteolens.data.manifest import load_manifest
 from osteolens.data.splits import load_splits
 from osteolens.evaluation import detection as det
+from osteolens.evaluation.bootstrap import group_bootstrap_weights, percentile_ci
 from osteolens.evaluation.segmentation import dice
 from osteolens.inference.analyze import analyze_image
 from osteolens.inference.postprocess import MaskPostprocess, lesions_for_label
+from osteolens.inference.second_look import COMBINE, combine, lesion_view, view_probability
 from osteolens.io.images import read_image, read_mask
 from osteolens.models.registry import load_model, resolve_model
 from osteolens.transforms.preprocess import enlarged_size
@@ -38,16 +48,37 @@ GRID = {"threshold": (0.05, 0.1, 0.2, 0.3, 0.4, 0.5), "closing": (0.0, 0.01, 0.0
         "min_fraction": (0.0, 0.1, 0.25, 0.5, 1.0), "fill_holes": (False, True)}
 
 
-def score(cases, pp: MaskPostprocess) -> dict:
+def per_case(cases, pp: MaskPostprocess) -> tuple[np.ndarray, det.Matched]:
+    """Dice of each case (NaN without a lesion) and the detections matched at IoU 0.5."""
     dices, truth_boxes, detections = [], [], []
     for c in cases:
         mask, boxes, scores = lesions_for_label(c["prob"], c["label"], c["p_tumour"], pp)
-        if c["truth"].any():
-            dices.append(dice(c["truth"], mask))
+        dices.append(dice(c["truth"], mask) if c["truth"].any() else np.nan)
         truth_boxes.append(c["truth_boxes"])
         detections.append(list(zip(boxes, scores)))
-    ap50 = float(det.average_precision(det.match_detections(truth_boxes, detections, 0.5)))
-    return {"dice_mean_tumour": float(np.mean(dices)), "ap50": ap50}
+    return np.array(dices), det.match_detections(truth_boxes, detections, 0.5)
+
+
+def score(cases, pp: MaskPostprocess) -> dict:
+    dices, matched = per_case(cases, pp)
+    return {"dice_mean_tumour": float(np.nanmean(dices)), "ap50": float(det.average_precision(matched))}
+
+
+def paired_gain(cases_a, pp_a: MaskPostprocess, cases_b, pp_b: MaskPostprocess, n_boot: int = 2000) -> dict:
+    """B minus A in mean Dice and AP@0.5 on the same cases, with 95% group-bootstrap intervals."""
+    groups = [c["group"] for c in cases_a]
+    (da, ma), (db, mb) = per_case(cases_a, pp_a), per_case(cases_b, pp_b)
+    w = group_bootstrap_weights(groups, n_boot=n_boot, seed=0)
+    tumour = np.isfinite(da)
+    wt = w[:, tumour]
+    d_dice = (wt @ (db - da)[tumour]) / wt.sum(axis=1)
+    d_ap = det.average_precision(mb, w) - det.average_precision(ma, w)
+    out = {}
+    for name, point, boot in (("dice", np.nanmean(db) - np.nanmean(da), d_dice),
+                              ("ap50", det.average_precision(mb) - det.average_precision(ma), d_ap)):
+        lo, hi = percentile_ci(boot)
+        out[name] = {"difference": round(float(point), 4), "ci_low": round(lo, 4), "ci_high": round(hi, 4)}
+    return {**out, "n_groups": len(set(groups)), "n_boot": n_boot}
 
 
 def validation_cases(model, manifest, cases) -> list[dict]:
@@ -58,9 +89,39 @@ def validation_cases(model, manifest, cases) -> list[dict]:
         res = analyze_image(model, arr, props, {"age": c.age, "sex": c.sex, "region": c.region, "view": c.view})
         truth = read_mask(manifest.resolve(c.mask), expected_shape=res.mask_probability.shape) if c.mask else \
             np.zeros(res.mask_probability.shape, bool)
+        vec = encode_clinical(c.age, c.sex, c.region, c.view)[0] if model.uses_clinical else None
         out.append({"prob": res.mask_probability, "p_tumour": res.p_benign + res.p_malignant, "label": res.label,
-                    "truth": truth, "truth_boxes": det.boxes_from_mask(truth)})
+                    "truth": truth, "truth_boxes": det.boxes_from_mask(truth), "grey": res.grey, "group": c.group_id,
+                    "clinical": None if vec is None else np.stack([vec, vec])})
     return out
+
+
+def grid_rows(cases, extra: dict) -> list[dict]:
+    """Every post-processing setting of GRID scored on ``cases``, with ``extra`` fields and the objective."""
+    rows = []
+    for values in itertools.product(*GRID.values()):
+        pp = MaskPostprocess(**dict(zip(GRID, values)))
+        r = {**extra, **pp.to_dict(), **score(cases, pp)}
+        r["objective"] = (r["dice_mean_tumour"] + r["ap50"]) / 2
+        rows.append(r)
+    return rows
+
+
+def second_look_rows(model, cases, seed: MaskPostprocess, contexts, max_zoom: float, size: int) -> tuple[list[dict], dict]:
+    """Grid rows of each (context, combine) second look on the first-look ``cases``, and the refined cases of each."""
+    rows, refined_by = [], {}
+    for k in contexts:
+        looks = []
+        for c in cases:
+            view = lesion_view(c["prob"], c["p_tumour"], seed, k, max_zoom) if c["label"] != "normal" else None
+            looks.append(None if view is None else (view, view_probability(model, c["grey"], view, c["clinical"])))
+        n_looked = sum(v is not None for v in looks)
+        for how in COMBINE:
+            refined = [c if v is None else {**c, "prob": combine(c["prob"], v[0], v[1], how)} for c, v in zip(cases, looks)]
+            refined_by[(k, how)] = refined
+            rows += grid_rows(refined, {"mask_input_size": size, "second_look": {
+                "context": k, "combine": how, "max_zoom": max_zoom, "seed": seed.to_dict()}, "n_second_looks": n_looked})
+    return rows, refined_by
 
 
 def main() -> None:
@@ -73,6 +134,9 @@ def main() -> None:
     ap.add_argument("--mask-sizes", type=int, nargs="+", default=None,
                     help="mask input sizes to try (default: the model's size and 1.25 times it, multiples of 32)")
     ap.add_argument("--tag", default="", help="suffix of the results file (radiograph_postprocess_<tag>.json)")
+    ap.add_argument("--second-look", type=float, nargs="*", default=[], metavar="K",
+                    help="contexts (view side over lesion side) of a zoomed-in second look to try")
+    ap.add_argument("--max-zoom", type=float, default=4.0, help="largest enlargement of the second look")
     args = ap.parse_args()
     model = load_model(args.model)
     manifest = load_manifest(args.manifest)
@@ -83,26 +147,37 @@ def main() -> None:
     current = MaskPostprocess.from_calibration(calib)
     current_size = int(calib.get("mask_input_size", model.image_size))
     sizes = args.mask_sizes or [model.image_size, enlarged_size(model.image_size)]
-    rows, baseline = [], None
+    rows, baseline, by_size = [], None, {}
+    calib = {k: v for k, v in calib.items() if k != "second_look"}  # the first look alone
     for size in sizes:
         sized = replace(model, metadata={**model.metadata, "calibration": {**calib, "mask_input_size": size}})
         cases = validation_cases(sized, manifest, val_cases)
+        by_size[size] = cases
         if size == current_size:
             baseline = score(cases, current)
-        for values in itertools.product(*GRID.values()):
-            pp = MaskPostprocess(**dict(zip(GRID, values)))
-            rows.append({"mask_input_size": size, **pp.to_dict(), **score(cases, pp)})
-    for r in rows:
-        r["objective"] = (r["dice_mean_tumour"] + r["ap50"]) / 2
+        rows += grid_rows(cases, {"mask_input_size": size, "second_look": None})
     rows.sort(key=lambda r: -r["objective"])
+    first_look = rows[0]
+    gain = None
+    if args.second_look:
+        size = first_look["mask_input_size"]
+        seed = MaskPostprocess(**{k: first_look[k] for k in GRID}, min_component=current.min_component)
+        more, refined_by = second_look_rows(model, by_size[size], seed, args.second_look, args.max_zoom, size)
+        rows = sorted(rows + more, key=lambda r: -r["objective"])
+        top = max(more, key=lambda r: r["objective"])
+        gain = paired_gain(by_size[size], seed, refined_by[(top["second_look"]["context"], top["second_look"]["combine"])],
+                           MaskPostprocess(**{k: top[k] for k in GRID}, min_component=current.min_component))
+        print(f"best second look ({top['second_look']['context']:g}, {top['second_look']['combine']}) against the best "
+              f"first look, paired over {gain['n_groups']} validation groups: Dice {gain['dice']}, AP50 {gain['ap50']}")
     best = rows[0]
     print(f"validation split: {len(cases)} images, {sum(c['truth'].any() for c in cases)} with a lesion")
     if baseline:
         print(f"current (mask input {current_size} px, {current.to_dict()}): "
               f"Dice {baseline['dice_mean_tumour']:.3f}, AP50 {baseline['ap50']:.3f}")
-    print(f"{'size':>5s} {'threshold':>9s} {'closing':>7s} {'min_frac':>8s} {'fill':>5s} {'Dice':>6s} {'AP50':>6s}")
+    print(f"{'size':>5s} {'second look':>12s} {'threshold':>9s} {'closing':>7s} {'min_frac':>8s} {'fill':>5s} {'Dice':>6s} {'AP50':>6s}")
     for r in rows[:10]:
-        print(f"{r['mask_input_size']:5d} {r['threshold']:9.2f} {r['closing']:7.2f} {r['min_fraction']:8.2f} "
+        look = f"{r['second_look']['context']:g} {r['second_look']['combine']}" if r["second_look"] else "-"
+        print(f"{r['mask_input_size']:5d} {look:>12s} {r['threshold']:9.2f} {r['closing']:7.2f} {r['min_fraction']:8.2f} "
               f"{str(r['fill_holes']):>5s} {r['dice_mean_tumour']:6.3f} {r['ap50']:6.3f}")
     chosen = {k: best[k] for k in ("threshold", "closing", "min_fraction", "fill_holes")}
     chosen["min_component"] = current.min_component
@@ -115,18 +190,28 @@ def main() -> None:
         meta["calibration"]["mask_input_size"] = best["mask_input_size"]
         meta["calibration"]["mask_postprocess"] = chosen
         meta["calibration"]["mask_threshold"] = chosen["threshold"]
+        meta["calibration"].pop("second_look", None)
+        if best["second_look"]:
+            meta["calibration"]["second_look"] = best["second_look"]
         meta["calibration"]["val_mask_postprocess"] = {"dice_mean_tumour": best["dice_mean_tumour"], "ap50": best["ap50"],
                                                        "chosen_on": "validation split", "mask_input_sizes": sizes,
+                                                       "second_look_contexts": args.second_look,
                                                        "grid": {k: list(v) for k, v in GRID.items()}}
         (dst / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
-        print(f"wrote {dst} with mask input {best['mask_input_size']} px and calibration.mask_postprocess = {chosen}")
+        print(f"wrote {dst} with mask input {best['mask_input_size']} px, calibration.mask_postprocess = {chosen}"
+              f" and second look {best['second_look']}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = {"model": model.name, "version": model.metadata["version"], "splits_file": args.splits, "split": "val",
               "n_images": len(cases), "current": {"mask_input_size": current_size, **current.to_dict(), **(baseline or {})},
-              "mask_input_sizes": sizes, "chosen": {"mask_input_size": best["mask_input_size"], **chosen},
+              "mask_input_sizes": sizes, "chosen": {"mask_input_size": best["mask_input_size"], **chosen,
+                                                    "second_look": best["second_look"]},
               "chosen_scores": {k: best[k] for k in ("dice_mean_tumour", "ap50")},
-              "best_per_size": [next(r for r in rows if r["mask_input_size"] == size) for size in sizes], "top": rows[:20]}
+              "best_per_size": [next(r for r in rows if r["mask_input_size"] == size and not r["second_look"]) for size in sizes],
+              "best_first_look": first_look, "second_look_gain": gain,
+              "best_per_second_look": [next(r for r in rows if r["second_look"] and (r["second_look"]["context"], r["second_look"]["combine"]) == (k, how))
+                                       for k in args.second_look for how in COMBINE],
+              "top": rows[:20]}
     name = f"radiograph_postprocess{'_' + args.tag if args.tag else ''}.json"
     (out / name).write_text(json.dumps(record, indent=2, default=str))
 

@@ -96,3 +96,36 @@ def test_mask_from_an_enlarged_view(tiny_model, btxrd_dir):
     assert (base.p_normal, base.p_benign, base.p_malignant) == (big.p_normal, big.p_benign, big.p_malignant)
     assert big.mask_probability.shape == base.mask_probability.shape == arr.shape[:2]
     assert np.abs(big.mask_probability - base.mask_probability).max() > 1e-3
+
+
+def test_second_look_refines_the_mask_inside_its_view_only(btxrd_dir):
+    """``calibration.second_look`` re-reads the top lesion from a zoomed-in view; nothing else changes."""
+    from dataclasses import replace
+
+    from osteolens.data.clinical import encode_clinical
+    from osteolens.inference.analyze import analyze_image
+    from osteolens.inference.postprocess import MaskPostprocess
+    from osteolens.inference.second_look import lesion_view, view_probability
+    from osteolens.io.images import read_image
+    from osteolens.models.registry import load_model
+
+    model = load_model("osteolens-radiograph", threads=1)
+    calib = model.metadata["calibration"]
+    settings = {"context": 3.0, "combine": "replace", "max_zoom": 4.0, "seed": MaskPostprocess.from_calibration(calib).to_dict()}
+    looking = replace(model, metadata={**model.metadata, "calibration": {**calib, "second_look": settings}})
+    arr, props = read_image(btxrd_dir / "images" / "IMG000004.png")  # an osteosarcoma of the foot
+    clinical = {"age": 52, "sex": "M", "region": "lower limb", "view": "frontal"}
+    first, second = analyze_image(model, arr, props, clinical), analyze_image(looking, arr, props, clinical)
+    assert first.label != "normal" and (first.p_malignant, first.uncertainty) == (second.p_malignant, second.uncertainty)
+    view = lesion_view(first.mask_probability, first.p_benign + first.p_malignant, MaskPostprocess(**settings["seed"]), 3.0, 4.0)
+    assert view is not None
+    x0, y0, x1, y1 = view
+    assert 0 < (x1 - x0) * (y1 - y0) < arr.shape[0] * arr.shape[1] / 1.25 ** 2  # a zoomed-in part of the image
+    outside = np.ones(arr.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(first.mask_probability[outside], second.mask_probability[outside])
+    vec = np.stack([encode_clinical(52, "M", "lower limb", "frontal")[0]] * 2)
+    expected = view_probability(model, first.grey, view, vec)
+    assert np.allclose(second.mask_probability[y0:y1, x0:x1], expected, atol=1e-6)
+    assert np.abs(expected - first.mask_probability[y0:y1, x0:x1]).max() > 0.05
+    assert second.mask.shape == arr.shape[:2]

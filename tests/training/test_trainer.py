@@ -69,6 +69,22 @@ def test_augment_keeps_image_and_mask_aligned():
     assert m[0, 0, 15, 26] == 1 and m[0, 0, 15, 4] == 0  # flipped left-right
 
 
+def test_lesion_zoom_fills_the_view_with_the_lesion_and_keeps_the_mask_aligned():
+    off = dict(hflip=0, rotate_deg=0, scale=0, translate=0, brightness=0, contrast=0, gamma=0, clahe=0)
+    aug = RadiographAugment(AugmentConfig(**off, lesion_zoom=1.0, lesion_context=(4.0, 4.0), max_zoom=4.0), seed=0)
+    img = np.zeros((2, 64, 64), np.uint8)
+    img[0, 40:48, 8:16] = 200  # an 8-px lesion near the lower-left corner
+    x, m = aug(img, (img > 0).astype(np.uint8))
+    ys, xs = np.nonzero(m[0, 0].numpy())
+    # 8 px is 1/8 of the side; with context 4 the view is zoomed x2 and the lesion spans 16 px
+    assert xs.max() + 1 - xs.min() == 16 and ys.max() + 1 - ys.min() == 16
+    assert torch.equal(x[0, 0] > 100 / 255, m[0, 0].bool())  # the image warped with the mask
+    # the view stays inside the image (x pixels 0-31 enlarged), so the lesion is not centred in x (24-39)
+    assert xs.min() == 16 and ys.min() == 24 and m[1].sum() == 0
+    unzoomed = RadiographAugment(AugmentConfig(**off), seed=0)(img, (img > 0).astype(np.uint8))[1]
+    assert unzoomed[0, 0].sum() == 64
+
+
 def test_temperature_and_helpers():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 400)

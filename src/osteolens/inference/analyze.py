@@ -29,6 +29,7 @@ from osteolens import RESEARCH_NOTICE, __version__
 from osteolens.data.clinical import encode_clinical
 from osteolens.errors import OsteolensError
 from osteolens.inference.postprocess import MaskPostprocess, lesions_for_label
+from osteolens.inference.second_look import second_look
 from osteolens.explain.saliency import saliency_map
 from osteolens.io.images import ImageProperties, read_image, save_png, to_unit_grey
 from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
@@ -152,6 +153,8 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         label = ("normal", "benign")[int(np.argmax(probs[:2]))]
     p_tumour = float(probs[1] + probs[2])
     full_prob = resize(mask_prob.astype(np.float32), (h, w))
+    if calib.get("second_look") and label != "normal":  # a zoomed-in look at the top lesion (chosen on validation)
+        full_prob = second_look(model, grey, full_prob, p_tumour, clin_vec, calib["second_look"])
     mask, boxes, scores = lesions_for_label(full_prob, label, p_tumour, MaskPostprocess.from_calibration(calib))
     sub_logits = out["subtype_logits"].mean(axis=0)
     sub_probs = softmax(sub_logits)

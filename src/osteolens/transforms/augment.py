@@ -4,6 +4,11 @@ Horizontal flips, small rotations, scaling and shifts (one affine warp for image
 they stay aligned), brightness, contrast and gamma, and CLAHE. Nothing that breaks anatomy:
 no vertical flips, no elastic warps, no large rotations.
 
+Optionally, a share of the batch is zoomed in (``lesion_zoom``): tumour images around their
+lesion, so that its box fills ``1 / lesion_context`` of the view, other images around a random
+point by the same range of factors. It is the same affine warp with a larger scale, and it
+teaches the network lesions at the size a second, zoomed-in look at inference shows them.
+
 The random draws live in :class:`RadiographAugment`; the transforms themselves are pure
 functions of their parameters.
 """
@@ -31,6 +36,9 @@ class AugmentConfig(BaseModel):
     contrast: float = 0.15
     gamma: float = 0.20
     clahe: float = 0.25
+    lesion_zoom: float = 0.0
+    lesion_context: tuple[float, float] = (2.5, 5.0)
+    max_zoom: float = 4.0
 
 
 def clahe(img: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndarray:
@@ -63,6 +71,59 @@ def intensity(images: torch.Tensor, brightness: torch.Tensor, contrast: torch.Te
     return x.clamp(0, 1)
 
 
+def zoom_view(box: tuple[float, float, float, float], shape: tuple[int, int], context: float,
+              max_zoom: float) -> tuple[float, np.ndarray]:
+    """Zoom factor (>= 1) and view centre (normalised ``[-1, 1]`` x, y) that frame a box.
+
+    The box ``(x0, y0, x1, y1)`` (exclusive ends, pixels of an image of ``shape``) gets its longer
+    side to ``1 / context`` of the view; the zoom is capped at ``max_zoom`` and the view, ``2 / zoom``
+    wide in normalised units, is kept inside the image.
+
+    Example:
+        >>> z, c = zoom_view((60, 40, 70, 50), (100, 100), 5.0, 4.0)
+        >>> float(z), [round(float(v), 2) for v in c]
+        (2.0, [0.3, -0.1])
+    """
+    h, w = shape
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) / max(h, w)
+    zoom = float(np.clip(1.0 / (context * max(side, 1e-6)), 1.0, max_zoom))
+    half = 1.0 / zoom
+    centre = np.clip([(x0 + x1) / w - 1, (y0 + y1) / h - 1], -1 + half, 1 - half)
+    return zoom, centre
+
+
+def view_pixels(zoom: float, centre: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The view of :func:`zoom_view` as a pixel box ``(x0, y0, x1, y1)`` of an image of ``shape``."""
+    h, w = shape
+    half = 1.0 / zoom
+    x0, x1 = (centre[0] - half + 1) / 2 * w, (centre[0] + half + 1) / 2 * w
+    y0, y1 = (centre[1] - half + 1) / 2 * h, (centre[1] + half + 1) / 2 * h
+    return (max(0, int(round(x0))), max(0, int(round(y0))), min(w, int(round(x1))), min(h, int(round(y1))))
+
+
+def lesion_zoom_params(masks: np.ndarray, chosen: np.ndarray, rng: np.random.Generator, context: tuple[float, float],
+                       max_zoom: float) -> tuple[np.ndarray, np.ndarray]:
+    """Zoom factors and view centres (:func:`zoom_view`) for a batch of ``(B, H, W)`` masks.
+
+    Samples not ``chosen`` get zoom 1 and centre 0. A chosen sample with a lesion is framed
+    around its mask's bounding box with a context drawn from ``context``; one without a lesion
+    is zoomed by a factor drawn from 2 to ``max_zoom`` and centred at random.
+    """
+    b, h, w = masks.shape
+    zoom, centre = np.ones(b), np.zeros((b, 2))
+    for i in np.flatnonzero(chosen):
+        k = rng.uniform(*context)
+        ys, xs = np.nonzero(masks[i])
+        if len(xs):
+            zoom[i], centre[i] = zoom_view((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), (h, w), k, max_zoom)
+        else:
+            zoom[i] = np.clip(rng.uniform(min(2.0, max_zoom), max_zoom), 1.0, max_zoom)
+            half = 1.0 / zoom[i]
+            centre[i] = np.clip(rng.uniform(-1, 1, 2), -1 + half, 1 - half)
+    return zoom, centre
+
+
 class RadiographAugment:
     """Draws the random parameters and applies the transforms to a batch.
 
@@ -89,11 +150,14 @@ class RadiographAugment:
         def u(width):
             return torch.from_numpy(rng.uniform(-width, width, b)).float()
 
+        zoom, centre = np.ones(b), np.zeros((b, 2))
+        if c.lesion_zoom > 0:
+            zoom, centre = lesion_zoom_params(masks_u8, rng.random(b) < c.lesion_zoom, rng, c.lesion_context, c.max_zoom)
         x, m = affine(
             x, m,
             angle=u(math.radians(c.rotate_deg)),
-            scale=1 + u(c.scale),
-            shift=torch.stack([u(c.translate) * 2, u(c.translate) * 2], dim=1),
+            scale=(1 + u(c.scale)) * torch.from_numpy(zoom).float(),
+            shift=torch.stack([u(c.translate) * 2, u(c.translate) * 2], dim=1) + torch.from_numpy(centre).float(),
             flip=torch.from_numpy(rng.random(b) < c.hflip),
         )
         x = intensity(x, brightness=u(c.brightness), contrast=1 + u(c.contrast), gamma=torch.exp(u(c.gamma)))
