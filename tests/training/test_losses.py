@@ -42,3 +42,19 @@ def test_mask_terms_enter_the_total_with_their_weight():
     total.backward()
     assert out["mask_logits"].grad.abs().sum() > 0
     assert abs(total.item() - (parts["cls"] + 2.0 * (parts["bce"] + parts["dice_loss"]))) < 1e-5
+
+
+def test_class_keep_leaves_zoomed_views_to_the_mask_terms():
+    labels, subtypes, masks = _targets()
+    keep = torch.tensor([True, False, True, True])
+    out = _outputs()
+    total, parts = multitask_loss(out, labels, subtypes, masks, torch.ones(3), mask_weight=1.0, subtype_weight=0.3, class_keep=keep)
+    total.backward()
+    assert out["class_logits"].grad[1].abs().sum() == 0 and out["subtype_logits"].grad[1].abs().sum() == 0
+    assert out["mask_logits"].grad[1].abs().sum() > 0  # the zoomed view still trains the mask
+    kept = _outputs()
+    sub = {k: v[keep] for k, v in kept.items()}
+    _, on_subset = multitask_loss(sub, labels[keep], subtypes[keep], masks[keep], torch.ones(3), 1.0, 0.3)
+    _, everyone = multitask_loss(_outputs(), labels, subtypes, masks, torch.ones(3), 1.0, 0.3)
+    assert abs(parts["cls"] - on_subset["cls"]) < 1e-6 and abs(parts["subtype"] - on_subset["subtype"]) < 1e-6
+    assert parts["bce"] == everyone["bce"] and parts["dice_loss"] == everyone["dice_loss"]

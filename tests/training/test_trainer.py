@@ -74,7 +74,8 @@ def test_lesion_zoom_fills_the_view_with_the_lesion_and_keeps_the_mask_aligned()
     aug = RadiographAugment(AugmentConfig(**off, lesion_zoom=1.0, lesion_context=(4.0, 4.0), max_zoom=4.0), seed=0)
     img = np.zeros((2, 64, 64), np.uint8)
     img[0, 40:48, 8:16] = 200  # an 8-px lesion near the lower-left corner
-    x, m = aug(img, (img > 0).astype(np.uint8))
+    x, m, zoomed = aug(img, (img > 0).astype(np.uint8), return_zoomed=True)
+    assert zoomed.tolist() == [True, True]  # the image without a lesion is zoomed in at random
     ys, xs = np.nonzero(m[0, 0].numpy())
     # 8 px is 1/8 of the side; with context 4 the view is zoomed x2 and the lesion spans 16 px
     assert xs.max() + 1 - xs.min() == 16 and ys.max() + 1 - ys.min() == 16

@@ -15,15 +15,19 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
 
 
 def multitask_loss(out: dict, labels: torch.Tensor, subtypes: torch.Tensor, masks: torch.Tensor,
-                   class_weights: torch.Tensor, mask_weight: float, subtype_weight: float) -> tuple[torch.Tensor, dict]:
+                   class_weights: torch.Tensor, mask_weight: float, subtype_weight: float,
+                   class_keep: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Total loss and its parts.
 
     The class term is class-weighted cross-entropy; the subtype term counts tumour images only;
     the mask term is BCE on every image (normal images teach empty masks) plus soft Dice on
-    tumour images.
+    tumour images. ``class_keep`` (boolean per sample) limits the class and subtype terms to
+    those samples (zoomed-in views can be left to the mask alone).
     """
-    cls = F.cross_entropy(out["class_logits"], labels, weight=class_weights)
-    has_sub = subtypes >= 0
+    keep = torch.ones_like(labels, dtype=torch.bool) if class_keep is None else class_keep
+    cls = F.cross_entropy(out["class_logits"][keep], labels[keep], weight=class_weights) if keep.any() else \
+        out["class_logits"].sum() * 0
+    has_sub = (subtypes >= 0) & keep
     sub = F.cross_entropy(out["subtype_logits"][has_sub], subtypes[has_sub]) if has_sub.any() else cls.new_zeros(())
     bce = F.binary_cross_entropy_with_logits(out["mask_logits"], masks)
     tumour = labels > 0

@@ -69,12 +69,13 @@ def train_mode(model: RadiographNet, cfg: TrainConfig) -> None:
 
 def train_step(model: RadiographNet, opt: torch.optim.Optimizer, x01: torch.Tensor, clinical: torch.Tensor | None,
                labels: torch.Tensor, subtypes: torch.Tensor, masks: torch.Tensor, class_weights: torch.Tensor,
-               cfg: TrainConfig) -> dict:
+               cfg: TrainConfig, class_keep: torch.Tensor | None = None) -> dict:
     """One optimiser step on a batch (forward in ``cfg.precision``, loss and update in float32); the loss parts."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16"):
         out = model(to_input(x01), clinical)
     out = {k: v.float() for k, v in out.items()}
-    loss, parts = multitask_loss(out, labels, subtypes, masks, class_weights, cfg.mask_weight, cfg.subtype_weight)
+    loss, parts = multitask_loss(out, labels, subtypes, masks, class_weights, cfg.mask_weight, cfg.subtype_weight,
+                                 class_keep)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -202,12 +203,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 if len(idx) < 2:
                     continue
-                x, m = augment(tr.images[idx], tr.masks[idx])
+                x, m, zoomed = augment(tr.images[idx], tr.masks[idx], return_zoomed=True)
+                class_keep = None if cfg.augment.lesion_zoom_classes else ~zoomed
                 clin = torch.from_numpy(tr.clinical[idx]) if cfg.clinical else None
                 for g, lr in zip(opt.param_groups, base_lrs):
                     g["lr"] = lr * _lr_factor(step, total_steps, warmup)
                 parts = train_step(model, opt, x, clin, torch.from_numpy(tr.labels[idx]), torch.from_numpy(tr.subtypes[idx]),
-                                   m, class_weights, cfg)
+                                   m, class_weights, cfg, class_keep)
                 if averaged is not None:
                     averaged.update_parameters(model)
                 step += 1

@@ -39,6 +39,7 @@ class AugmentConfig(BaseModel):
     lesion_zoom: float = 0.0
     lesion_context: tuple[float, float] = (2.5, 5.0)
     max_zoom: float = 4.0
+    lesion_zoom_classes: bool = True  # False: zoomed views train the mask only, not the class and subtype heads
 
 
 def clahe(img: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndarray:
@@ -136,8 +137,11 @@ class RadiographAugment:
         self.config = config
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, images_u8: np.ndarray, masks_u8: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 ``(B, H, W)`` images and masks -> float ``(B, 1, H, W)`` in ``[0, 1]``, augmented."""
+    def __call__(self, images_u8: np.ndarray, masks_u8: np.ndarray, return_zoomed: bool = False):
+        """uint8 ``(B, H, W)`` images and masks -> float ``(B, 1, H, W)`` in ``[0, 1]``, augmented.
+
+        With ``return_zoomed``, also a ``(B,)`` boolean tensor: which samples were zoomed in.
+        """
         c, rng = self.config, self.rng
         b = len(images_u8)
         images_u8 = images_u8.copy()
@@ -161,4 +165,4 @@ class RadiographAugment:
             flip=torch.from_numpy(rng.random(b) < c.hflip),
         )
         x = intensity(x, brightness=u(c.brightness), contrast=1 + u(c.contrast), gamma=torch.exp(u(c.gamma)))
-        return x, m
+        return (x, m, torch.from_numpy(zoom > 1)) if return_zoomed else (x, m)
