@@ -28,7 +28,7 @@ import numpy as np
 from osteolens import RESEARCH_NOTICE, __version__
 from osteolens.data.clinical import encode_clinical
 from osteolens.errors import OsteolensError
-from osteolens.inference.postprocess import MaskPostprocess, lesions_for_label
+from osteolens.inference.postprocess import MaskPostprocess, flip_mean_probability, lesions_for_label
 from osteolens.inference.second_look import second_look
 from osteolens.explain.saliency import saliency_map
 from osteolens.io.images import ImageProperties, read_image, save_png, to_unit_grey
@@ -143,8 +143,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     if mask_size != size:  # the mask read from an enlarged view (chosen on validation; small lesions gain)
         xm = preprocess(grey, mask_size)
         mask_logits = model.run(np.ascontiguousarray(np.stack([xm, xm[..., ::-1]])), clin_vec)["mask_logits"]
-    mask_prob = 1 / (1 + np.exp(-mask_logits[:, 0]))
-    mask_prob = (mask_prob[0] + mask_prob[1][:, ::-1]) / 2
+    mask_prob = flip_mean_probability(mask_logits)
     if uncertainty > calib["uncertainty_threshold"]:
         label = "indeterminate"
     elif probs[2] >= calib["malignant_threshold"]:

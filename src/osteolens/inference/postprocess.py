@@ -50,6 +50,12 @@ class MaskPostprocess:
         return cls(threshold=float(calib.get("mask_threshold", 0.5)))
 
 
+def flip_mean_probability(mask_logits: np.ndarray) -> np.ndarray:
+    """Mask probability of an image from the ``(2, 1, H, W)`` logits of it and its left-right flip."""
+    prob = 1 / (1 + np.exp(-mask_logits[:, 0]))
+    return (prob[0] + prob[1][:, ::-1]) / 2
+
+
 def _disc(radius: int) -> np.ndarray:
     yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
     return xx**2 + yy**2 <= radius**2

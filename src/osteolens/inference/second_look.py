@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from osteolens.inference.postprocess import MaskPostprocess, lesion_components
+from osteolens.inference.postprocess import MaskPostprocess, flip_mean_probability, lesion_components
 from osteolens.transforms.augment import view_pixels, zoom_view
 from osteolens.transforms.preprocess import preprocess, resize
 
@@ -51,9 +51,7 @@ def view_probability(model, grey: np.ndarray, view: tuple[int, int, int, int], c
     """The network's flip-averaged mask probability on ``view`` of ``grey``, at the view's size."""
     x0, y0, x1, y1 = view
     x = preprocess(grey[y0:y1, x0:x1], model.image_size)
-    logits = model.run(np.ascontiguousarray(np.stack([x, x[..., ::-1]])), clinical)["mask_logits"][:, 0]
-    prob = 1 / (1 + np.exp(-logits))
-    prob = (prob[0] + prob[1][:, ::-1]) / 2
+    prob = flip_mean_probability(model.run(np.ascontiguousarray(np.stack([x, x[..., ::-1]])), clinical)["mask_logits"])
     return resize(prob.astype(np.float32), (y1 - y0, x1 - x0))
 
 

@@ -89,9 +89,13 @@ def zoom_view(box: tuple[float, float, float, float], shape: tuple[int, int], co
     x0, y0, x1, y1 = box
     side = max(x1 - x0, y1 - y0) / max(h, w)
     zoom = float(np.clip(1.0 / (context * max(side, 1e-6)), 1.0, max_zoom))
+    return zoom, inside_image(np.array([(x0 + x1) / w - 1, (y0 + y1) / h - 1]), zoom)
+
+
+def inside_image(centre: np.ndarray, zoom: float) -> np.ndarray:
+    """The view centre moved, if need be, so that a view zoomed by ``zoom`` stays inside the image."""
     half = 1.0 / zoom
-    centre = np.clip([(x0 + x1) / w - 1, (y0 + y1) / h - 1], -1 + half, 1 - half)
-    return zoom, centre
+    return np.clip(centre, -1 + half, 1 - half)
 
 
 def view_pixels(zoom: float, centre: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -120,8 +124,7 @@ def lesion_zoom_params(masks: np.ndarray, chosen: np.ndarray, rng: np.random.Gen
             zoom[i], centre[i] = zoom_view((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), (h, w), k, max_zoom)
         else:
             zoom[i] = np.clip(rng.uniform(min(2.0, max_zoom), max_zoom), 1.0, max_zoom)
-            half = 1.0 / zoom[i]
-            centre[i] = np.clip(rng.uniform(-1, 1, 2), -1 + half, 1 - half)
+            centre[i] = inside_image(rng.uniform(-1, 1, 2), zoom[i])
     return zoom, centre
 
 
