@@ -68,3 +68,24 @@ def test_shipped_default_model_verifies():
     assert (folder / "model.onnx").stat().st_size < 25 * 1024 * 1024
     assert (folder / "MODEL_CARD.md").is_file()
     assert meta["calibration"]["temperature"] > 0
+
+
+def test_lesion_pooling_model_exports_and_runs_at_other_sizes(tiny_config, tiny_dataset, tmp_path):
+    from osteolens.models.export import export_run
+    from osteolens.training.trainer import train
+
+    cfg = tiny_config.model_copy(update={"lesion_pooling": True, "limit_train": 11, "limit_val": 6})
+    train(cfg, tmp_path / "run", show_progress=False)
+    export_run(tmp_path / "run", tmp_path / "model", check_images=4)
+    meta = json.loads((tmp_path / "model" / "metadata.json").read_text())
+    assert max(meta["export_check"]["max_abs_diff"][k] for k in ("class_logits", "subtype_logits", "mask_logits")) <= 1e-4
+    _, _, _, net = load_run(tmp_path / "run")
+    assert net.lesion_pooling
+    data = load_cached(tiny_dataset / "manifest.csv", 128, tiny_dataset / "cache")
+    x = to_input(torch.from_numpy(data.images[16:19]).float().div(255).unsqueeze(1)).contiguous()
+    c = torch.from_numpy(data.clinical[16:19])
+    with torch.no_grad():
+        ref = net(x, c)
+    got = load_model(tmp_path / "model").run(x.numpy(), c.numpy())
+    for k in ("class_logits", "mask_logits", "cam"):
+        assert np.abs(ref[k].numpy() - got[k]).max() <= 1e-4 * max(1.0, float(ref[k].abs().max())), k

@@ -11,6 +11,13 @@ The class head is linear on globally averaged encoder features (plus the clinica
 its class activation map equals Grad-CAM's map exactly (for a linear head on average-pooled
 features Grad-CAM's channel weights are the head's weights); it is computed in the graph so that
 the exported ONNX model gives the saliency without back-propagation.
+
+With ``lesion_pooling`` the heads also see the encoder features averaged with the network's own
+tumour-mask probability as weights (detached: the classes do not train the mask). A lesion that
+covers one cell of the encoder's grid is then not diluted by the other hundred. The head stays
+linear in the features at each location, so ``cam`` stays an exact split of the class logit over
+locations (its mean over the grid is the logit less the bias and the clinical terms); it is no
+longer Grad-CAM's map, which would drop the mask weights.
 """
 
 from __future__ import annotations
@@ -63,14 +70,22 @@ class RadiographNet(nn.Module):
         n_clinical: length of the clinical vector (0: image only).
         pretrained: start the encoder from the packaged ImageNet weights.
         dropout: dropout before the heads.
+        lesion_pooling: give the heads the mask-weighted average of the encoder features beside
+            the global average (see the module's docstring).
     """
 
+    #: stride of the encoder's last feature map
+    STRIDE = 32
+    #: added to the sum of the mask weights: an image without a lesion pools to about zero
+    LESION_POOL_EPS = 1.0
+
     def __init__(self, image_size: int = 256, n_classes: int = 3, n_subtypes: int = 9, n_clinical: int = 0,
-                 pretrained: bool = True, dropout: float = 0.3):
+                 pretrained: bool = True, dropout: float = 0.3, lesion_pooling: bool = False):
         super().__init__()
         self.encoder = LiteEncoder(image_size, pretrained=pretrained)
         self.decoder = UNetDecoder()
-        feat = ENCODER_CHANNELS[-1]
+        feat = ENCODER_CHANNELS[-1] * (2 if lesion_pooling else 1)
+        self.lesion_pooling = lesion_pooling
         self.n_clinical = n_clinical
         self.dropout = nn.Dropout(dropout)
         self.class_head = nn.Linear(feat + n_clinical, n_classes)
@@ -80,17 +95,28 @@ class RadiographNet(nn.Module):
     def forward(self, image: torch.Tensor, clinical: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         feats = self.encoder(image)
         top = feats[-1]
+        mask_logits = self.decoder(feats)
         pooled = top.mean(dim=(2, 3))
+        n_feat = top.shape[1]
+        if self.lesion_pooling:
+            weight = F.avg_pool2d(torch.sigmoid(mask_logits.detach().float()), self.STRIDE)  # (B, 1, h, w)
+            total = weight.sum(dim=(2, 3)) + self.LESION_POOL_EPS  # (B, 1)
+            pooled = torch.cat([pooled, (top * weight).sum(dim=(2, 3)) / total], dim=1)
         if self.n_clinical:
             if clinical is None:
                 raise ValueError(f"this model needs a clinical vector of length {self.n_clinical}")
             pooled = torch.cat([pooled, clinical], dim=1)
         h = self.dropout(pooled)
         class_logits = self.class_head(h)
-        cam = torch.einsum("kc,bchw->bkhw", self.class_head.weight[:, : top.shape[1]], top)
+        w = self.class_head.weight
+        cam = torch.einsum("kc,bchw->bkhw", w[:, :n_feat], top)
+        if self.lesion_pooling:
+            # the lesion term's share of each location, scaled so that the grid's mean is the term
+            share = weight * (weight.shape[-2] * weight.shape[-1]) / total[:, :, None, None]
+            cam = cam + torch.einsum("kc,bchw->bkhw", w[:, n_feat: 2 * n_feat], top) * share
         return {
             "class_logits": class_logits,
             "subtype_logits": self.subtype_head(h),
-            "mask_logits": self.decoder(feats),
+            "mask_logits": mask_logits,
             "cam": cam,
         }

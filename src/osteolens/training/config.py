@@ -54,6 +54,9 @@ class TrainConfig(BaseModel):
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="training arithmetic: 'bfloat16' autocasts the forward pass (weights, optimiser, losses, "
         "validation and the exported model stay float32); 1.6-1.9x faster per step on a CPU with AVX-512 BF16")
+    lesion_pooling: bool = Field(
+        False, description="the class and subtype heads also read the encoder features averaged with the network's "
+        "own (detached) tumour-mask probability as weights")
     ema_decay: float = Field(
         0.0, ge=0.0, lt=1.0, description="exponential moving average of the weights (and batch-norm statistics) per "
         "step; validation, the saved checkpoint and export use the average. 0 turns it off")
