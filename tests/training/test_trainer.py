@@ -108,6 +108,9 @@ def test_config_errors_name_the_field(tmp_path):
     p.write_text('{"manifest": "m.csv"')
     with pytest.raises(OsteolensError, match="not valid JSON"):
         load_config(p)
+    p.write_text('{"manifest": "m.csv", "splits": "s.csv", "image_size": 320, "low_res_size": 320, "low_res_epochs": 5}')
+    with pytest.raises(OsteolensError, match="low_res_size must be .*below image_size \\(320\\), got 320"):
+        load_config(p)
 
 
 def _head_steps(run_a, run_b, cfg):
@@ -150,3 +153,21 @@ def test_weight_average_is_what_validation_sees_and_the_checkpoint_holds(tiny_co
     assert torch.equal(ema["encoder.stem.0.weight"], init["encoder.stem.0.weight"])  # frozen layers stay ImageNet's
     # validation scored the average, not the last iterate (measured macro AUC 0.41 against 0.46)
     assert summary["best_val"]["val_macro_auc"] != tiny_run[1]["best_val"]["val_macro_auc"]
+
+
+def test_progressive_resizing_trains_small_first_and_validates_at_full_size(tiny_config, tiny_dataset, tmp_path):
+    from osteolens.training.trainer import shrink_batch, train
+
+    data = load_cached(tiny_dataset / "manifest.csv", 96, tiny_dataset / "cache")
+    x, m = RadiographAugment(AugmentConfig(hflip=0, rotate_deg=0, scale=0, translate=0, brightness=0, contrast=0,
+                                           gamma=0, clahe=0))(data.images[16:24], data.masks[16:24])
+    xs, ms = shrink_batch(x, m, 64)
+    assert xs.shape == ms.shape == (8, 1, 64, 64) and 0 <= float(xs.min()) and float(xs.max()) <= 1
+    # the lesions keep their share of the image, and the image its brightness
+    assert torch.allclose(ms.mean(dim=(1, 2, 3)), m.mean(dim=(1, 2, 3)), rtol=0.05, atol=2e-4)
+    assert float((xs.mean() - x.mean()).abs()) < 0.01
+    cfg = tiny_config.model_copy(update={"image_size": 96, "low_res_size": 64, "low_res_epochs": 1, "epochs": 2})
+    summary = train(cfg, tmp_path, show_progress=False)
+    sizes = [line.split(",")[1] for line in open(tmp_path / "metrics.csv").read().splitlines()]
+    assert sizes == ["train_size", "64", "96"] and summary["epochs_run"] == 2
+    assert json.loads((tmp_path / "calibration.json").read_text())["temperature"] > 0

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from osteolens.errors import OsteolensError
 from osteolens.transforms.augment import AugmentConfig
@@ -54,6 +54,11 @@ class TrainConfig(BaseModel):
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="training arithmetic: 'bfloat16' autocasts the forward pass (weights, optimiser, losses, "
         "validation and the exported model stay float32); 1.6-1.9x faster per step on a CPU with AVX-512 BF16")
+    low_res_size: int | None = Field(
+        None, description="progressive resizing: the first low_res_epochs train on images (and masks) shrunk to this "
+        "size, a multiple of 32 below image_size; steps there cost about (low_res_size / image_size)^2. Validation, "
+        "calibration and export stay at image_size")
+    low_res_epochs: int = Field(0, ge=0)
     lesion_pooling: bool = Field(
         False, description="the class and subtype heads also read the encoder features averaged with the network's "
         "own (detached) tumour-mask probability as weights")
@@ -67,6 +72,15 @@ class TrainConfig(BaseModel):
         if v % 32 or v < 64:
             raise ValueError(f"image_size must be a multiple of 32 and at least 64, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _low_res_below_image_size(self):
+        if self.low_res_size is not None and (self.low_res_size % 32 or not 64 <= self.low_res_size < self.image_size):
+            raise ValueError(f"low_res_size must be a multiple of 32, at least 64 and below image_size "
+                             f"({self.image_size}), got {self.low_res_size}")
+        if self.low_res_epochs and self.low_res_size is None:
+            raise ValueError("low_res_epochs needs low_res_size")
+        return self
 
     def resolved(self, base: Path) -> "TrainConfig":
         """A copy with relative paths made absolute against ``base``."""

@@ -107,6 +107,14 @@ def predict_cached(model: RadiographNet, images_u8: np.ndarray, clinical: np.nda
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
+def shrink_batch(x01: torch.Tensor, masks: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and masks ``(B, 1, S, S)`` shrunk to ``size`` (antialiased bilinear; the masks become soft targets)."""
+    def shrink(t):
+        return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+    return shrink(x01).clamp_(0, 1), shrink(masks).clamp_(0, 1)
+
+
 def _val_metrics(pred: dict, labels: np.ndarray, masks: np.ndarray, mask_threshold: float = 0.5) -> dict:
     probs = cal.softmax(pred["class_logits"])
     tumour = labels > 0
@@ -205,6 +213,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
                 if len(idx) < 2:
                     continue
                 x, m, zoomed = augment(tr.images[idx], tr.masks[idx], return_zoomed=True)
+                if epoch < cfg.low_res_epochs:
+                    x, m = shrink_batch(x, m, cfg.low_res_size)
                 class_keep = None if cfg.augment.lesion_zoom_classes else ~zoomed
                 clin = torch.from_numpy(tr.clinical[idx]) if cfg.clinical else None
                 for g, lr in zip(opt.param_groups, base_lrs):
@@ -219,7 +229,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
                 progress.update(batch_task, advance=1)
             progress.remove_task(batch_task)
             pred = predict_cached(kept, va.images, va.clinical if cfg.clinical else None, tta=False)
-            row = {"epoch": epoch + 1, **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
+            row = {"epoch": epoch + 1, "train_size": cfg.low_res_size if epoch < cfg.low_res_epochs else cfg.image_size,
+                   **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
                    **_val_metrics(pred, va.labels, va.masks), "lr": opt.param_groups[1]["lr"],
                    "seconds": round(time.perf_counter() - t0, 1)}
             score = row["val_macro_auc"] + (row["val_dice"] if cfg.selection_metric == "macro_auc+dice" else 0.0)
