@@ -136,11 +136,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
     onnx.checker.check_model(str(onnx_path))
 
     # equivalence on real validation images
-    from osteolens.training.trainer import _split_indices, to_input
+    from osteolens.training.trainer import split_indices, to_input
 
     cache_dir = cfg.cache_dir or (Path(cfg.manifest).parent / ".osteolens_cache")
     data = load_cached(cfg.manifest, size, cache_dir)
-    _, val_idx = _split_indices(cfg, data.case_ids)
+    _, val_idx = split_indices(cfg, data.case_ids)
     idx = val_idx[:check_images]
     x = to_input(torch.from_numpy(data.images[idx]).float().div(255).unsqueeze(1)).contiguous()
     clin = torch.from_numpy(data.clinical[idx]) if n_clin else None

@@ -86,24 +86,26 @@ def train_step(model: RadiographNet, opt: torch.optim.Optimizer, x01: torch.Tens
 @torch.no_grad()
 def predict_cached(model: RadiographNet, images_u8: np.ndarray, clinical: np.ndarray | None, tta: bool = True,
                    batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Class and subtype logits (mean over flip TTA) and mask probabilities for cached images."""
+    """Class and subtype logits, mask probabilities and class maps (each the mean over flip TTA) for cached images."""
     model.eval()
-    outs = {"class_logits": [], "subtype_logits": [], "mask_prob": []}
+    outs = {"class_logits": [], "subtype_logits": [], "mask_prob": [], "cam": []}
     for start in range(0, len(images_u8), batch_size):
         x = torch.from_numpy(images_u8[start:start + batch_size]).float().div_(255).unsqueeze(1)
         c = torch.from_numpy(clinical[start:start + batch_size]) if clinical is not None else None
         views = [x, x.flip(-1)] if tta else [x]
-        cl, st, mp = 0, 0, 0
+        cl, st, mp, cam = 0, 0, 0, 0
         for i, v in enumerate(views):
             o = model(to_input(v), c)
             m = torch.sigmoid(o["mask_logits"])
             cl = cl + o["class_logits"]
             st = st + o["subtype_logits"]
             mp = mp + (m.flip(-1) if i == 1 else m)
+            cam = cam + (o["cam"].flip(-1) if i == 1 else o["cam"])
         n = len(views)
         outs["class_logits"].append((cl / n).numpy())
         outs["subtype_logits"].append((st / n).numpy())
         outs["mask_prob"].append((mp / n)[:, 0].numpy())
+        outs["cam"].append((cam / n).numpy())
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
@@ -132,7 +134,7 @@ def _val_metrics(pred: dict, labels: np.ndarray, masks: np.ndarray, mask_thresho
     }
 
 
-def _split_indices(cfg: TrainConfig, case_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(cfg: TrainConfig, case_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     table = load_splits(cfg.splits)
     if "split" not in table.columns:
         raise OsteolensError(f"{cfg.splits}: training needs a 'split' column with train and val")
@@ -176,7 +178,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
     started = time.perf_counter()
     cache_dir = cfg.cache_dir or (Path(cfg.manifest).parent / ".osteolens_cache")
     data = load_cached(cfg.manifest, cfg.image_size, cache_dir)
-    train_idx, val_idx = _split_indices(cfg, data.case_ids)
+    train_idx, val_idx = split_indices(cfg, data.case_ids)
     tr, va = data.take(train_idx), data.take(val_idx)
     model = build_model(cfg)
     averaged = _weight_average(model, cfg.ema_decay)

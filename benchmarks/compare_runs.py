@@ -1,0 +1,140 @@
+"""Training runs against a reference run, paired on the validation split (never the test split).
+
+Each run folder's ``best.pt`` reads the validation images of its own config (flip-TTA, its own
+temperature and mask threshold from ``calibration.json``). Every run must use the same split. For
+each run the script reports macro AUC, tumour-vs-normal and malignant-vs-rest AUC, mean Dice
+on tumour images, and the saliency pointing game (the flip-averaged class map of the more likely
+tumour class peaking inside the true mask, as ``osteolens analyze`` draws it), each with its
+group-bootstrap CI; and its difference from the first run, with the CI of the paired difference
+(the same resamples of patient groups for both runs).
+
+This is how a recipe change is judged before anything touches the test split: one run of the
+shipped recipe with another seed moves macro AUC by about 0.02 on this split, so a change needs
+a paired interval that excludes zero, or two seeds, to count.
+
+Usage:
+    python benchmarks/compare_runs.py work/runs/bf16 work/runs/lesionpool work/runs/progressive --tag stop14
+
+Writes benchmarks/results/compare_runs[_TAG].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from osteolens.data.manifest import load_manifest
+from osteolens.evaluation.bootstrap import MetricResult, group_bootstrap_weights, percentile_ci
+from osteolens.evaluation.classification import macro_auc, roc_auc
+from osteolens.evaluation.segmentation import dice, weighted_mean
+from osteolens.explain.saliency import pointing_game_hit, saliency_map
+from osteolens.training import calibration as cal
+from osteolens.training.cache import load_cached
+from osteolens.training.config import TrainConfig
+from osteolens.training.trainer import build_model, predict_cached, split_indices
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = ("macro_auc", "auc_tumour", "auc_malignant", "dice", "pointing_game")
+
+
+def validation_cases(run: Path) -> dict:
+    """Per-case validation results of one run: labels, groups, probabilities, Dice and pointing hits."""
+    cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
+    calib = json.loads((run / "calibration.json").read_text())
+    data = load_cached(cfg.manifest, cfg.image_size, cfg.cache_dir or (Path(cfg.manifest).parent / ".osteolens_cache"))
+    _, val = split_indices(cfg, data.case_ids)
+    va = data.take(val)
+    model = build_model(cfg.model_copy(update={"pretrained": False}))
+    model.load_state_dict(torch.load(run / "best.pt", weights_only=True))
+    pred = predict_cached(model, va.images, va.clinical if cfg.clinical else None, tta=True)
+    probs = cal.softmax(pred["class_logits"], calib["temperature"])
+    truth = va.masks > 0
+    tumour = va.labels > 0
+    dices = np.full(len(va.labels), np.nan)
+    hits = np.full(len(va.labels), np.nan)
+    for i in np.flatnonzero(tumour):
+        dices[i] = dice(truth[i], pred["mask_prob"][i] >= calib["mask_threshold"])
+        k = 1 + int(probs[i, 2] > probs[i, 1])
+        hits[i] = pointing_game_hit(saliency_map(pred["cam"][i, k], truth[i].shape), truth[i])
+    group_of = {c.case_id: c.group_id for c in load_manifest(cfg.manifest).cases}
+    return {"case_ids": va.case_ids, "groups": np.array([group_of[c] for c in va.case_ids]), "labels": va.labels,
+            "probs": probs, "dice": dices, "pointing_game": hits}
+
+
+def metric_values(cases: dict, weights=None) -> dict:
+    """Each metric of :data:`METRICS` for one run, for one weight vector or a ``(B, n)`` matrix of resamples."""
+    y, p = cases["labels"], cases["probs"]
+    return {
+        "macro_auc": macro_auc(y, p, weights),
+        "auc_tumour": roc_auc(y > 0, p[:, 1] + p[:, 2], weights),
+        "auc_malignant": roc_auc(y == 2, p[:, 2], weights),
+        "dice": weighted_mean(cases["dice"], weights),
+        "pointing_game": weighted_mean(cases["pointing_game"], weights),
+    }
+
+
+def compare(runs: list[Path], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Metrics of every run and paired differences from the first, over the same group resamples."""
+    cases = {str(r): validation_cases(r) for r in runs}
+    ref = cases[str(runs[0])]
+    for name, c in cases.items():
+        if not np.array_equal(c["case_ids"], ref["case_ids"]):
+            raise SystemExit(f"{name}: its validation split differs from {runs[0]}'s; paired comparison needs the same cases")
+    weights = group_bootstrap_weights(ref["groups"], n_boot, seed)
+    boots = {name: metric_values(c, weights) for name, c in cases.items()}
+    out = {"reference": str(runs[0]), "n_val": int(len(ref["labels"])), "n_groups": int(len(np.unique(ref["groups"]))),
+           "n_tumour": int((ref["labels"] > 0).sum()), "n_boot": n_boot, "runs": {}}
+    for name, c in cases.items():
+        point = metric_values(c)
+        row = {}
+        for m in METRICS:
+            row[m] = MetricResult(point[m], *percentile_ci(boots[name][m]), len(c["labels"])).to_dict()
+            if name != str(runs[0]):
+                diff = np.asarray(boots[name][m]) - np.asarray(boots[str(runs[0])][m])
+                lo, hi = percentile_ci(diff)
+                row[f"{m}_minus_reference"] = {"value": round(float(point[m] - metric_values(ref)[m]), 6),
+                                               "ci_low": round(lo, 6), "ci_high": round(hi, 6)}
+        out["runs"][name] = row
+    return out
+
+
+def print_table(result: dict) -> None:
+    print(f"validation: {result['n_val']} images, {result['n_tumour']} with a tumour, {result['n_groups']} groups; "
+          f"reference {result['reference']}")
+    print(f"{'run':<28}" + "".join(f"{m:>34}" for m in METRICS))
+    for name, row in result["runs"].items():
+        cells = []
+        for m in METRICS:
+            v = row[m]
+            cell = f"{v['value']:.3f}"
+            d = row.get(f"{m}_minus_reference")
+            if d:
+                cell += f" {d['value']:+.3f} ({d['ci_low']:+.3f},{d['ci_high']:+.3f})"
+            cells.append(f"{cell:>34}")
+        print(f"{Path(name).name:<28}" + "".join(cells))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run folders; the first is the reference")
+    ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    for r in args.runs:
+        for name in ("config.json", "calibration.json", "best.pt"):
+            if not (r / name).is_file():
+                raise SystemExit(f"{r}: not a training run folder ({name} missing)")
+    result = compare(args.runs, args.n_boot)
+    print_table(result)
+    out = REPO / "benchmarks" / "results" / f"compare_runs{'_' + args.tag if args.tag else ''}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
