@@ -58,7 +58,7 @@ class TrainConfig(BaseModel):
         None, description="progressive resizing: the first low_res_epochs train on images (and masks) shrunk to this "
         "size, a multiple of 32 below image_size; steps there cost about (low_res_size / image_size)^2. Validation, "
         "calibration and export stay at image_size")
-    low_res_epochs: int = Field(0, ge=0)
+    low_res_epochs: int = Field(0, ge=0, description="how many of the first epochs train at low_res_size (0: none)")
     lesion_pooling: bool = Field(
         False, description="the class and subtype heads also read the encoder features averaged with the network's "
         "own (detached) tumour-mask probability as weights")
