@@ -45,7 +45,7 @@ def validation_cases(run: Path) -> dict:
     """Per-case validation results of one run: labels, groups, probabilities, Dice and pointing hits."""
     cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
     calib = json.loads((run / "calibration.json").read_text())
-    data = load_cached(cfg.manifest, cfg.image_size, cfg.cache_dir or (Path(cfg.manifest).parent / ".osteolens_cache"))
+    data = load_cached(cfg.manifest, cfg.image_size, cfg.cache_folder)
     _, val = split_indices(cfg, data.case_ids)
     va = data.take(val)
     model = build_model(cfg.model_copy(update={"pretrained": False}))
@@ -80,23 +80,23 @@ def metric_values(cases: dict, weights=None) -> dict:
 def compare(runs: list[Path], n_boot: int = 2000, seed: int = 0) -> dict:
     """Metrics of every run and paired differences from the first, over the same group resamples."""
     cases = {str(r): validation_cases(r) for r in runs}
-    ref = cases[str(runs[0])]
+    ref_name = str(runs[0])
+    ref = cases[ref_name]
     for name, c in cases.items():
         if not np.array_equal(c["case_ids"], ref["case_ids"]):
-            raise SystemExit(f"{name}: its validation split differs from {runs[0]}'s; paired comparison needs the same cases")
+            raise SystemExit(f"{name}: its validation split differs from {ref_name}'s; paired comparison needs the same cases")
     weights = group_bootstrap_weights(ref["groups"], n_boot, seed)
+    points = {name: metric_values(c) for name, c in cases.items()}
     boots = {name: metric_values(c, weights) for name, c in cases.items()}
-    out = {"reference": str(runs[0]), "n_val": int(len(ref["labels"])), "n_groups": int(len(np.unique(ref["groups"]))),
+    out = {"reference": ref_name, "n_val": int(len(ref["labels"])), "n_groups": int(len(np.unique(ref["groups"]))),
            "n_tumour": int((ref["labels"] > 0).sum()), "n_boot": n_boot, "runs": {}}
     for name, c in cases.items():
-        point = metric_values(c)
         row = {}
         for m in METRICS:
-            row[m] = MetricResult(point[m], *percentile_ci(boots[name][m]), len(c["labels"])).to_dict()
-            if name != str(runs[0]):
-                diff = np.asarray(boots[name][m]) - np.asarray(boots[str(runs[0])][m])
-                lo, hi = percentile_ci(diff)
-                row[f"{m}_minus_reference"] = {"value": round(float(point[m] - metric_values(ref)[m]), 6),
+            row[m] = MetricResult(points[name][m], *percentile_ci(boots[name][m]), len(c["labels"])).to_dict()
+            if name != ref_name:
+                lo, hi = percentile_ci(np.asarray(boots[name][m]) - np.asarray(boots[ref_name][m]))
+                row[f"{m}_minus_reference"] = {"value": round(float(points[name][m] - points[ref_name][m]), 6),
                                                "ci_low": round(lo, 6), "ci_high": round(hi, 6)}
         out["runs"][name] = row
     return out

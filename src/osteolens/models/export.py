@@ -138,8 +138,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
     # equivalence on real validation images
     from osteolens.training.trainer import split_indices, to_input
 
-    cache_dir = cfg.cache_dir or (Path(cfg.manifest).parent / ".osteolens_cache")
-    data = load_cached(cfg.manifest, size, cache_dir)
+    data = load_cached(cfg.manifest, size, cfg.cache_folder)
     _, val_idx = split_indices(cfg, data.case_ids)
     idx = val_idx[:check_images]
     x = to_input(torch.from_numpy(data.images[idx]).float().div(255).unsqueeze(1)).contiguous()

@@ -82,6 +82,11 @@ class TrainConfig(BaseModel):
             raise ValueError("low_res_epochs needs low_res_size")
         return self
 
+    @property
+    def cache_folder(self) -> Path:
+        """Where the preprocessed images are cached: ``cache_dir``, or ``.osteolens_cache`` beside the manifest."""
+        return self.cache_dir or (Path(self.manifest).parent / ".osteolens_cache")
+
     def resolved(self, base: Path) -> "TrainConfig":
         """A copy with relative paths made absolute against ``base``."""
         def fix(p):

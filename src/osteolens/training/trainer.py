@@ -176,8 +176,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     started = time.perf_counter()
-    cache_dir = cfg.cache_dir or (Path(cfg.manifest).parent / ".osteolens_cache")
-    data = load_cached(cfg.manifest, cfg.image_size, cache_dir)
+    data = load_cached(cfg.manifest, cfg.image_size, cfg.cache_folder)
     train_idx, val_idx = split_indices(cfg, data.case_ids)
     tr, va = data.take(train_idx), data.take(val_idx)
     model = build_model(cfg)
@@ -206,6 +205,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
         epoch_task = progress.add_task("epochs", total=cfg.epochs)
         for epoch in range(cfg.epochs):
             t0 = time.perf_counter()
+            size = cfg.low_res_size if epoch < cfg.low_res_epochs else cfg.image_size
             train_mode(model, cfg)
             order = rng.permutation(len(tr.labels))
             sums: dict[str, float] = {}
@@ -215,8 +215,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
                 if len(idx) < 2:
                     continue
                 x, m, zoomed = augment(tr.images[idx], tr.masks[idx], return_zoomed=True)
-                if epoch < cfg.low_res_epochs:
-                    x, m = shrink_batch(x, m, cfg.low_res_size)
+                if size != cfg.image_size:
+                    x, m = shrink_batch(x, m, size)
                 class_keep = None if cfg.augment.lesion_zoom_classes else ~zoomed
                 clin = torch.from_numpy(tr.clinical[idx]) if cfg.clinical else None
                 for g, lr in zip(opt.param_groups, base_lrs):
@@ -231,7 +231,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
                 progress.update(batch_task, advance=1)
             progress.remove_task(batch_task)
             pred = predict_cached(kept, va.images, va.clinical if cfg.clinical else None, tta=False)
-            row = {"epoch": epoch + 1, "train_size": cfg.low_res_size if epoch < cfg.low_res_epochs else cfg.image_size,
+            row = {"epoch": epoch + 1, "train_size": size,
                    **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
                    **_val_metrics(pred, va.labels, va.masks), "lr": opt.param_groups[1]["lr"],
                    "seconds": round(time.perf_counter() - t0, 1)}
