@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 METRICS = ("macro_auc", "auc_tumour", "auc_malignant", "dice", "pointing_game")
 
 
-def validation_cases(run: Path) -> dict:
+def validation_cases(run: Path, device: str = "cpu") -> dict:
     """Per-case validation results of one run: labels, groups, probabilities, Dice and pointing hits."""
     cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
     calib = json.loads((run / "calibration.json").read_text())
@@ -49,7 +49,8 @@ def validation_cases(run: Path) -> dict:
     _, val = split_indices(cfg, data.case_ids)
     va = data.take(val)
     model = build_model(cfg.model_copy(update={"pretrained": False}))
-    model.load_state_dict(torch.load(run / "best.pt", weights_only=True))
+    model.load_state_dict(torch.load(run / "best.pt", map_location="cpu", weights_only=True))
+    model.to(device)
     pred = predict_cached(model, va.images, va.clinical if cfg.clinical else None, tta=True)
     probs = cal.softmax(pred["class_logits"], calib["temperature"])
     truth = va.masks > 0
@@ -77,9 +78,9 @@ def metric_values(cases: dict, weights=None) -> dict:
     }
 
 
-def compare(runs: list[Path], n_boot: int = 2000, seed: int = 0) -> dict:
+def compare(runs: list[Path], n_boot: int = 2000, seed: int = 0, device: str = "cpu") -> dict:
     """Metrics of every run and paired differences from the first, over the same group resamples."""
-    cases = {str(r): validation_cases(r) for r in runs}
+    cases = {str(r): validation_cases(r, device) for r in runs}
     ref_name = str(runs[0])
     ref = cases[ref_name]
     for name, c in cases.items():
@@ -93,7 +94,8 @@ def compare(runs: list[Path], n_boot: int = 2000, seed: int = 0) -> dict:
     for name, c in cases.items():
         row = {}
         for m in METRICS:
-            row[m] = MetricResult(points[name][m], *percentile_ci(boots[name][m]), len(c["labels"])).to_dict()
+            n = int(np.isfinite(c[m]).sum()) if m in ("dice", "pointing_game") else len(c["labels"])  # tumour images only
+            row[m] = MetricResult(points[name][m], *percentile_ci(boots[name][m]), n).to_dict()
             if name != ref_name:
                 lo, hi = percentile_ci(np.asarray(boots[name][m]) - np.asarray(boots[ref_name][m]))
                 row[f"{m}_minus_reference"] = {"value": round(float(points[name][m] - points[ref_name][m]), 6),
@@ -123,13 +125,15 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path, help="run folders; the first is the reference")
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--device", default="cpu", help="where the runs' networks read the images: cpu or cuda")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     for r in args.runs:
         for name in ("config.json", "calibration.json", "best.pt"):
             if not (r / name).is_file():
                 raise SystemExit(f"{r}: not a training run folder ({name} missing)")
-    result = compare(args.runs, args.n_boot)
+    result = compare(args.runs, args.n_boot, device=args.device)
     print_table(result)
     out = REPO / "benchmarks" / "results" / f"compare_runs{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

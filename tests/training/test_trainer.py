@@ -111,6 +111,33 @@ def test_config_errors_name_the_field(tmp_path):
     p.write_text('{"manifest": "m.csv", "splits": "s.csv", "image_size": 320, "low_res_size": 320, "low_res_epochs": 5}')
     with pytest.raises(OsteolensError, match="low_res_size must be .*below image_size \\(320\\), got 320"):
         load_config(p)
+    p.write_text('{"manifest": "m.csv", "splits": "s.csv", "device": "tpu"}')
+    with pytest.raises(OsteolensError, match="device: Input should be 'cpu' or 'cuda'"):
+        load_config(p)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_asking_for_a_gpu_where_there_is_none_is_a_clear_error(tiny_config, tmp_path):
+    from osteolens.training.trainer import train
+
+    with pytest.raises(OsteolensError, match="device 'cuda' but PyTorch sees no GPU"):
+        train(tiny_config.model_copy(update={"device": "cuda"}), tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_gpu_run_writes_the_same_run_folder_and_its_checkpoint_loads_on_the_cpu(tiny_config, tmp_path):
+    from osteolens.training.trainer import build_model, predict_cached, train
+
+    summary = train(tiny_config.model_copy(update={"device": "cuda", "precision": "bfloat16"}), tmp_path / "run",
+                    show_progress=False)
+    assert summary["device"] != "cpu" and summary["epochs_run"] == 1
+    model = build_model(tiny_config.model_copy(update={"pretrained": False}))
+    model.load_state_dict(torch.load(tmp_path / "run" / "best.pt", map_location="cpu", weights_only=True))
+    data = load_cached(tiny_config.manifest, tiny_config.image_size, tiny_config.cache_folder)
+    cpu = predict_cached(model, data.images[:4], data.clinical[:4])
+    gpu = predict_cached(model.cuda(), data.images[:4], data.clinical[:4])
+    assert np.allclose(cpu["class_logits"], gpu["class_logits"], atol=1e-3)
 
 
 def _head_steps(run_a, run_b, cfg):

@@ -86,7 +86,7 @@ def load_run(run_dir: str | Path):
             raise OsteolensError(f"{run_dir / name}: missing; is {run_dir} a finished training run?")
     cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
     net = build_model(cfg.model_copy(update={"pretrained": False}))
-    net.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
+    net.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True))
     net.eval()
     return cfg, json.loads((run_dir / "calibration.json").read_text()), json.loads((run_dir / "summary.json").read_text()), net
 

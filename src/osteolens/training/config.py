@@ -44,6 +44,9 @@ class TrainConfig(BaseModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     seed: int = 0
     threads: int = 2
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="where training runs: 'cpu' (the recipe's home: 2 cores) or 'cuda' (a GPU when one is lent); "
+        "the run folder, checkpoint and export are the same either way")
     cache_dir: Path | None = None
     limit_train: int | None = None
     limit_val: int | None = None

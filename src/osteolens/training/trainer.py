@@ -1,4 +1,4 @@
-"""Train the radiograph model on the CPU: ``train(config, run_dir)``.
+"""Train the radiograph model on the CPU (or a GPU when ``device`` is ``cuda``): ``train(config, run_dir)``.
 
 Stages talk through files: the run folder receives ``config.json`` (resolved), ``metrics.csv``
 (one row per epoch), ``best.pt`` (the best checkpoint on the validation split),
@@ -40,8 +40,8 @@ def seed_everything(seed: int) -> None:
 
 def to_input(x01: torch.Tensor) -> torch.Tensor:
     """``(B, 1, H, W)`` grey in [0, 1] -> ``(B, 3, H, W)`` ImageNet-normalised, channels-last."""
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=x01.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x01.device).view(1, 3, 1, 1)
     return ((x01.expand(-1, 3, -1, -1) - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
@@ -72,7 +72,7 @@ def train_step(model: RadiographNet, opt: torch.optim.Optimizer, x01: torch.Tens
                labels: torch.Tensor, subtypes: torch.Tensor, masks: torch.Tensor, class_weights: torch.Tensor,
                cfg: TrainConfig, class_keep: torch.Tensor | None = None) -> dict:
     """One optimiser step on a batch (forward in ``cfg.precision``, loss and update in float32); the loss parts."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16"):
+    with torch.autocast(x01.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16"):
         out = model(to_input(x01), clinical)
     out = {k: v.float() for k, v in out.items()}
     loss, parts = multitask_loss(out, labels, subtypes, masks, class_weights, cfg.mask_weight, cfg.subtype_weight,
@@ -86,12 +86,16 @@ def train_step(model: RadiographNet, opt: torch.optim.Optimizer, x01: torch.Tens
 @torch.no_grad()
 def predict_cached(model: RadiographNet, images_u8: np.ndarray, clinical: np.ndarray | None, tta: bool = True,
                    batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Class and subtype logits, mask probabilities and class maps (each the mean over flip TTA) for cached images."""
+    """Class and subtype logits, mask probabilities and class maps (each the mean over flip TTA) for cached images.
+
+    Runs where the model's weights are; returns NumPy arrays.
+    """
     model.eval()
+    device = next(model.parameters()).device
     outs = {"class_logits": [], "subtype_logits": [], "mask_prob": [], "cam": []}
     for start in range(0, len(images_u8), batch_size):
-        x = torch.from_numpy(images_u8[start:start + batch_size]).float().div_(255).unsqueeze(1)
-        c = torch.from_numpy(clinical[start:start + batch_size]) if clinical is not None else None
+        x = torch.from_numpy(images_u8[start:start + batch_size]).to(device).float().div_(255).unsqueeze(1)
+        c = torch.from_numpy(clinical[start:start + batch_size]).to(device) if clinical is not None else None
         views = [x, x.flip(-1)] if tta else [x]
         cl, st, mp, cam = 0, 0, 0, 0
         for i, v in enumerate(views):
@@ -102,10 +106,10 @@ def predict_cached(model: RadiographNet, images_u8: np.ndarray, clinical: np.nda
             mp = mp + (m.flip(-1) if i == 1 else m)
             cam = cam + (o["cam"].flip(-1) if i == 1 else o["cam"])
         n = len(views)
-        outs["class_logits"].append((cl / n).numpy())
-        outs["subtype_logits"].append((st / n).numpy())
-        outs["mask_prob"].append((mp / n)[:, 0].numpy())
-        outs["cam"].append((cam / n).numpy())
+        outs["class_logits"].append((cl / n).cpu().numpy())
+        outs["subtype_logits"].append((st / n).cpu().numpy())
+        outs["mask_prob"].append((mp / n)[:, 0].cpu().numpy())
+        outs["cam"].append((cam / n).cpu().numpy())
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
@@ -170,6 +174,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
     Returns:
         The run summary (also in ``summary.json``).
     """
+    device = _device(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
@@ -179,12 +184,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
     data = load_cached(cfg.manifest, cfg.image_size, cfg.cache_folder)
     train_idx, val_idx = split_indices(cfg, data.case_ids)
     tr, va = data.take(train_idx), data.take(val_idx)
-    model = build_model(cfg)
+    model = build_model(cfg).to(device)
     averaged = _weight_average(model, cfg.ema_decay)
     kept = averaged.module if averaged is not None else model  # the weights validated, saved and exported
     counts = np.bincount(tr.labels[tr.labels >= 0], minlength=3).astype(float)
     weights = (np.maximum(counts, 1) / counts.sum()) ** (-cfg.class_weight_power)
-    class_weights = torch.tensor(weights / weights.mean(), dtype=torch.float32)
+    class_weights = torch.tensor(weights / weights.mean(), dtype=torch.float32, device=device)
     enc = [p for p in model.encoder.parameters() if p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad]
     opt = torch.optim.AdamW([{"params": enc, "lr": cfg.lr * cfg.encoder_lr_factor}, {"params": rest, "lr": cfg.lr}],
@@ -214,15 +219,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 if len(idx) < 2:
                     continue
-                x, m, zoomed = augment(tr.images[idx], tr.masks[idx], return_zoomed=True)
+                x, m, zoomed = augment(tr.images[idx], tr.masks[idx], return_zoomed=True, device=device)
                 if size != cfg.image_size:
                     x, m = shrink_batch(x, m, size)
                 class_keep = None if cfg.augment.lesion_zoom_classes else ~zoomed
-                clin = torch.from_numpy(tr.clinical[idx]) if cfg.clinical else None
+                clin = torch.from_numpy(tr.clinical[idx]).to(device) if cfg.clinical else None
                 for g, lr in zip(opt.param_groups, base_lrs):
                     g["lr"] = lr * _lr_factor(step, total_steps, warmup)
-                parts = train_step(model, opt, x, clin, torch.from_numpy(tr.labels[idx]), torch.from_numpy(tr.subtypes[idx]),
-                                   m, class_weights, cfg, class_keep)
+                parts = train_step(model, opt, x, clin, torch.from_numpy(tr.labels[idx]).to(device),
+                                   torch.from_numpy(tr.subtypes[idx]).to(device), m, class_weights, cfg, class_keep)
                 if averaged is not None:
                     averaged.update_parameters(model)
                 step += 1
@@ -253,7 +258,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
             if elapsed + per_epoch > cfg.max_minutes:
                 stop_reason = f"time budget: {elapsed:.1f} of {cfg.max_minutes} minutes used"
                 break
-    model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
+    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
     calibration = calibrate(model, va, cfg)
     (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
     summary = {
@@ -273,9 +278,18 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
         "calibration": calibration,
         "torch": torch.__version__,
         "threads": cfg.threads,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise OsteolensError("config asks for device 'cuda' but PyTorch sees no GPU here; use \"device\": \"cpu\"")
+    if cfg.device == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    return torch.device(cfg.device)
 
 
 def _weight_average(model: RadiographNet, decay: float):

@@ -140,10 +140,12 @@ class RadiographAugment:
         self.config = config
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, images_u8: np.ndarray, masks_u8: np.ndarray, return_zoomed: bool = False):
+    def __call__(self, images_u8: np.ndarray, masks_u8: np.ndarray, return_zoomed: bool = False,
+                 device: torch.device | str = "cpu"):
         """uint8 ``(B, H, W)`` images and masks -> float ``(B, 1, H, W)`` in ``[0, 1]``, augmented.
 
-        With ``return_zoomed``, also a ``(B,)`` boolean tensor: which samples were zoomed in.
+        With ``return_zoomed``, also a ``(B,)`` boolean tensor: which samples were zoomed in. The
+        warps run on ``device`` (the random draws do not depend on it).
         """
         c, rng = self.config, self.rng
         b = len(images_u8)
@@ -151,11 +153,11 @@ class RadiographAugment:
         if c.clahe > 0:
             for i in np.flatnonzero(rng.random(b) < c.clahe):
                 images_u8[i] = clahe(images_u8[i])
-        x = torch.from_numpy(images_u8).float().div_(255).unsqueeze(1)
-        m = torch.from_numpy(masks_u8 > 0).float().unsqueeze(1)
+        x = torch.from_numpy(images_u8).to(device).float().div_(255).unsqueeze(1)
+        m = torch.from_numpy(masks_u8 > 0).to(device).float().unsqueeze(1)
 
         def u(width):
-            return torch.from_numpy(rng.uniform(-width, width, b)).float()
+            return torch.from_numpy(rng.uniform(-width, width, b)).float().to(device)
 
         zoom, centre = np.ones(b), np.zeros((b, 2))
         if c.lesion_zoom > 0:
@@ -163,9 +165,9 @@ class RadiographAugment:
         x, m = affine(
             x, m,
             angle=u(math.radians(c.rotate_deg)),
-            scale=(1 + u(c.scale)) * torch.from_numpy(zoom).float(),
-            shift=torch.stack([u(c.translate) * 2, u(c.translate) * 2], dim=1) + torch.from_numpy(centre).float(),
-            flip=torch.from_numpy(rng.random(b) < c.hflip),
+            scale=(1 + u(c.scale)) * torch.from_numpy(zoom).float().to(device),
+            shift=torch.stack([u(c.translate) * 2, u(c.translate) * 2], dim=1) + torch.from_numpy(centre).float().to(device),
+            flip=torch.from_numpy(rng.random(b) < c.hflip).to(device),
         )
         x = intensity(x, brightness=u(c.brightness), contrast=1 + u(c.contrast), gamma=torch.exp(u(c.gamma)))
-        return (x, m, torch.from_numpy(zoom > 1)) if return_zoomed else (x, m)
+        return (x, m, torch.from_numpy(zoom > 1).to(device)) if return_zoomed else (x, m)
