@@ -2,8 +2,11 @@
 
 A plan (JSON) names the variants as changes to ``configs/radiograph_default.json``::
 
-    {"train_seconds": 430, "base": {"epochs": 16},
+    {"train_seconds": 430, "base": {"epochs": 16, "lr": 0.001},
      "runs": {"base_s0": {}, "lr3_s0": {"lr": 0.003}, "lr3_s1": {"lr": 0.003, "seed": 1}}}
+
+``base`` changes every run; each run's entry changes it further. Pin in ``base`` whatever the
+comparison depends on, so that the plan reproduces after the default config moves on.
 
 Every run trains in its own process at the same time (one GPU holds a dozen of these small
 runs; on a CPU give one or two). Runs still going after ``train_seconds`` are stopped and left
