@@ -68,7 +68,8 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
             with model 1.3.0, 32.8/s and p95 276 ms against 27.0/s and 363 ms
             (benchmarks/service_load.py, same machine, same hour). With model 1.4.0 (same
             network as 1.3.0), 30.0/s and p95 311 ms in a quiet hour
-            (benchmarks/results/service_load_quiet.json).
+            (benchmarks/results/service_load_quiet.json); with 1.5.0 (same network again),
+            27.7/s and p95 308 ms (benchmarks/results/service_load_v150.json).
     """
     keys = load_api_keys() if api_keys is None else set(api_keys)
     if not keys:
