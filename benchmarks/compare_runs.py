@@ -31,11 +31,12 @@ from osteolens.data.manifest import load_manifest
 from osteolens.evaluation.bootstrap import MetricResult, group_bootstrap_weights, percentile_ci
 from osteolens.evaluation.classification import macro_auc, roc_auc
 from osteolens.evaluation.segmentation import dice, weighted_mean
+from osteolens.errors import OsteolensError
 from osteolens.explain.saliency import pointing_game_hit, saliency_map
+from osteolens.models.export import load_run
 from osteolens.training import calibration as cal
 from osteolens.training.cache import load_cached
-from osteolens.training.config import TrainConfig
-from osteolens.training.trainer import build_model, predict_cached, split_indices
+from osteolens.training.trainer import predict_cached, split_indices
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("macro_auc", "auc_tumour", "auc_malignant", "dice", "pointing_game")
@@ -43,13 +44,10 @@ METRICS = ("macro_auc", "auc_tumour", "auc_malignant", "dice", "pointing_game")
 
 def validation_cases(run: Path, device: str = "cpu") -> dict:
     """Per-case validation results of one run: labels, groups, probabilities, Dice and pointing hits."""
-    cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
-    calib = json.loads((run / "calibration.json").read_text())
+    cfg, calib, _, model = load_run(run)
     data = load_cached(cfg.manifest, cfg.image_size, cfg.cache_folder)
     _, val = split_indices(cfg, data.case_ids)
     va = data.take(val)
-    model = build_model(cfg.model_copy(update={"pretrained": False}))
-    model.load_state_dict(torch.load(run / "best.pt", map_location="cpu", weights_only=True))
     model.to(device)
     pred = predict_cached(model, va.images, va.clinical if cfg.clinical else None, tta=True)
     probs = cal.softmax(pred["class_logits"], calib["temperature"])
@@ -129,11 +127,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    for r in args.runs:
-        for name in ("config.json", "calibration.json", "best.pt"):
-            if not (r / name).is_file():
-                raise SystemExit(f"{r}: not a training run folder ({name} missing)")
-    result = compare(args.runs, args.n_boot, device=args.device)
+    try:
+        result = compare(args.runs, args.n_boot, device=args.device)
+    except OsteolensError as exc:  # a run folder with a file missing
+        raise SystemExit(str(exc)) from exc
     print_table(result)
     out = REPO / "benchmarks" / "results" / f"compare_runs{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -285,9 +285,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
 
 
 def _device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise OsteolensError("config asks for device 'cuda' but PyTorch sees no GPU here; use \"device\": \"cpu\"")
     if cfg.device == "cuda":
+        if not torch.cuda.is_available():
+            raise OsteolensError("config asks for device 'cuda' but PyTorch sees no GPU here; use \"device\": \"cpu\"")
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     return torch.device(cfg.device)
 

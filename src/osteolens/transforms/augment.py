@@ -153,11 +153,14 @@ class RadiographAugment:
         if c.clahe > 0:
             for i in np.flatnonzero(rng.random(b) < c.clahe):
                 images_u8[i] = clahe(images_u8[i])
-        x = torch.from_numpy(images_u8).to(device).float().div_(255).unsqueeze(1)
-        m = torch.from_numpy(masks_u8 > 0).to(device).float().unsqueeze(1)
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a).to(device)
+
+        x = tensor(images_u8).float().div_(255).unsqueeze(1)
+        m = tensor(masks_u8 > 0).float().unsqueeze(1)
 
         def u(width):
-            return torch.from_numpy(rng.uniform(-width, width, b)).float().to(device)
+            return tensor(rng.uniform(-width, width, b)).float()
 
         zoom, centre = np.ones(b), np.zeros((b, 2))
         if c.lesion_zoom > 0:
@@ -165,9 +168,9 @@ class RadiographAugment:
         x, m = affine(
             x, m,
             angle=u(math.radians(c.rotate_deg)),
-            scale=(1 + u(c.scale)) * torch.from_numpy(zoom).float().to(device),
-            shift=torch.stack([u(c.translate) * 2, u(c.translate) * 2], dim=1) + torch.from_numpy(centre).float().to(device),
-            flip=torch.from_numpy(rng.random(b) < c.hflip).to(device),
+            scale=(1 + u(c.scale)) * tensor(zoom).float(),
+            shift=torch.stack([u(c.translate) * 2, u(c.translate) * 2], dim=1) + tensor(centre).float(),
+            flip=tensor(rng.random(b) < c.hflip),
         )
         x = intensity(x, brightness=u(c.brightness), contrast=1 + u(c.contrast), gamma=torch.exp(u(c.gamma)))
-        return (x, m, torch.from_numpy(zoom > 1).to(device)) if return_zoomed else (x, m)
+        return (x, m, tensor(zoom > 1)) if return_zoomed else (x, m)
