@@ -70,17 +70,20 @@ def test_shipped_default_model_verifies():
     assert meta["calibration"]["temperature"] > 0
 
 
-def test_lesion_pooling_model_exports_and_runs_at_other_sizes(tiny_config, tiny_dataset, tmp_path):
+def test_non_default_architecture_exports_reloads_and_runs_at_other_sizes(tiny_config, tiny_dataset, tmp_path):
+    """Lesion pooling and a narrower decoder: the run folder's config rebuilds the same network."""
     from osteolens.models.export import export_run
     from osteolens.training.trainer import train
 
-    cfg = tiny_config.model_copy(update={"lesion_pooling": True, "limit_train": 11, "limit_val": 6})
+    cfg = tiny_config.model_copy(update={"lesion_pooling": True, "decoder_widths": (48, 32, 16, 8), "limit_train": 11,
+                                         "limit_val": 6})
     train(cfg, tmp_path / "run", show_progress=False)
     export_run(tmp_path / "run", tmp_path / "model", check_images=4)
     meta = json.loads((tmp_path / "model" / "metadata.json").read_text())
     assert max(meta["export_check"]["max_abs_diff"][k] for k in ("class_logits", "subtype_logits", "mask_logits")) <= 1e-4
     _, _, _, net = load_run(tmp_path / "run")
     assert net.lesion_pooling
+    assert [stage[0].out_channels for stage in net.decoder.stages] == [48, 32, 16, 8]
     data = load_cached(tiny_dataset / "manifest.csv", 128, tiny_dataset / "cache")
     x = to_input(torch.from_numpy(data.images[16:19]).float().div(255).unsqueeze(1)).contiguous()
     c = torch.from_numpy(data.clinical[16:19])

@@ -29,6 +29,10 @@ from torch.nn import functional as F
 from osteolens.models.backbone import ENCODER_CHANNELS, LiteEncoder
 
 
+#: channels of the decoder's stages (stride 16, 8, 4, 2) in the shipped models
+DECODER_WIDTHS = (96, 64, 32, 16)
+
+
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
@@ -36,7 +40,7 @@ def _conv_bn(cin: int, cout: int) -> nn.Sequential:
 class UNetDecoder(nn.Module):
     """Upsample from stride 32 to full size, joining the encoder's skip features."""
 
-    def __init__(self, channels=ENCODER_CHANNELS, widths=(96, 64, 32, 16)):
+    def __init__(self, channels=ENCODER_CHANNELS, widths=DECODER_WIDTHS):
         super().__init__()
         skips = list(channels[:-1])[::-1]  # 112, 40, 24, 16
         self.reduce = nn.Conv2d(channels[-1], widths[0], 1)
@@ -72,6 +76,7 @@ class RadiographNet(nn.Module):
         dropout: dropout before the heads.
         lesion_pooling: give the heads the mask-weighted average of the encoder features beside
             the global average (see the module's docstring).
+        decoder_widths: channels of the decoder's four stages, from stride 16 to stride 2.
     """
 
     #: stride of the encoder's last feature map
@@ -80,10 +85,11 @@ class RadiographNet(nn.Module):
     LESION_POOL_EPS = 1.0
 
     def __init__(self, image_size: int = 256, n_classes: int = 3, n_subtypes: int = 9, n_clinical: int = 0,
-                 pretrained: bool = True, dropout: float = 0.3, lesion_pooling: bool = False):
+                 pretrained: bool = True, dropout: float = 0.3, lesion_pooling: bool = False,
+                 decoder_widths: tuple[int, int, int, int] = DECODER_WIDTHS):
         super().__init__()
         self.encoder = LiteEncoder(image_size, pretrained=pretrained)
-        self.decoder = UNetDecoder()
+        self.decoder = UNetDecoder(widths=tuple(decoder_widths))
         feat = ENCODER_CHANNELS[-1] * (2 if lesion_pooling else 1)
         self.lesion_pooling = lesion_pooling
         self.n_clinical = n_clinical

@@ -13,9 +13,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from osteolens.errors import OsteolensError
+from osteolens.models.multitask import DECODER_WIDTHS
 from osteolens.transforms.augment import AugmentConfig
 
 
@@ -65,6 +66,9 @@ class TrainConfig(BaseModel):
     lesion_pooling: bool = Field(
         False, description="the class and subtype heads also read the encoder features averaged with the network's "
         "own (detached) tumour-mask probability as weights")
+    decoder_widths: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt] = Field(
+        DECODER_WIDTHS, description="channels of the U-Net decoder's four stages (stride 16, 8, 4, 2); wider costs "
+        "CPU time at the fine stages")
     ema_decay: float = Field(
         0.0, ge=0.0, lt=1.0, description="exponential moving average of the weights (and batch-norm statistics) per "
         "step; validation, the saved checkpoint and export use the average. 0 turns it off")

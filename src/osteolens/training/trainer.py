@@ -48,7 +48,7 @@ def to_input(x01: torch.Tensor) -> torch.Tensor:
 def build_model(cfg: TrainConfig) -> RadiographNet:
     """The network of a config, with the early encoder layers frozen as configured."""
     model = RadiographNet(cfg.image_size, n_clinical=N_CLINICAL if cfg.clinical else 0, pretrained=cfg.pretrained,
-                          lesion_pooling=cfg.lesion_pooling)
+                          lesion_pooling=cfg.lesion_pooling, decoder_widths=cfg.decoder_widths)
     for module in frozen_modules(model, cfg.freeze_blocks):
         for p in module.parameters():
             p.requires_grad = False
