@@ -57,7 +57,8 @@ def main() -> None:
               "budget_minutes": 60, "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
               "stop_reason": summary["stop_reason"], "best_val": summary["best_val"], "calibration": summary["calibration"],
               "model_sha256": meta["sha256"], "clinical": cfg.clinical, "splits": str(splits),
-              "config": str(args.config), "image_size": cfg.image_size, "precision": cfg.precision}
+              "config": str(args.config), "image_size": cfg.image_size, "precision": summary["precision"],
+              "cpu_capability": summary["cpu_capability"]}
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"train_radiograph_{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -4,8 +4,9 @@ One step = forward, multitask loss, backward and AdamW update on a batch of synt
 (the step's cost does not depend on the pixel values) with the shipped config's size, batch,
 threads and frozen blocks. The first two steps are warm-up; the median of the rest is reported.
 
-Usage: python benchmarks/train_step_speed.py [--config configs/radiograph_default.json] [--steps 7]
-Writes benchmarks/results/train_step_speed.json.
+Usage: python benchmarks/train_step_speed.py [--config configs/radiograph_default.json] [--steps 7] [--tag TAG]
+Writes benchmarks/results/train_step_speed[_TAG].json. A CPU without native bfloat16 (no AVX-512 BF16
+or AMX) emulates it: there bfloat16 is several times slower, and the config's "auto" picks float32.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from osteolens.data.clinical import N_CLINICAL
 from osteolens.training.config import load_config
-from osteolens.training.trainer import build_model, train_mode, train_step
+from osteolens.training.trainer import build_model, native_bfloat16, train_mode, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,6 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(REPO / "configs" / "radiograph_default.json"))
     ap.add_argument("--steps", type=int, default=7)
+    ap.add_argument("--tag", default="", help="suffix of the results file (one per machine measured)")
     args = ap.parse_args()
     cfg = load_config(args.config)
     torch.set_num_threads(cfg.threads)
@@ -61,15 +63,16 @@ def main() -> None:
         print(f"{precision:10s} {rows[precision]['median_s']:14.2f} {rows[precision]['min_s']:6.2f}")
     speedup = rows["float32"]["median_s"] / rows["bfloat16"]["median_s"]
     print(f"bfloat16 speed-up: {speedup:.2f}x")
-    cpu_flags = ""
+    cpu_name = ""
     if Path("/proc/cpuinfo").is_file():
-        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
-        cpu_flags = " ".join(f for f in ("avx512_bf16", "amx_bf16") if f in flags.split())
+        cpu_name = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                         if ln.startswith("model name")), "")
     result = {"config": str(args.config), "image_size": cfg.image_size, "batch_size": cfg.batch_size, "threads": cfg.threads,
-              "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-              "bf16_cpu_flags": cpu_flags or "none", "torch": torch.__version__, "steps": rows,
+              "cpu_count": os.cpu_count(), "processor": cpu_name or platform.processor() or platform.machine(),
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "native_bfloat16": native_bfloat16(torch.device("cpu")), "torch": torch.__version__, "steps": rows,
               "bfloat16_speedup": round(speedup, 2)}
-    out = REPO / "benchmarks" / "results" / "train_step_speed.json"
+    out = REPO / "benchmarks" / "results" / f"train_step_speed{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -37,6 +38,23 @@ def test_time_budget_stops_the_run_and_the_summary_says_how_much_of_the_schedule
     # the last step ran at 0.5 * (1 + cos(pi * 2 / 9)) of the peak learning rate
     assert summary["schedule_fraction_run"] == pytest.approx(1 / 3, abs=1e-4)
     assert summary["final_lr_factor"] == pytest.approx(0.5 * (1 + np.cos(np.pi * 2 / 9)), abs=1e-4)
+
+
+def test_a_schedule_fitted_to_the_budget_runs_to_its_end_instead_of_being_cut(tiny_config, tmp_path):
+    from osteolens.training.trainer import epochs_for_budget, train
+
+    cfg = tiny_config.model_copy(update={"epochs": 3, "warmup_epochs": 0.0, "max_minutes": 1e-4,
+                                         "fit_epochs_to_budget": True})
+    summary = train(cfg, tmp_path, show_progress=False)
+    assert summary["epochs_run"] == summary["planned_epochs"] == 1 and summary["config_epochs"] == 3
+    assert "1 of 3 fitted to the" in summary["stop_reason"]
+    # the cosine was re-planned over the one epoch that fits: its 3 steps are the whole schedule
+    assert summary["schedule_fraction_run"] == 1.0
+    assert summary["final_lr_factor"] == pytest.approx(0.5 * (1 + np.cos(np.pi * 2 / 3)), abs=1e-4)
+    # a slow CPU (first epoch 10.5 min, 9.5 a later one) fits 5 epochs of 16 in 57 minutes; a fast one all 16
+    full = cfg.model_copy(update={"epochs": 16, "max_minutes": 57})
+    assert epochs_for_budget(full, 10.5, 9.5) == 5 and epochs_for_budget(full, 3.5, 3.2) == 16
+    assert epochs_for_budget(full, 58.0, 9.5) == 1  # the first epoch alone overran: it is the run
 
 
 def test_training_changed_the_weights(tiny_run):
@@ -143,6 +161,29 @@ def test_a_gpu_run_writes_the_same_run_folder_and_its_checkpoint_loads_on_the_cp
     assert np.allclose(cpu["class_logits"], gpu["class_logits"], atol=1e-3)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_uses_bfloat16_only_where_the_hardware_has_it(native, monkeypatch):
+    from osteolens.training import trainer
+
+    monkeypatch.setattr(trainer, "native_bfloat16", lambda device: native)
+    cpu = torch.device("cpu")
+    assert trainer.resolve_precision("auto", cpu) == ("bfloat16" if native else "float32")
+    assert trainer.resolve_precision("float32", cpu) == "float32"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert trainer.resolve_precision("bfloat16", cpu) == "bfloat16"  # asked for: kept, but warned where emulated
+    assert len([w for w in caught if "several times slower" in str(w.message)]) == (0 if native else 1)
+
+
+def test_an_auto_run_records_the_precision_it_used(tiny_config, tmp_path, monkeypatch):
+    from osteolens.training import trainer
+
+    monkeypatch.setattr(trainer, "native_bfloat16", lambda device: False)
+    cfg = tiny_config.model_copy(update={"precision": "auto", "limit_train": 8, "limit_val": 6})
+    summary = trainer.train(cfg, tmp_path, show_progress=False)
+    assert json.loads((tmp_path / "config.json").read_text())["precision"] == "float32" == summary["precision"]
+
+
 def _head_steps(run_a, run_b, cfg):
     """How far each run's class head moved from the seeded initial weights (flattened); the checkpoints and the start."""
     from osteolens.training.trainer import build_model, seed_everything
@@ -155,10 +196,14 @@ def _head_steps(run_a, run_b, cfg):
 
 
 def test_bfloat16_training_changes_the_arithmetic_not_the_model(tiny_config, tiny_run, tmp_path):
-    from osteolens.training.trainer import train
+    from osteolens.training.trainer import native_bfloat16, train
 
     cfg = tiny_config.model_copy(update={"precision": "bfloat16"})
-    summary = train(cfg, tmp_path, show_progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = train(cfg, tmp_path, show_progress=False)
+    emulated = [w for w in caught if "emulates it" in str(w.message)]
+    assert bool(emulated) != native_bfloat16(torch.device("cpu"))  # warned exactly where bfloat16 is emulated
     assert np.isfinite(summary["best_val"]["train_loss"]) and json.loads((tmp_path / "config.json").read_text())["precision"] == "bfloat16"
     step_bf, step_fp, bf, fp, _ = _head_steps(tmp_path, tiny_run[0], cfg)
     assert all(v.dtype == fp[k].dtype for k, v in bf.items())  # the weights stay float32

@@ -32,6 +32,10 @@ class TrainConfig(BaseModel):
     clinical: bool = True
     epochs: int = 30
     max_minutes: float = 55.0
+    fit_epochs_to_budget: bool = Field(
+        False, description="after the first epoch, shorten the schedule to the epochs that fit in max_minutes at "
+        "that epoch's pace (never more than 'epochs'), so that the learning rate anneals fully on a slower machine "
+        "instead of the run being cut mid-schedule; the summary records how many were planned")
     batch_size: int = 32
     lr: float = 1e-3
     encoder_lr_factor: float = 0.5
@@ -55,9 +59,11 @@ class TrainConfig(BaseModel):
     referral_rate: float = 0.10
     pretrained: bool = True
     selection_metric: Literal["macro_auc+dice", "macro_auc"] = "macro_auc+dice"
-    precision: Literal["float32", "bfloat16"] = Field(
+    precision: Literal["float32", "bfloat16", "auto"] = Field(
         "float32", description="training arithmetic: 'bfloat16' autocasts the forward pass (weights, optimiser, losses, "
-        "validation and the exported model stay float32); 1.6-1.9x faster per step on a CPU with AVX-512 BF16")
+        "validation and the exported model stay float32); 1.6-1.9x faster per step on a CPU with AVX-512 BF16 or AMX, "
+        "but several times slower than float32 on one without (emulated). 'auto' picks bfloat16 where the hardware "
+        "has it natively and float32 elsewhere; the run folder's config records the choice")
     low_res_size: int | None = Field(
         None, description="progressive resizing: the first low_res_epochs train on images (and masks) shrunk to this "
         "size, a multiple of 32 below image_size; steps there cost about (low_res_size / image_size)^2. Validation, "
