@@ -53,8 +53,11 @@ def test_a_schedule_fitted_to_the_budget_runs_to_its_end_instead_of_being_cut(ti
     assert summary["final_lr_factor"] == pytest.approx(0.5 * (1 + np.cos(np.pi * 2 / 3)), abs=1e-4)
     # a slow CPU (first epoch 10.5 min, 9.5 a later one) fits 5 epochs of 16 in 57 minutes; a fast one all 16
     full = cfg.model_copy(update={"epochs": 16, "max_minutes": 57})
-    assert epochs_for_budget(full, 10.5, 9.5) == 5 and epochs_for_budget(full, 3.5, 3.2) == 16
-    assert epochs_for_budget(full, 58.0, 9.5) == 1  # the first epoch alone overran: it is the run
+    assert epochs_for_budget(full, 1, 10.5, 9.5) == 5 and epochs_for_budget(full, 1, 3.5, 3.2) == 16
+    assert epochs_for_budget(full, 1, 58.0, 9.5) == 1  # the first epoch alone overran: it is the run
+    # epochs that slow down (6.9 min, then 8.9): after 3 epochs and 24.3 minutes, 3 more fit at the slowest pace, where
+    # the first epoch's pace promised 4
+    assert epochs_for_budget(full, 3, 24.3, 8.9) == 6 and epochs_for_budget(full, 3, 24.3, 6.9) == 7
 
 
 def test_training_changed_the_weights(tiny_run):

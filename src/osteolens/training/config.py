@@ -33,9 +33,9 @@ class TrainConfig(BaseModel):
     epochs: int = 30
     max_minutes: float = 55.0
     fit_epochs_to_budget: bool = Field(
-        False, description="after the first epoch, shorten the schedule to the epochs that fit in max_minutes at "
-        "that epoch's pace (never more than 'epochs'), so that the learning rate anneals fully on a slower machine "
-        "instead of the run being cut mid-schedule; the summary records how many were planned")
+        False, description="after each epoch, shorten the cosine schedule to the epochs that fit in max_minutes at "
+        "the slowest epoch's pace so far (never more than 'epochs'), so that the learning rate anneals fully on a "
+        "slower machine instead of the run being cut mid-schedule; the summary records how many were planned")
     batch_size: int = 32
     lr: float = 1e-3
     encoder_lr_factor: float = 0.5
