@@ -16,3 +16,19 @@ def test_model_card_states_the_model_its_calibration_and_limits(tiny_model, tmp_
     assert "Input 64 x 64 grey" in card and "mask read at 64 px" in card
     assert f"malignant threshold {meta['calibration']['malignant_threshold']:.4f}" in card
     assert "CC BY-NC-ND 4.0" in card and "- trained for one epoch in a test" in card
+
+
+def test_model_card_says_which_mask_components_post_processing_drops(tiny_model, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["calibration"]["val_mask_postprocess"] = {"dice_mean_tumour": 0.44, "ap50": 0.28}
+    for pp, words in (({"min_fraction": 0.1, "min_component": 0.001}, "components under 10% of the largest or under 0.10% "
+                       "of the image dropped"),
+                      ({"min_fraction": 0.0, "min_component": 0.0}, "every component kept, however small")):
+        meta["calibration"]["mask_postprocess"] = {"threshold": 0.4, "closing": 0.01, "fill_holes": False, **pp}
+        (folder / "metadata.json").write_text(json.dumps(meta))
+        card = write_model_card(folder, accuracy=[]).read_text()
+        assert f"closing 1% of the shorter side, {words}; boxes scored" in card

@@ -6,10 +6,18 @@ import json
 from pathlib import Path
 
 from osteolens import RESEARCH_NOTICE
+from osteolens.inference.postprocess import MaskPostprocess
 
 
 def _fmt(m: dict) -> str:
     return f"{m['value']:.3f} ({m['ci_low']:.3f}-{m['ci_high']:.3f})"
+
+
+def _dropped(pp: MaskPostprocess) -> str:
+    """Which mask components post-processing drops, in words."""
+    rules = ([f"under {pp.min_fraction:.0%} of the largest"] if pp.min_fraction else []) + \
+        ([f"under {pp.min_component:.2%} of the image"] if pp.min_component else [])
+    return f"components {' or '.join(rules)} dropped" if rules else "every component kept, however small"
 
 
 def write_model_card(model_dir: str | Path, accuracy: list[str | Path], latency: str | Path | None = None,
@@ -50,7 +58,7 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path], latency:
         f"  mask threshold {cal['mask_threshold']}, mask read at {cal.get('mask_input_size', meta['preprocessing']['image_size'])} px."
         + (f" Mask post-processing (chosen on the validation split, Dice {cal['val_mask_postprocess']['dice_mean_tumour']:.3f},"
            f" AP@0.5 {cal['val_mask_postprocess']['ap50']:.3f}): closing {cal['mask_postprocess']['closing']:.0%} of the shorter side,"
-           f" components under {cal['mask_postprocess']['min_fraction']:.0%} of the largest dropped; boxes scored P(tumour) x the"
+           f" {_dropped(MaskPostprocess.from_calibration(cal))}; boxes scored P(tumour) x the"
            " component's mean mask probability." if "mask_postprocess" in cal else ""),
         *[f"- Change {c}" for c in meta.get("changes", [])],
         "",
