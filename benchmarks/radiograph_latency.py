@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import cpu_description
 from osteolens.inference.analyze import analyze, analyze_image
 from osteolens.io.images import read_image, to_unit_grey
 from osteolens.models.registry import load_model
@@ -87,6 +88,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": "radiograph_latency", "model": model.name, "sha256": model.metadata["sha256"],
               "threads": args.threads, "cpu_count": os.cpu_count(), "machine": platform.platform(),
+              "cpu": cpu_description(),
               "targets_ms": {"network alone": 30, "end to end incl. saliency": 100}, "rows": rows}
     path = out / f"radiograph_latency{'_' + args.tag if args.tag else ''}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

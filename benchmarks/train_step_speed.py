@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from machine import cpu_description
 from osteolens.data.clinical import N_CLINICAL
 from osteolens.training.config import load_config
 from osteolens.training.trainer import build_model, native_bfloat16, train_mode, train_step
@@ -63,13 +63,10 @@ def main() -> None:
         print(f"{precision:10s} {rows[precision]['median_s']:14.2f} {rows[precision]['min_s']:6.2f}")
     speedup = rows["float32"]["median_s"] / rows["bfloat16"]["median_s"]
     print(f"bfloat16 speed-up: {speedup:.2f}x")
-    cpu_name = ""
-    if Path("/proc/cpuinfo").is_file():
-        cpu_name = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                         if ln.startswith("model name")), "")
+    cpu = cpu_description()
     result = {"config": str(args.config), "image_size": cfg.image_size, "batch_size": cfg.batch_size, "threads": cfg.threads,
-              "cpu_count": os.cpu_count(), "processor": cpu_name or platform.processor() or platform.machine(),
-              "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "cpu_count": os.cpu_count(), "processor": cpu["name"],
+              "cpu_capability": cpu["capability"],
               "native_bfloat16": native_bfloat16(torch.device("cpu")), "torch": torch.__version__, "steps": rows,
               "bfloat16_speedup": round(speedup, 2)}
     out = REPO / "benchmarks" / "results" / f"train_step_speed{'_' + args.tag if args.tag else ''}.json"

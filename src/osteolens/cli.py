@@ -270,7 +270,7 @@ def models() -> None:
 def model_card(
     model_dir: Path = typer.Argument(..., help="Exported model folder."),
     accuracy: list[Path] = typer.Option(..., "--accuracy", help="radiograph_accuracy_<tag>.json (repeatable)."),
-    latency: Optional[Path] = typer.Option(None, "--latency", help="radiograph_latency.json."),
+    latency: list[Path] = typer.Option([], "--latency", help="radiograph_latency[_TAG].json (repeatable: one table a machine)."),
     note: list[str] = typer.Option([], "--note", help="An extra limitation line (repeatable)."),
 ) -> None:
     """Write MODEL_CARD.md for a model from its metadata and measured benchmark results."""

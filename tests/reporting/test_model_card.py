@@ -32,3 +32,19 @@ def test_model_card_says_which_mask_components_post_processing_drops(tiny_model,
         (folder / "metadata.json").write_text(json.dumps(meta))
         card = write_model_card(folder, accuracy=[]).read_text()
         assert f"closing 1% of the shorter side, {words}; boxes scored" in card
+
+
+def test_model_card_gives_one_latency_table_per_machine(tiny_model, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    rows = {"network alone, batch 1": {"median_ms": 29.3, "p95_ms": 37.0}}
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"threads": 2, "rows": rows}))
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps({"threads": 2, "cpu": {"name": "AMD EPYC", "capability": "AVX2"}, "rows": rows}))
+    card = write_model_card(folder, accuracy=[], latency=[old, new]).read_text()
+    assert "### Latency (2 CPU threads; CPU not recorded)" in card
+    assert "### Latency (2 CPU threads; AMD EPYC, AVX2)" in card
+    assert card.count("| network alone, batch 1 | 29.3 | 37.0 |") == 2

@@ -20,14 +20,15 @@ def _dropped(pp: MaskPostprocess) -> str:
     return f"components {' or '.join(rules)} dropped" if rules else "every component kept, however small"
 
 
-def write_model_card(model_dir: str | Path, accuracy: list[str | Path], latency: str | Path | None = None,
-                     notes: list[str] | None = None) -> Path:
+def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
+                     latency: str | Path | list[str | Path] | None = None, notes: list[str] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into a model folder.
 
     Args:
         model_dir: the exported model folder (``metadata.json``).
         accuracy: ``radiograph_accuracy_<tag>.json`` files from ``benchmarks/radiograph_accuracy.py``.
-        latency: ``radiograph_latency.json`` from ``benchmarks/radiograph_latency.py``.
+        latency: ``radiograph_latency[_TAG].json`` files from ``benchmarks/radiograph_latency.py``, one table
+            each, titled with the CPU it recorded (speed depends on the machine).
         notes: extra limitation lines.
     """
     model_dir = Path(model_dir)
@@ -87,9 +88,12 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path], latency:
                     def f(m):
                         return _fmt(m) if m and m.get("value") is not None else "n/a"
                     lines.append(f"| {r['stratum']} | {r['n']} | {f(r['accuracy'])} | {f(r['auc_malignant'])} | {f(r['auc_tumour_vs_normal'])} |")
-    if latency:
-        lat = json.loads(Path(latency).read_text())
-        lines += ["", f"### Latency ({lat['threads']} CPU threads)", "", "| what | median ms | p95 ms |", "|---|---|---|"]
+    for path in [latency] if isinstance(latency, (str, Path)) else (latency or []):
+        lat = json.loads(Path(path).read_text())
+        cpu = lat.get("cpu")
+        where = f"{cpu['name']}, {cpu['capability']}" if cpu else "CPU not recorded"
+        lines += ["", f"### Latency ({lat['threads']} CPU threads; {where})", "", "| what | median ms | p95 ms |",
+                  "|---|---|---|"]
         lines += [f"| {k} | {v['median_ms']:.1f} | {v['p95_ms']:.1f} |" for k, v in lat["rows"].items()]
     lines += [
         "",
