@@ -48,3 +48,23 @@ def test_model_card_gives_one_latency_table_per_machine(tiny_model, tmp_path):
     assert "### Latency (2 CPU threads; CPU not recorded)" in card
     assert "### Latency (2 CPU threads; AMD EPYC, AVX2)" in card
     assert card.count("| network alone, batch 1 | 29.3 | 37.0 |") == 2
+
+
+def test_model_card_shows_how_detection_and_dice_fall_with_lesion_size(tiny_model, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+
+    def ci(v):
+        return {"value": v, "ci_low": v - 0.05, "ci_high": v + 0.05}
+
+    acc = {"model": meta["name"], "tag": "holdout", "n_cases": 10, "n_groups": 5, "splits_file": "s.csv", "split": "test",
+           "table": [], "metrics": {"strata": {"lesion_size": [
+               {"stratum": "small (<2% of image)", "n": 6, "tumour_sensitivity": ci(0.77), "dice_mean_tumour": ci(0.37)},
+               {"stratum": "large (>=8%)", "n": 4, "tumour_sensitivity": ci(1.0), "dice_mean_tumour": None}]}}}
+    (tmp_path / "acc.json").write_text(json.dumps(acc))
+    card = write_model_card(folder, accuracy=[tmp_path / "acc.json"]).read_text()
+    assert "| small (<2% of image) | 6 | 0.770 (0.720-0.820) | 0.370 (0.320-0.420) |" in card
+    assert "| large (>=8%) | 4 | 1.000 (0.950-1.050) | n/a |" in card

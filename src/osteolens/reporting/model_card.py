@@ -13,6 +13,10 @@ def _fmt(m: dict) -> str:
     return f"{m['value']:.3f} ({m['ci_low']:.3f}-{m['ci_high']:.3f})"
 
 
+def _fmt_or_na(m: dict | None) -> str:
+    return _fmt(m) if m and m.get("value") is not None else "n/a"
+
+
 def _dropped(pp: MaskPostprocess) -> str:
     """Which mask components post-processing drops, in words."""
     rules = ([f"under {pp.min_fraction:.0%} of the largest"] if pp.min_fraction else []) + \
@@ -85,9 +89,13 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
             if strata.get(key):
                 lines += ["", f"By {key.replace('_', ' ')}:", "", "| stratum | n | accuracy | AUC malignant | AUC tumour |", "|---|---|---|---|---|"]
                 for r in strata[key]:
-                    def f(m):
-                        return _fmt(m) if m and m.get("value") is not None else "n/a"
-                    lines.append(f"| {r['stratum']} | {r['n']} | {f(r['accuracy'])} | {f(r['auc_malignant'])} | {f(r['auc_tumour_vs_normal'])} |")
+                    lines.append(f"| {r['stratum']} | {r['n']} | {_fmt_or_na(r['accuracy'])} | {_fmt_or_na(r['auc_malignant'])} | "
+                                 f"{_fmt_or_na(r['auc_tumour_vs_normal'])} |")
+        if strata.get("lesion_size"):  # where the masks fail: most lesions are small
+            lines += ["", "By lesion size (true mask over image area; tumour images):", "",
+                      "| lesion size | n | called a tumour | Dice |", "|---|---|---|---|"]
+            lines += [f"| {r['stratum']} | {r['n']} | {_fmt_or_na(r.get('tumour_sensitivity'))} | "
+                      f"{_fmt_or_na(r.get('dice_mean_tumour'))} |" for r in strata["lesion_size"]]
     for path in [latency] if isinstance(latency, (str, Path)) else (latency or []):
         lat = json.loads(Path(path).read_text())
         cpu = lat.get("cpu")
