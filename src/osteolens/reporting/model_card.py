@@ -25,7 +25,7 @@ def _dropped(pp: MaskPostprocess) -> str:
 
 
 def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
-                     latency: str | Path | list[str | Path] | None = None, notes: list[str] | None = None) -> Path:
+                     latency: list[str | Path] | None = None, notes: list[str] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into a model folder.
 
     Args:
@@ -96,7 +96,7 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
                       "| lesion size | n | called a tumour | Dice |", "|---|---|---|---|"]
             lines += [f"| {r['stratum']} | {r['n']} | {_fmt_or_na(r.get('tumour_sensitivity'))} | "
                       f"{_fmt_or_na(r.get('dice_mean_tumour'))} |" for r in strata["lesion_size"]]
-    for path in [latency] if isinstance(latency, (str, Path)) else (latency or []):
+    for path in latency or []:
         lat = json.loads(Path(path).read_text())
         cpu = lat.get("cpu")
         where = f"{cpu['name']}, {cpu['capability']}" if cpu else "CPU not recorded"
