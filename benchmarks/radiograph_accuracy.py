@@ -55,6 +55,7 @@ def main() -> None:
                          "leans on them), or left out (the model's neutral codes)")
     args = ap.parse_args()
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     work = REPO / "work" / "bench" / f"radiograph_{args.tag}"
     manifest = load_manifest(args.manifest)
     splits = load_splits(args.splits)
@@ -124,7 +125,7 @@ def main() -> None:
         ("saliency pointing game (tumour images)", sal["pointing_game"], None),
         ("saliency energy inside mask", sal["energy_inside_mask"], None),
     ]
-    print(f"{args.tag}: {metrics['n_cases']} test images, {metrics['n_groups']} patient groups, model {model.name} {model.metadata['version']}")
+    print(f"{args.tag}: {metrics['n_cases']} {args.split}-split images, {metrics['n_groups']} patient groups, model {model.name} {model.metadata['version']}")
     print(f"{'figure':48s} {'value':>7s} {'95% CI':>15s} {'target':>7s} {'met':>4s}")
     table = []
     for name, m, target in rows:
