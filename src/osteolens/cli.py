@@ -257,6 +257,24 @@ def export(
 
 
 @app.command()
+def quantize(
+    model: str = typer.Argument(..., help="Registered name or folder of a float32 radiograph model."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write (model.onnx + metadata.json)."),
+    manifest: Optional[Path] = typer.Option(None, help="The model's training manifest (default: from its metadata)."),
+    splits: Optional[Path] = typer.Option(None, help="The split file it was trained with (default: from its metadata)."),
+    images: int = typer.Option(200, help="Training-split images that set the int8 activation ranges."),
+    name: Optional[str] = typer.Option(None, help="Name of the copy (default: <name>-int8)."),
+) -> None:
+    """Write an int8 copy of a model for CPUs without fast float32; recalibrated and checked on validation."""
+    from osteolens.models.quantize import quantize_model
+
+    meta = quantize_model(model, out, manifest=manifest, splits=splits, n_calibration=images, name=name)
+    figures = meta["quantization"]["validation"]["figures"]
+    console.print(f"wrote {out}/model.onnx ({meta['name']}, sha256 {meta['sha256'][:16]}...); validation float32 -> int8: "
+                  + ", ".join(f"{k} {v['float32']:.3f} -> {v['int8']:.3f}" for k, v in figures.items()))
+
+
+@app.command()
 def models() -> None:
     """List the models shipped with osteolens (checksums verified)."""
     from osteolens.models.registry import list_models, resolve_model

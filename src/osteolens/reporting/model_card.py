@@ -17,6 +17,27 @@ def _fmt_or_na(m: dict | None) -> str:
     return _fmt(m) if m and m.get("value") is not None else "n/a"
 
 
+def _onnx_line(meta: dict) -> str:
+    """What the ONNX file is and how it was checked: against PyTorch (float32) or against its float32 source (int8)."""
+    q = meta.get("quantization")
+    if not q:
+        return (f"- ONNX fp32, sha256 `{meta['sha256']}`; ONNX vs PyTorch on real validation images: max abs difference of raw "
+                f"outputs {max(meta['export_check']['max_abs_diff'].values()):.1e} (largest on the CAM, whose values reach ~30).")
+    src, val = q["source_model"], q["validation"]
+    figures = ", ".join(f"{k.removeprefix('val_').replace('_', ' ')} {v['float32']:.3f} -> {v['int8']:.3f}" for k, v in val["figures"].items())
+    return (f"- ONNX int8, sha256 `{meta['sha256']}`: {src['name']} {src['version']} (sha256 `{src['sha256'][:16]}...`) quantized "
+            f"after training ({q['method']}; activation ranges from {q['calibration_images']['n']} training-split images; "
+            f"kept in float32: {', '.join(q['float32_layers'])}). Calibrated again on the {val['n_images']} validation images, "
+            f"where float32 -> int8: {figures}.")
+
+
+def _chosen(cal: dict) -> str:
+    vp = cal.get("val_mask_postprocess")
+    if vp is None:
+        return "kept from the source model, not re-scored on this one"
+    return f"chosen on the validation split, Dice {vp['dice_mean_tumour']:.3f}, AP@0.5 {vp['ap50']:.3f}"
+
+
 def _dropped(pp: MaskPostprocess) -> str:
     """Which mask components post-processing drops, in words."""
     rules = ([f"under {pp.min_fraction:.0%} of the largest"] if pp.min_fraction else []) + \
@@ -55,14 +76,12 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
         "  U-Net decoder for the tumour mask, linear class head (normal/benign/malignant) and a subtype head (9 BTXRD subtypes).",
         f"- Input {meta['preprocessing']['image_size']} x {meta['preprocessing']['image_size']} grey; clinical inputs: "
         f"{', '.join(meta['clinical']['features']) or 'none'} ({meta['clinical']['note']}).",
-        f"- ONNX fp32, sha256 `{meta['sha256']}`; ONNX vs PyTorch on real validation images: max abs difference of raw outputs "
-        f"{max(meta['export_check']['max_abs_diff'].values()):.1e} (largest on the CAM, whose values reach ~30).",
+        _onnx_line(meta),
         f"- Calibration on the validation split: temperature {cal['temperature']:.3f} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f});",
         f"  malignant threshold {cal['malignant_threshold']:.4f} (validation sensitivity {cal['val_malignant_sensitivity']:.3f}, specificity {cal['val_malignant_specificity']:.3f});",
         f"  'indeterminate' above uncertainty {cal['uncertainty_threshold']:.3f} (the {100 * cal['referral_rate']:.0f}% most uncertain validation cases);",
         f"  mask threshold {cal['mask_threshold']}, mask read at {cal.get('mask_input_size', meta['preprocessing']['image_size'])} px."
-        + (f" Mask post-processing (chosen on the validation split, Dice {cal['val_mask_postprocess']['dice_mean_tumour']:.3f},"
-           f" AP@0.5 {cal['val_mask_postprocess']['ap50']:.3f}): closing {cal['mask_postprocess']['closing']:.0%} of the shorter side,"
+        + (f" Mask post-processing ({_chosen(cal)}): closing {cal['mask_postprocess']['closing']:.0%} of the shorter side,"
            f" {_dropped(MaskPostprocess.from_calibration(cal))}; boxes scored P(tumour) x the"
            " component's mean mask probability." if "mask_postprocess" in cal else ""),
         *[f"- Change {c}" for c in meta.get("changes", [])],
@@ -78,7 +97,8 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
     for path in accuracy:
         acc = json.loads(Path(path).read_text())
         same = acc["model"] == meta["name"]
-        who = "this model" if same else f"{acc['model']}, the same recipe trained on centre 1 only (external validation)"
+        who = "this model" if same else (f"{acc['model']}, the same recipe trained on centre 1 only (external validation)"
+                                          + ("; float32, not this int8 copy" if "quantization" in meta else ""))
         lines += ["", f"### {acc['tag']}: {acc['n_cases']} images, {acc['n_groups']} groups (split file {Path(acc['splits_file']).name}, split {acc['split']}; {who})", "",
                   "| figure | value (95% CI) | target | met |", "|---|---|---|---|"]
         for row in acc["table"]:

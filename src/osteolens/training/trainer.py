@@ -368,7 +368,17 @@ def _weight_average(model: RadiographNet, decay: float):
 def calibrate(model: RadiographNet, va, cfg: TrainConfig) -> dict:
     """Temperature, malignant threshold, uncertainty threshold and mask threshold on validation."""
     pred = predict_cached(model, va.images, va.clinical if cfg.clinical else None, tta=True)
-    labels = va.labels
+    return calibration_from_predictions(pred, va.labels, va.masks, cfg)
+
+
+def calibration_from_predictions(pred: dict, labels: np.ndarray, masks: np.ndarray, cfg: TrainConfig) -> dict:
+    """:func:`calibrate` from flip-TTA predictions already made (by PyTorch or by an ONNX model).
+
+    Args:
+        pred: ``class_logits`` ``(N, 3)`` and ``mask_prob`` ``(N, S, S)`` of the validation images.
+        labels: their classes; masks: their tumour masks.
+        cfg: the run's config (target sensitivity, referral rate).
+    """
     temperature = cal.fit_temperature(pred["class_logits"], labels)
     probs = cal.softmax(pred["class_logits"], temperature)
     raw = cal.softmax(pred["class_logits"])
@@ -376,7 +386,7 @@ def calibrate(model: RadiographNet, va, cfg: TrainConfig) -> dict:
     u_thr = cal.uncertainty_threshold(uncertainty, cfg.referral_rate)
     m_thr = cal.malignant_threshold(labels, probs[:, 2], cfg.target_sensitivity)
     tumour = labels > 0
-    mask_thr, mask_dice = cal.best_mask_threshold(pred["mask_prob"][tumour], va.masks[tumour])
+    mask_thr, mask_dice = cal.best_mask_threshold(pred["mask_prob"][tumour], masks[tumour])
     decided = np.where(probs[:, 2] >= m_thr, 2, probs[:, :2].argmax(1))
     kept = uncertainty <= u_thr
     return {
@@ -394,7 +404,7 @@ def calibrate(model: RadiographNet, va, cfg: TrainConfig) -> dict:
         "val_accuracy_referred": float((decided[~kept] == labels[~kept]).mean()) if (~kept).any() else None,
         "mask_threshold": mask_thr,
         "val_dice_at_mask_threshold": mask_dice,
-        **_val_metrics({**pred, "class_logits": pred["class_logits"] / temperature}, labels, va.masks, mask_thr),
+        **_val_metrics({**pred, "class_logits": pred["class_logits"] / temperature}, labels, masks, mask_thr),
     }
 
 

@@ -1,0 +1,192 @@
+"""An int8 copy of an exported radiograph model for CPUs without fast float32 (AVX2 only), recalibrated.
+
+Post-training static quantization with ONNX Runtime: weights int8 per output channel, activations
+uint8 with ranges measured on training-split images (never validation or test), in QDQ form.
+The network's high-resolution early layers (stem and blocks 0-3, whose features feed the mask
+decoder's finest skips) stay float32: quantizing them cost about 0.04 validation Dice on
+osteolens-radiograph 1.5.1 and no speed (``docs/radiograph_model.md``).
+
+Quantization moves the logits, so the copy is calibrated again on the source model's validation
+split (temperature, malignant and uncertainty thresholds: the same code as training,
+:func:`osteolens.training.trainer.calibration_from_predictions`), and both models are scored on
+those images. The copy is refused when it loses more than ``max_auc_drop`` of any AUC or
+``max_dice_drop`` of Dice there. Mask post-processing is kept from the source; re-choose it with
+``benchmarks/radiograph_postprocess.py --write``.
+
+Example:
+    >>> from osteolens.models.quantize import quantize_model
+    >>> meta = quantize_model("osteolens-radiograph", "work/models/int8")   # doctest: +SKIP
+    >>> meta["quantization"]["validation"]["val_macro_auc"]                 # doctest: +SKIP
+    {'float32': 0.909, 'int8': 0.909, 'change': 0.0}
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from osteolens import __version__
+from osteolens.checksums import sha256_file
+from osteolens.errors import OsteolensError
+from osteolens.models.registry import LoadedModel, load_model
+from osteolens.transforms.preprocess import normalise
+
+#: node-name parts of the layers kept in float32 (see the module docstring)
+KEEP_FLOAT = ("/encoder/stem", "/encoder/blocks.0/", "/encoder/blocks.1/", "/encoder/blocks.2/", "/encoder/blocks.3/")
+#: validation figures compared between the float32 source and the int8 copy
+COMPARED = ("val_macro_auc", "val_auc_tumour", "val_auc_malignant", "val_dice", "ece_after")
+
+
+def predict_onnx(model: LoadedModel, images_u8: np.ndarray, clinical: np.ndarray | None, batch_size: int = 16) -> dict:
+    """Flip-TTA predictions of an ONNX model on cached images, as the trainer's ``predict_cached`` gives them.
+
+    Returns ``class_logits``, ``subtype_logits``, ``mask_prob`` ``(N, S, S)`` and ``cam``, each the
+    mean over the image and its left-right flip (flipped back).
+    """
+    outs: dict[str, list] = {"class_logits": [], "subtype_logits": [], "mask_prob": [], "cam": []}
+    for start in range(0, len(images_u8), batch_size):
+        x = normalise(images_u8[start:start + batch_size].astype(np.float32) / 255.0)
+        n = len(x)
+        c = None if clinical is None else np.concatenate([clinical[start:start + batch_size]] * 2).astype(np.float32)
+        o = model.run(np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])), c)
+        mask = 1 / (1 + np.exp(-o["mask_logits"][:, 0]))
+        outs["class_logits"].append((o["class_logits"][:n] + o["class_logits"][n:]) / 2)
+        outs["subtype_logits"].append((o["subtype_logits"][:n] + o["subtype_logits"][n:]) / 2)
+        outs["mask_prob"].append((mask[:n] + mask[n:, :, ::-1]) / 2)
+        outs["cam"].append((o["cam"][:n] + o["cam"][n:, :, :, ::-1]) / 2)
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+class _CalibrationReader:
+    """Feeds ONNX Runtime's calibrator flip-TTA batches of training images (what inference runs)."""
+
+    def __init__(self, images_u8: np.ndarray, clinical: np.ndarray | None, batch_size: int = 8):
+        self.feeds = []
+        for start in range(0, len(images_u8), batch_size):
+            x = normalise(images_u8[start:start + batch_size].astype(np.float32) / 255.0)
+            feed = {"image": np.ascontiguousarray(np.concatenate([x, x[..., ::-1]]))}
+            if clinical is not None:
+                feed["clinical"] = np.concatenate([clinical[start:start + batch_size]] * 2).astype(np.float32)
+            self.feeds.append(feed)
+        self._it = iter(self.feeds)
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def _config_and_data(meta: dict, manifest: str | Path | None, splits: str | Path | None):
+    """The source's training config (paths overridden) and its cached images, checked against its split."""
+    from osteolens.training.cache import load_cached
+    from osteolens.training.config import TrainConfig
+
+    tr = meta["training"]
+    cfg = TrainConfig(**{**tr["config"], "manifest": manifest or tr["manifest"], "splits": splits or tr["splits"]})
+    for label, path in (("manifest", cfg.manifest), ("splits", cfg.splits)):
+        if not Path(path).is_file():
+            raise OsteolensError(f"{path}: {label} of the model's training data not found; pass --{label}")
+    if sha256_file(cfg.splits) != tr.get("splits_sha256"):
+        raise OsteolensError(f"{cfg.splits}: not the split file {meta['name']} was trained with (sha256 differs); "
+                             "calibrating on another validation split could use its training images")
+    return cfg, load_cached(cfg.manifest, cfg.image_size, cfg.cache_folder)
+
+
+def quantize_model(model: str | Path, out_dir: str | Path, manifest: str | Path | None = None,
+                   splits: str | Path | None = None, n_calibration: int = 200, name: str | None = None,
+                   seed: int = 0, max_auc_drop: float = 0.02, max_dice_drop: float = 0.03) -> dict:
+    """Write an int8 copy of ``model`` into ``out_dir``, calibrated and checked on its validation split.
+
+    Args:
+        model: registered name or folder of an exported float32 radiograph model.
+        out_dir: the model folder to write (``model.onnx``, ``metadata.json``).
+        manifest, splits: the model's training data (default: the paths in its metadata; the split
+            file must be the one it was trained with).
+        n_calibration: training-split images whose activations set the int8 ranges.
+        name: the copy's name (default ``<source name>-int8``).
+        seed: picks the calibration images.
+        max_auc_drop, max_dice_drop: the largest validation loss accepted.
+
+    Returns:
+        The copy's metadata.
+
+    Raises:
+        OsteolensError: missing or different training data, or the copy loses too much accuracy.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from osteolens.training.trainer import calibration_from_predictions, split_indices
+
+    source = load_model(model)
+    meta = json.loads(json.dumps(source.metadata))
+    if "quantization" in meta:
+        raise OsteolensError(f"{source.folder}: already quantized; quantize the float32 model")
+    cfg, data = _config_and_data(meta, manifest, splits)
+    train_idx, val_idx = split_indices(cfg, data.case_ids)
+    rng = np.random.default_rng(seed)
+    calib_idx = np.sort(rng.choice(train_idx, min(n_calibration, len(train_idx)), replace=False))
+    clinical = data.clinical if source.uses_clinical else None
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "model.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(source.folder / "model.onnx"), str(prepared))
+        import onnx
+
+        nodes = [n.name for n in onnx.load(str(prepared)).graph.node]
+        keep = [n for n in nodes if any(part in n for part in KEEP_FLOAT)]
+        reader = _CalibrationReader(data.images[calib_idx], None if clinical is None else clinical[calib_idx])
+        quantize_static(str(prepared), str(onnx_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep,
+                        calibrate_method=CalibrationMethod.MinMax, extra_options={"CalibMovingAverage": True})
+
+    val_clin = None if clinical is None else clinical[val_idx]
+    labels, masks = data.labels[val_idx], data.masks[val_idx]
+    cal_float = calibration_from_predictions(predict_onnx(source, data.images[val_idx], val_clin), labels, masks, cfg)
+    meta["sha256"] = sha256_file(onnx_path)  # provisional metadata, so that the copy loads for scoring
+    (out_dir / "metadata.json").write_text(json.dumps(meta))
+    quantized = load_model(out_dir)
+    pred_q = predict_onnx(quantized, data.images[val_idx], val_clin)
+    cal_q = calibration_from_predictions(pred_q, labels, masks, cfg)
+    compared = {k: {"float32": round(cal_float[k], 4), "int8": round(cal_q[k], 4), "change": round(cal_q[k] - cal_float[k], 4)}
+                for k in COMPARED}
+    losses = {k: -v["change"] for k, v in compared.items() if k.startswith("val_")}
+    too_much = {k: d for k, d in losses.items() if d > (max_dice_drop if k == "val_dice" else max_auc_drop)}
+    if too_much:
+        shutil.rmtree(out_dir)
+        raise OsteolensError(f"int8 copy of {meta['name']} {meta['version']} refused: on {len(val_idx)} validation images it "
+                             f"loses {', '.join(f'{k} {d:.3f}' for k, d in too_much.items())} (allowed: AUC "
+                             f"{max_auc_drop}, Dice {max_dice_drop})")
+
+    kept_from_source = {k: meta["calibration"][k] for k in ("mask_input_size", "mask_postprocess", "second_look")
+                        if k in meta["calibration"]}
+    source_info = {"name": meta["name"], "version": meta["version"], "sha256": source.metadata["sha256"]}
+    meta.update({
+        "name": name or f"{meta['name']}-int8",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "calibration": {**cal_q, **kept_from_source},
+        "quantization": {
+            "method": "ONNX Runtime static quantization, QDQ: int8 weights per output channel, uint8 activations "
+                      "(MinMax ranges, moving average)",
+            "source_model": source_info,
+            "float32_layers": sorted(KEEP_FLOAT),
+            "calibration_images": {"split": "train", "n": int(len(calib_idx)), "seed": seed, "flip_tta": True},
+            "validation": {"n_images": int(len(val_idx)), "figures": compared,
+                           "note": "both models calibrated on these images; mask post-processing kept from the source"},
+        },
+        "software": {**meta.get("software", {}), "osteolens": __version__,
+                     "onnxruntime": __import__("onnxruntime").__version__},
+        "sha256": sha256_file(onnx_path),
+    })
+    meta.pop("export_check", None)  # it compared the float32 ONNX with PyTorch
+    meta["changes"] = meta.get("changes", []) + [
+        f"{meta['version']} int8: {meta['name']}, the int8 copy of {source_info['name']} {source_info['version']}; on the "
+        f"validation split, each calibrated there: " + ", ".join(f"{k} {v['float32']:.3f} -> {v['int8']:.3f}" for k, v in compared.items())]
+    (out_dir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
