@@ -129,3 +129,22 @@ def test_second_look_refines_the_mask_inside_its_view_only(btxrd_dir):
     assert np.allclose(second.mask_probability[y0:y1, x0:x1], expected, atol=1e-6)
     assert np.abs(expected - first.mask_probability[y0:y1, x0:x1]).max() > 0.05
     assert second.mask.shape == arr.shape[:2]
+
+
+def test_inference_and_service_do_not_import_torch():
+    """Importing torch costs about 2 s; a first analysis (or a service's first client) must not pay it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, osteolens.inference.analyze, osteolens.service.app, osteolens.inference.second_look; "
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_warm_up_analyses_a_blank_image_with_the_shipped_model():
+    from osteolens.inference.analyze import warm_up
+    from osteolens.models.registry import load_model
+
+    model = load_model("osteolens-radiograph", threads=1)
+    assert model.uses_clinical and warm_up(model) > 0  # clinical inputs missing: the model's neutral codes

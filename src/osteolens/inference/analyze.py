@@ -181,6 +181,21 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     )
 
 
+def warm_up(model: LoadedModel) -> float:
+    """Analyse a blank mid-grey image in memory and return the seconds it took.
+
+    A first analysis pays for what later ones do not (lazy imports, ONNX Runtime's first
+    allocations): about 0.5 s on 2 cores. A service calls this when it starts, so that its first
+    client does not.
+    """
+    size = model.image_size
+    props = ImageProperties(path="warm-up", format="png", shape=(size, size), dtype="uint8", bits=8, channels=1,
+                            photometric="MONOCHROME2")
+    t0 = time.perf_counter()
+    render_overlay(analyze_image(model, np.full((size, size), 128, np.uint8), props, {}))
+    return time.perf_counter() - t0
+
+
 def render_overlay(res: Analysis) -> np.ndarray:
     """The overlay picture of a result: grey image, heat map, mask outline, boxes, decision caption."""
     from osteolens.explain.overlay import draw_overlay

@@ -3,7 +3,7 @@
 Small lesions cover a few cells of the encoder's grid at whole-image scale. Models trained with
 the lesion-zoom augmentation (``AugmentConfig.lesion_zoom``) have also seen lesions framed with
 some context and enlarged; at inference the top lesion of the first look is framed the same way
-(:func:`~osteolens.transforms.augment.zoom_view`), the network is run on that view (with its
+(:func:`~osteolens.transforms.views.zoom_view`), the network is run on that view (with its
 left-right flip), and its mask probabilities replace or are averaged with the first look's over
 the view. The settings are chosen on the validation split and stored in the model's metadata as
 ``calibration.second_look``::
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from osteolens.inference.postprocess import MaskPostprocess, flip_mean_probability, lesion_components
-from osteolens.transforms.augment import view_pixels, zoom_view
+from osteolens.transforms.views import view_pixels, zoom_view
 from osteolens.transforms.preprocess import preprocess, resize
 
 MIN_ZOOM = 1.25  # a lesion already filling the image gains nothing from a second look

@@ -69,7 +69,12 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
             (benchmarks/service_load.py, same machine, same hour). With model 1.4.0 (same
             network as 1.3.0), 30.0/s and p95 311 ms in a quiet hour
             (benchmarks/results/service_load_quiet.json); with 1.5.0 (same network again),
-            27.7/s and p95 308 ms (benchmarks/results/service_load_v150.json).
+            27.7/s and p95 308 ms (benchmarks/results/service_load_v150.json). On a 2-core CPU
+            with AVX2 only, 1.5.1 gave 13.3/s and p95 680 ms, and its int8 copy
+            (``osteolens-radiograph-int8``) 18.6/s and p95 513 ms (service_load_avx2[_int8].json).
+
+    The model runs once on a blank image before the app is returned (:func:`osteolens.inference.analyze.warm_up`), so the
+    first client does not wait for lazy imports and ONNX Runtime's first allocations.
     """
     keys = load_api_keys() if api_keys is None else set(api_keys)
     if not keys:
@@ -78,6 +83,9 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
     concurrent_analyses = concurrent_analyses or cores
     loaded = model if isinstance(model, LoadedModel) else \
         load_model(model, threads=max(1, cores // concurrent_analyses), spin=False)
+    from osteolens.inference.analyze import warm_up
+
+    log.info("model %s %s warmed up in %.0f ms", loaded.name, loaded.metadata["version"], 1000 * warm_up(loaded))
     store = Path(storage) if storage else Path(tempfile.mkdtemp(prefix="osteolens-service-"))
     store.mkdir(parents=True, exist_ok=True)
     limit = int(max_upload_mb * 1024 * 1024)

@@ -22,6 +22,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch.nn import functional as F
 
+from osteolens.transforms.views import inside_image, zoom_view
+
 
 class AugmentConfig(BaseModel):
     """Strength of each augmentation (0 turns one off)."""
@@ -70,41 +72,6 @@ def intensity(images: torch.Tensor, brightness: torch.Tensor, contrast: torch.Te
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast.view(-1, 1, 1, 1) + mean + brightness.view(-1, 1, 1, 1)
     return x.clamp(0, 1)
-
-
-def zoom_view(box: tuple[float, float, float, float], shape: tuple[int, int], context: float,
-              max_zoom: float) -> tuple[float, np.ndarray]:
-    """Zoom factor (>= 1) and view centre (normalised ``[-1, 1]`` x, y) that frame a box.
-
-    The box ``(x0, y0, x1, y1)`` (exclusive ends, pixels of an image of ``shape``) gets its longer
-    side to ``1 / context`` of the view; the zoom is capped at ``max_zoom`` and the view, ``2 / zoom``
-    wide in normalised units, is kept inside the image.
-
-    Example:
-        >>> z, c = zoom_view((60, 40, 70, 50), (100, 100), 5.0, 4.0)
-        >>> float(z), [round(float(v), 2) for v in c]
-        (2.0, [0.3, -0.1])
-    """
-    h, w = shape
-    x0, y0, x1, y1 = box
-    side = max(x1 - x0, y1 - y0) / max(h, w)
-    zoom = float(np.clip(1.0 / (context * max(side, 1e-6)), 1.0, max_zoom))
-    return zoom, inside_image(np.array([(x0 + x1) / w - 1, (y0 + y1) / h - 1]), zoom)
-
-
-def inside_image(centre: np.ndarray, zoom: float) -> np.ndarray:
-    """The view centre moved, if need be, so that a view zoomed by ``zoom`` stays inside the image."""
-    half = 1.0 / zoom
-    return np.clip(centre, -1 + half, 1 - half)
-
-
-def view_pixels(zoom: float, centre: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The view of :func:`zoom_view` as a pixel box ``(x0, y0, x1, y1)`` of an image of ``shape``."""
-    h, w = shape
-    half = 1.0 / zoom
-    x0, x1 = (centre[0] - half + 1) / 2 * w, (centre[0] + half + 1) / 2 * w
-    y0, y1 = (centre[1] - half + 1) / 2 * h, (centre[1] + half + 1) / 2 * h
-    return (max(0, int(round(x0))), max(0, int(round(y0))), min(w, int(round(x1))), min(h, int(round(y1))))
 
 
 def lesion_zoom_params(masks: np.ndarray, chosen: np.ndarray, rng: np.random.Generator, context: tuple[float, float],
