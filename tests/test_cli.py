@@ -40,3 +40,13 @@ def test_demo_runs_on_bundled_samples(tmp_path):
     assert r.exit_code == 0, r.output
     assert "imported 8 bundled BTXRD radiographs" in r.output and "problems: none" in r.output
     assert (tmp_path / "demo" / "samples" / "manifest.csv").is_file()
+
+
+def test_models_lists_the_shipped_models_verified():
+    import re
+
+    r = runner.invoke(app, ["models"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())  # the console may wrap long lines
+    assert re.search(r"osteolens-radiograph \d+\.\d+\.\d+ \(float32, \d+\.\d MB\): \S+ \(verified\)", text)
+    assert re.search(r"osteolens-radiograph-int8 \d+\.\d+\.\d+ \(int8, \d+\.\d MB\): \S+ \(verified\)", text)

@@ -281,7 +281,10 @@ def models() -> None:
 
     for name in list_models():
         folder = resolve_model(name)
-        console.print(f"{name}: {folder} (verified)")
+        meta = json.loads((folder / "metadata.json").read_text())
+        kind = "int8" if "quantization" in meta else "float32"
+        size_mb = (folder / "model.onnx").stat().st_size / 2**20
+        console.print(f"{name} {meta['version']} ({kind}, {size_mb:.1f} MB): {folder} (verified)")
 
 
 @app.command("model-card")
