@@ -48,5 +48,6 @@ def test_models_lists_the_shipped_models_verified():
     r = runner.invoke(app, ["models"])
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())  # the console may wrap long lines
-    assert re.search(r"osteolens-radiograph \d+\.\d+\.\d+ \(float32, \d+\.\d MB\): \S+ \(verified\)", text)
-    assert re.search(r"osteolens-radiograph-int8 \d+\.\d+\.\d+ \(int8, \d+\.\d MB\): \S+ \(verified\)", text)
+    assert re.search(r"osteolens-radiograph \d+\.\d+\.\d+ \(float32, \d+\.\d MB\): ", text)
+    assert re.search(r"osteolens-radiograph-int8 \d+\.\d+\.\d+ \(int8, \d+\.\d MB\): ", text)
+    assert text.count("(verified)") == 2
