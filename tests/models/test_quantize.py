@@ -98,6 +98,12 @@ def test_quantize_refuses_other_splits_a_quantized_source_and_a_large_loss(tiny_
     with pytest.raises(OsteolensError, match="refused: on 15 validation images it loses"):
         quantize_model(tiny_model, tmp_path / "c", n_calibration=4, max_auc_drop=-1.0, max_dice_drop=-1.0)
     assert not (tmp_path / "c").exists()
+    shared = tmp_path / "shared"  # a refused copy removes only what it wrote
+    shared.mkdir()
+    (shared / "notes.txt").write_text("mine")
+    with pytest.raises(OsteolensError, match="refused"):
+        quantize_model(tiny_model, shared, n_calibration=4, max_auc_drop=-1.0, max_dice_drop=-1.0)
+    assert sorted(f.name for f in shared.iterdir()) == ["notes.txt"]
 
 
 def test_shipped_int8_model_is_a_copy_of_the_shipped_default_and_agrees_with_it(btxrd_dir):

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -116,6 +115,8 @@ def quantize_model(model: str | Path, out_dir: str | Path, manifest: str | Path 
     Raises:
         OsteolensError: missing or different training data, or the copy loses too much accuracy.
     """
+    import onnx
+    import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -132,13 +133,12 @@ def quantize_model(model: str | Path, out_dir: str | Path, manifest: str | Path 
     clinical = data.clinical if source.uses_clinical else None
 
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "model.onnx"
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source.folder / "model.onnx"), str(prepared))
-        import onnx
-
         nodes = [n.name for n in onnx.load(str(prepared)).graph.node]
         keep = [n for n in nodes if any(part in n for part in KEEP_FLOAT)]
         reader = _CalibrationReader(data.images[calib_idx], None if clinical is None else clinical[calib_idx])
@@ -158,8 +158,11 @@ def quantize_model(model: str | Path, out_dir: str | Path, manifest: str | Path 
                 for k in COMPARED}
     losses = {k: -v["change"] for k, v in compared.items() if k.startswith("val_")}
     too_much = {k: d for k, d in losses.items() if d > (max_dice_drop if k == "val_dice" else max_auc_drop)}
-    if too_much:
-        shutil.rmtree(out_dir)
+    if too_much:  # remove what this call wrote, nothing else
+        for written in (onnx_path, out_dir / "metadata.json"):
+            written.unlink(missing_ok=True)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
         raise OsteolensError(f"int8 copy of {meta['name']} {meta['version']} refused: on {len(val_idx)} validation images it "
                              f"loses {', '.join(f'{k} {d:.3f}' for k, d in too_much.items())} (allowed: AUC "
                              f"{max_auc_drop}, Dice {max_dice_drop})")
@@ -178,10 +181,11 @@ def quantize_model(model: str | Path, out_dir: str | Path, manifest: str | Path 
             "float32_layers": sorted(KEEP_FLOAT),
             "calibration_images": {"split": "train", "n": int(len(calib_idx)), "seed": seed, "flip_tta": True},
             "validation": {"n_images": int(len(val_idx)), "figures": compared,
-                           "note": "both models calibrated on these images; mask post-processing kept from the source"},
+                           "note": "both models calibrated on these images; Dice at each one's best mask threshold, "
+                                   "before post-processing"},
         },
         "software": {**meta.get("software", {}), "osteolens": __version__,
-                     "onnxruntime": __import__("onnxruntime").__version__},
+                     "onnxruntime": onnxruntime.__version__},
         "sha256": sha256_file(onnx_path),
     })
     meta.pop("export_check", None)  # it compared the float32 ONNX with PyTorch
