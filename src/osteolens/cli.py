@@ -225,6 +225,10 @@ def compare(
     console.print(json.dumps(r, indent=2), highlight=False)
 
 
+#: the --model option of every command that analyses radiographs
+MODEL_HELP = ("Registered model name or model folder (osteolens models lists them; osteolens-radiograph-int8 is "
+              "faster on CPUs without AVX-512).")
+
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="JSON training config (see configs/radiograph_default.json)."),
@@ -304,7 +308,7 @@ def model_card(
 def analyze(
     inputs: list[Path] = typer.Argument(..., help="Radiograph files or folders (DICOM, PNG, JPEG, TIFF)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
-    model: str = typer.Option("osteolens-radiograph", help="Registered model name or model folder."),
+    model: str = typer.Option("osteolens-radiograph", help=MODEL_HELP),
     clinical: Optional[Path] = typer.Option(None, "--clinical", help="CSV with image, age, sex, site (and region, view)."),
     dicom_out: bool = typer.Option(False, "--dicom-out", help="For DICOM inputs also write SEG, SR (TID 1500) and an overlay secondary capture."),
 ) -> None:
@@ -500,7 +504,7 @@ def volume_report_cmd(
 def serve(
     port: int = typer.Option(8000, help="TCP port."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    model: str = typer.Option("osteolens-radiograph", help="Registered model name or model folder."),
+    model: str = typer.Option("osteolens-radiograph", help=MODEL_HELP),
     keys_file: Optional[Path] = typer.Option(None, help="File with API keys, one per line (also: OSTEOLENS_API_KEYS)."),
     max_upload_mb: float = typer.Option(50.0, help="Upload size limit in MB (413 beyond)."),
     storage: Optional[Path] = typer.Option(None, help="Folder for analyses (default: a temporary folder)."),
@@ -541,7 +545,7 @@ def pacs_analyze(
     study: str = typer.Option(..., "--study", help="Study Instance UID."),
     url: str = typer.Option("http://127.0.0.1:8042", help="Orthanc base URL (DICOMweb under /dicom-web)."),
     work: Optional[Path] = typer.Option(None, help="Working folder (default: temporary)."),
-    model: str = typer.Option("osteolens-radiograph", help="Registered model name or model folder."),
+    model: str = typer.Option("osteolens-radiograph", help=MODEL_HELP),
 ) -> None:
     """Pull a study's radiographs, analyse them, push SEG, SR and overlay back into the study."""
     from osteolens.interop.pacs import analyze_study
@@ -556,7 +560,7 @@ def pacs_watch(
     url: str = typer.Option("http://127.0.0.1:8042", help="Orthanc base URL."),
     state: Path = typer.Option(Path("osteolens-watch.json"), help="State file (survives restarts)."),
     work: Path = typer.Option(Path("osteolens-watch"), help="Working folder."),
-    model: str = typer.Option("osteolens-radiograph", help="Registered model name or model folder."),
+    model: str = typer.Option("osteolens-radiograph", help=MODEL_HELP),
     once: bool = typer.Option(False, help="Process what is pending, then exit."),
     retries: int = typer.Option(3, help="Attempts per study before it is recorded as failed."),
 ) -> None:
