@@ -55,6 +55,7 @@ def main() -> None:
         if not wait_for_http(base + "/healthz", 30.0):
             proc.kill()
             raise SystemExit("osteolens serve did not start")
+
     def first_requests() -> list[float]:
         """One request per client at once, before the clock starts: the server's cold start (first
         ONNX runs, lazy imports) is reported on its own, not mixed into the steady-state percentiles."""

@@ -229,6 +229,7 @@ def compare(
 MODEL_HELP = ("Registered model name or model folder (osteolens models lists them; osteolens-radiograph-int8 is "
               "faster on CPUs without AVX-512).")
 
+
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="JSON training config (see configs/radiograph_default.json)."),

@@ -41,6 +41,14 @@ KEEP_FLOAT = ("/encoder/stem", "/encoder/blocks.0/", "/encoder/blocks.1/", "/enc
 COMPARED = ("val_macro_auc", "val_auc_tumour", "val_auc_malignant", "val_dice", "ece_after")
 
 
+def _flip_batches(images_u8: np.ndarray, clinical: np.ndarray | None, batch_size: int):
+    """``(n, images, clinical)`` per batch: ``n`` network inputs followed by their left-right flips, as inference runs them."""
+    for start in range(0, len(images_u8), batch_size):
+        x = normalise(images_u8[start:start + batch_size].astype(np.float32) / 255.0)
+        c = None if clinical is None else np.concatenate([clinical[start:start + batch_size]] * 2).astype(np.float32)
+        yield len(x), np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])), c
+
+
 def predict_onnx(model: LoadedModel, images_u8: np.ndarray, clinical: np.ndarray | None, batch_size: int = 16) -> dict:
     """Flip-TTA predictions of an ONNX model on cached images, as the trainer's ``predict_cached`` gives them.
 
@@ -48,11 +56,8 @@ def predict_onnx(model: LoadedModel, images_u8: np.ndarray, clinical: np.ndarray
     mean over the image and its left-right flip (flipped back).
     """
     outs: dict[str, list] = {"class_logits": [], "subtype_logits": [], "mask_prob": [], "cam": []}
-    for start in range(0, len(images_u8), batch_size):
-        x = normalise(images_u8[start:start + batch_size].astype(np.float32) / 255.0)
-        n = len(x)
-        c = None if clinical is None else np.concatenate([clinical[start:start + batch_size]] * 2).astype(np.float32)
-        o = model.run(np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])), c)
+    for n, images, c in _flip_batches(images_u8, clinical, batch_size):
+        o = model.run(images, c)
         mask = 1 / (1 + np.exp(-o["mask_logits"][:, 0]))
         outs["class_logits"].append((o["class_logits"][:n] + o["class_logits"][n:]) / 2)
         outs["subtype_logits"].append((o["subtype_logits"][:n] + o["subtype_logits"][n:]) / 2)
@@ -62,20 +67,17 @@ def predict_onnx(model: LoadedModel, images_u8: np.ndarray, clinical: np.ndarray
 
 
 class _CalibrationReader:
-    """Feeds ONNX Runtime's calibrator flip-TTA batches of training images (what inference runs)."""
+    """Feeds ONNX Runtime's calibrator flip-TTA batches of training images (what inference runs), one at a time."""
 
     def __init__(self, images_u8: np.ndarray, clinical: np.ndarray | None, batch_size: int = 8):
-        self.feeds = []
-        for start in range(0, len(images_u8), batch_size):
-            x = normalise(images_u8[start:start + batch_size].astype(np.float32) / 255.0)
-            feed = {"image": np.ascontiguousarray(np.concatenate([x, x[..., ::-1]]))}
-            if clinical is not None:
-                feed["clinical"] = np.concatenate([clinical[start:start + batch_size]] * 2).astype(np.float32)
-            self.feeds.append(feed)
-        self._it = iter(self.feeds)
+        self._batches = _flip_batches(images_u8, clinical, batch_size)
 
     def get_next(self):
-        return next(self._it, None)
+        batch = next(self._batches, None)
+        if batch is None:
+            return None
+        _, images, c = batch
+        return {"image": images, **({"clinical": c} if c is not None else {})}
 
 
 def _config_and_data(meta: dict, manifest: str | Path | None, splits: str | Path | None):
