@@ -125,6 +125,9 @@ def main() -> None:
         ("saliency pointing game (tumour images)", sal["pointing_game"], None),
         ("saliency energy inside mask", sal["energy_inside_mask"], None),
     ]
+    if "subtype_balanced_accuracy" in c:  # the 9 BTXRD subtypes, on tumour images
+        rows += [("subtype accuracy (tumour images)", c["subtype_accuracy"], None),
+                 ("subtype balanced accuracy (tumour images)", c["subtype_balanced_accuracy"], None)]
     print(f"{args.tag}: {metrics['n_cases']} {args.split}-split images, {metrics['n_groups']} patient groups, model {model.name} {model.metadata['version']}")
     print(f"{'figure':48s} {'value':>7s} {'95% CI':>15s} {'target':>7s} {'met':>4s}")
     table = []

@@ -115,3 +115,43 @@ def test_hd95_in_mm_for_dicom_with_spacing(tmp_path, btxrd_dir):
     assert s["hd95_mean_tumour_px"]["value"] == pytest.approx(3.0)
     assert s["hd95_mean_tumour_mm"]["value"] == pytest.approx(1.5)
     assert s["dice_mean_tumour"]["value"] == pytest.approx(2 * 37 * 40 / 3200)
+
+
+def test_subtype_metrics_on_real_cases(btxrd_manifest, tmp_path):
+    """Subtype accuracy, balanced accuracy, confusion matrix and per-subtype recall, checked by hand."""
+    f = load_manifest(btxrd_manifest).to_frame().iloc[:400]
+    tumour = f["label"] != "normal"
+    names = sorted(f.loc[tumour, "subtype"].unique())
+    assert len(names) >= 3
+    # right for every second tumour image; the others get the next subtype, or none (called normal)
+    pred = []
+    for k, (is_tumour, truth) in enumerate(zip(tumour, f["subtype"].fillna(""))):
+        if not is_tumour:
+            pred.append("")
+        elif k % 2 == 0:
+            pred.append(truth)
+        else:
+            pred.append(names[(names.index(truth) + 1) % len(names)] if k % 3 else "")
+    p = np.where(tumour.to_numpy()[:, None], [0.1, 0.6, 0.3], [0.8, 0.1, 0.1])
+    pd.DataFrame({"case_id": f["case_id"], "p_normal": p[:, 0], "p_benign": p[:, 1], "p_malignant": p[:, 2],
+                  "subtype": pred}).to_csv(tmp_path / "p.csv", index=False)
+    m = evaluate(tmp_path / "p.csv", btxrd_manifest, tmp_path / "out", n_boot=100, plots=False)
+    c = m["classification"]
+    truth, pred = f.loc[tumour, "subtype"].to_numpy(), np.array(pred)[tumour.to_numpy()]
+    right = truth == pred
+    assert c["subtype_accuracy"]["value"] == pytest.approx(right.mean(), abs=1e-6)
+    recalls = {n: right[truth == n].mean() for n in names}
+    assert c["subtype_balanced_accuracy"]["value"] == pytest.approx(np.mean(list(recalls.values())), abs=1e-6)
+    common = c["subtype_most_common"]
+    assert common["subtype"] == pd.Series(truth).value_counts().index[0]
+    assert common["share"]["value"] == pytest.approx((truth == common["subtype"]).mean(), abs=1e-6)
+    cm = c["subtype_confusion_matrix"]
+    assert cm["rows"] == names and cm["columns"][-1] == "(no subtype)"
+    matrix = np.array(cm["matrix"])
+    assert matrix.sum() == tumour.sum() and matrix[:, -1].sum() == (pred == "").sum()
+    assert np.trace(matrix[:, : len(names)]) == right.sum()
+    by_subtype = {r["stratum"]: r for r in m["strata"]["subtype"]}
+    for n in names:
+        assert by_subtype[n]["subtype_recall"]["value"] == pytest.approx(recalls[n], abs=1e-6)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "## By subtype (tumour images)" in summary and "subtype balanced accuracy" in summary

@@ -50,21 +50,41 @@ def test_model_card_gives_one_latency_table_per_machine(tiny_model, tmp_path):
     assert card.count("| network alone, batch 1 | 29.3 | 37.0 |") == 2
 
 
-def test_model_card_shows_how_detection_and_dice_fall_with_lesion_size(tiny_model, tmp_path):
+def _ci(v):
+    return {"value": v, "ci_low": v - 0.05, "ci_high": v + 0.05}
+
+
+def _card_with_metrics(tiny_model, tmp_path, metrics: dict) -> str:
+    """The card of a copy of the tiny model given one accuracy record of the shipped model's form."""
     import shutil
 
     folder = tmp_path / "m"
-    shutil.copytree(tiny_model, folder)
+    shutil.copytree(tiny_model, folder, dirs_exist_ok=True)
     meta = json.loads((folder / "metadata.json").read_text())
-
-    def ci(v):
-        return {"value": v, "ci_low": v - 0.05, "ci_high": v + 0.05}
-
     acc = {"model": meta["name"], "tag": "holdout", "n_cases": 10, "n_groups": 5, "splits_file": "s.csv", "split": "test",
-           "table": [], "metrics": {"strata": {"lesion_size": [
-               {"stratum": "small (<2% of image)", "n": 6, "tumour_sensitivity": ci(0.77), "dice_mean_tumour": ci(0.37)},
-               {"stratum": "large (>=8%)", "n": 4, "tumour_sensitivity": ci(1.0), "dice_mean_tumour": None}]}}}
+           "table": [], "metrics": metrics}
     (tmp_path / "acc.json").write_text(json.dumps(acc))
-    card = write_model_card(folder, accuracy=[tmp_path / "acc.json"]).read_text()
+    return write_model_card(folder, accuracy=[tmp_path / "acc.json"]).read_text()
+
+
+def test_model_card_shows_how_detection_and_dice_fall_with_lesion_size(tiny_model, tmp_path):
+    card = _card_with_metrics(tiny_model, tmp_path, {"strata": {"lesion_size": [
+        {"stratum": "small (<2% of image)", "n": 6, "tumour_sensitivity": _ci(0.77), "dice_mean_tumour": _ci(0.37)},
+        {"stratum": "large (>=8%)", "n": 4, "tumour_sensitivity": _ci(1.0), "dice_mean_tumour": None}]}})
     assert "| small (<2% of image) | 6 | 0.770 (0.720-0.820) | 0.370 (0.320-0.420) |" in card
     assert "| large (>=8%) | 4 | 1.000 (0.950-1.050) | n/a |" in card
+
+
+def test_model_card_shows_each_subtype_against_always_answering_the_commonest(tiny_model, tmp_path):
+    classification = {"subtype_most_common": {"subtype": "osteochondroma", "share": _ci(0.42)}}
+    card = _card_with_metrics(tiny_model, tmp_path, {"classification": classification, "strata": {"subtype": [
+        {"stratum": "giant cell tumor", "n": 6, "tumour_sensitivity": _ci(0.9), "subtype_recall": _ci(0.08),
+         "dice_mean_tumour": _ci(0.5)},
+        {"stratum": "osteochondroma", "n": 4, "tumour_sensitivity": _ci(0.7), "subtype_recall": None, "dice_mean_tumour": None}]}})
+    assert "answering osteochondroma for every tumour would be right in 0.420 (0.370-0.470)" in card
+    assert "| giant cell tumor | 6 | 0.900 (0.850-0.950) | 0.080 (0.030-0.130) | 0.500 (0.450-0.550) |" in card
+    assert "| osteochondroma | 4 | 0.700 (0.650-0.750) | n/a | n/a |" in card
+    # an older record, whose subtype strata carry no recall, gets no subtype table
+    card = _card_with_metrics(tiny_model, tmp_path, {"classification": classification, "strata": {"subtype": [
+        {"stratum": "giant cell tumor", "n": 6, "tumour_sensitivity": _ci(0.9)}]}})
+    assert "By subtype" not in card

@@ -5,7 +5,8 @@ stem is the case id) and any of:
 
 - ``p_normal``, ``p_benign``, ``p_malignant`` and optionally ``label`` (the model's decision;
   ``indeterminate`` counts as a referral) -> classification and calibration;
-- ``subtype`` -> subtype accuracy on tumour cases;
+- ``subtype`` -> subtype accuracy, balanced accuracy and confusion matrix on tumour cases, and
+  each subtype's recall in the subtype strata;
 - ``mask`` (path of the predicted mask, relative to the CSV) -> segmentation;
 - ``boxes`` (``x0 y0 x1 y1 [score]``, ``;``-separated) or a ``mask`` -> detection.
   A box without a score takes the image's tumour probability (1 - ``p_normal``).
@@ -162,10 +163,39 @@ def _classification(t: pd.DataFrame, W: np.ndarray, boot: dict, target_sensitivi
     curves["reliability"] = cal.reliability_curve(y[sel], probs[sel])
     curves["confusion"] = cm
     if "subtype_pred" in t.columns:
-        tumour = sel & (y > 0) & t["subtype"].notna().to_numpy()
-        same = (t["subtype"].fillna("") == t["subtype_pred"].fillna("").str.strip()).to_numpy().astype(float)
-        r["subtype_accuracy"] = m(lambda v, weights=None: seg.weighted_mean(v, weights), same, subset=tumour)
+        r.update(_subtype_metrics(t, sel & (y > 0) & t["subtype"].notna().to_numpy(), m))
     return r, curves
+
+
+def _subtype_right(t: pd.DataFrame) -> np.ndarray:
+    """1.0 where the predicted subtype is the true one (an image given no subtype counts as wrong)."""
+    return (t["subtype"].fillna("") == t["subtype_pred"].fillna("").str.strip()).to_numpy().astype(float)
+
+
+def _subtype_metrics(t: pd.DataFrame, tumour: np.ndarray, m) -> dict:
+    """Subtype accuracy, balanced accuracy, the most common subtype's share and the confusion matrix, on tumour images.
+
+    An image given no subtype (called normal) is wrong for its subtype; balanced accuracy is the
+    mean recall over the subtypes present, so rare subtypes weigh as much as common ones.
+    """
+    truth = t["subtype"].fillna("")
+    pred = t["subtype_pred"].fillna("").str.strip()
+    rows = sorted(set(truth[tumour]))
+    columns = rows + sorted(set(pred[tumour]) - set(rows) - {""}) + ["(no subtype)"]
+    index = {n: i for i, n in enumerate(columns)}
+    ys = truth.map(index).fillna(-1).to_numpy(int)
+    ps = pred.map(index).fillna(len(columns) - 1).to_numpy(int)
+    common = max(rows, key=lambda n: int((truth[tumour] == n).sum())) if rows else ""
+    cm = cls.confusion_matrix(ys[tumour], ps[tumour], len(columns))[: len(rows)]
+    return {
+        "subtype_accuracy": m(lambda v, weights=None: seg.weighted_mean(v, weights), _subtype_right(t), subset=tumour),
+        "subtype_balanced_accuracy": m(lambda a, b, weights=None: cls.multiclass_balanced_accuracy(a, b, weights, len(columns)),
+                                       ys, ps, subset=tumour),
+        "subtype_most_common": {"subtype": common, "share": m(lambda v, weights=None: seg.weighted_mean(v, weights),
+                                                               (truth == common).to_numpy(float), subset=tumour)},
+        "subtype_confusion_matrix": {"rows": rows, "columns": columns, "matrix": cm.astype(int).tolist(),
+                                     "note": "tumour images; rows truth, columns prediction"},
+    }
 
 
 def _spacing_of(image_path: Path):
@@ -298,6 +328,8 @@ def _stratified(t: pd.DataFrame, pc: pd.DataFrame, W: np.ndarray, boot: dict) ->
 
             row = {"stratum": str(stratum), "n": int(s.sum()), "accuracy": m(cls.multiclass_accuracy, y, pred)}
             row["tumour_sensitivity"] = m(cls.sensitivity, y > 0, pred > 0, subset=s & (y > 0)) if (s & (y > 0)).any() else None
+            if name == "subtype" and "subtype_pred" in t.columns:
+                row["subtype_recall"] = m(seg.weighted_mean, _subtype_right(t), subset=s & (y > 0)) if (s & (y > 0)).any() else None
             row["auc_tumour_vs_normal"] = m(cls.roc_auc, y > 0, probs[:, 1] + probs[:, 2])
             row["auc_malignant"] = m(cls.roc_auc, y == 2, probs[:, 2])
             if "dice" in pc.columns:

@@ -34,6 +34,10 @@ def summary_lines(metrics: dict) -> list[str]:
         rows += [("ECE", c["calibration"]["ece"]), ("Brier", c["calibration"]["brier"]), ("indeterminate rate", c["indeterminate_rate"])]
         if "subtype_accuracy" in c:
             rows.append(("subtype accuracy (tumours)", c["subtype_accuracy"]))
+        if "subtype_balanced_accuracy" in c:
+            common = c["subtype_most_common"]
+            rows += [("subtype balanced accuracy (tumours)", c["subtype_balanced_accuracy"]),
+                     (f"share of the most common subtype ({common['subtype']})", common["share"])]
         lines += [f"| {name} | {_fmt(m)} | {m['n']} |" for name, m in rows]
         lines += ["", "### Operating points", "", "| task | point | sensitivity | specificity | PPV | NPV | F1 |", "|---|---|---|---|---|---|---|"]
         for task, m in c["operating_point"].items():
@@ -57,6 +61,12 @@ def summary_lines(metrics: dict) -> list[str]:
         lines += [f"| FROC sensitivity at {r} FP/image | {_fmt(v)} |" for r, v in d["froc"].items()]
         lines.append("")
     for name, rows in (metrics.get("strata") or {}).items():
+        if name == "subtype" and rows and "subtype_recall" in rows[0]:
+            lines += ["## By subtype (tumour images)", "", "| subtype | n | called a tumour | right subtype | Dice |", "|---|---|---|---|---|"]
+            lines += [f"| {r['stratum']} | {r['n']} | {_fmt(r['tumour_sensitivity'])} | {_fmt(r['subtype_recall'])} | "
+                      f"{_fmt(r.get('dice_mean_tumour'))} |" for r in rows]
+            lines.append("")
+            continue
         lines += [f"## By {name.replace('_', ' ')}", "", "| stratum | n | accuracy | tumour sensitivity | AUC tumour | AUC malignant |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['stratum']} | {r['n']} | {_fmt(r['accuracy'])} | {_fmt(r['tumour_sensitivity'])} | {_fmt(r['auc_tumour_vs_normal'])} | {_fmt(r['auc_malignant'])} |" for r in rows]
         lines.append("")

@@ -116,6 +116,14 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
                       "| lesion size | n | called a tumour | Dice |", "|---|---|---|---|"]
             lines += [f"| {r['stratum']} | {r['n']} | {_fmt_or_na(r.get('tumour_sensitivity'))} | "
                       f"{_fmt_or_na(r.get('dice_mean_tumour'))} |" for r in strata["lesion_size"]]
+        by_subtype = strata.get("subtype") or []
+        if by_subtype and "subtype_recall" in by_subtype[0]:  # what the subtype head is worth, subtype by subtype
+            common = acc["metrics"]["classification"]["subtype_most_common"]
+            lines += ["", f"By subtype (tumour images; an image called normal gets no subtype; answering {common['subtype']} "
+                      f"for every tumour would be right in {_fmt(common['share'])}):", "",
+                      "| subtype | n | called a tumour | right subtype | Dice |", "|---|---|---|---|---|"]
+            lines += [f"| {r['stratum']} | {r['n']} | {_fmt_or_na(r.get('tumour_sensitivity'))} | {_fmt_or_na(r['subtype_recall'])} | "
+                      f"{_fmt_or_na(r.get('dice_mean_tumour'))} |" for r in by_subtype]
     for path in latency or []:
         lat = json.loads(Path(path).read_text())
         cpu = lat.get("cpu")
