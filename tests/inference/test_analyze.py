@@ -148,3 +148,24 @@ def test_warm_up_analyses_a_blank_image_with_the_shipped_model():
 
     model = load_model("osteolens-radiograph", threads=1)
     assert model.uses_clinical and warm_up(model) > 0  # clinical inputs missing: the model's neutral codes
+
+
+def test_subtype_comes_from_the_more_likely_tumour_class(btxrd_dir):
+    """An image flagged malignant by the sensitive threshold while its class head favours benign gets a benign subtype."""
+    from osteolens.data.manifest import SUBTYPES
+    from osteolens.inference.analyze import analyze_image
+    from osteolens.io.images import read_image
+    from osteolens.models.registry import load_model
+
+    model = load_model("osteolens-radiograph", threads=1)
+    seen = set()
+    for name in ("IMG000031", "IMG000039"):  # BTXRD test-split images: benign-looking but flagged, clearly malignant
+        arr, props = read_image(btxrd_dir / "images" / f"{name}.png")
+        r = analyze_image(model, arr, props)
+        assert r.label == "malignant"
+        likely = "benign" if r.p_benign > r.p_malignant else "malignant"
+        seen.add(likely)
+        same_class = {n: p for n, p in r.subtype_probabilities.items() if SUBTYPES[n] == likely}
+        assert SUBTYPES[r.subtype] == likely and r.subtype == max(same_class, key=same_class.get)
+        assert r.p_subtype == pytest.approx(same_class[r.subtype] / sum(same_class.values()), abs=1e-5)
+    assert seen == {"benign", "malignant"}
