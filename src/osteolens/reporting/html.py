@@ -49,7 +49,7 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
             f"<div class='card'><h3>{e(r.image)}</h3>{img}<table>"
             f"<tr><td>decision</td><td>{decision}</td></tr>"
             f"<tr><td>p(normal) / p(benign) / p(malignant)</td><td>{_pct(r.p_normal)} / {_pct(r.p_benign)} / {_pct(r.p_malignant)}</td></tr>"
-            f"<tr><td>subtype</td><td>{sub}</td></tr>"
+            f"<tr><td>likely subtype (of the likelier tumour class)</td><td>{sub}</td></tr>"
             f"<tr><td>uncertainty (0-1)</td><td>{r.uncertainty:.3f}</td></tr>"
             f"<tr><td>lesion area</td><td>{area}</td></tr>"
             f"<tr><td>boxes (x0 y0 x1 y1)</td><td>{e('; '.join(' '.join(map(str, b)) for b in r.boxes)) or '-'}</td></tr>"
