@@ -329,7 +329,8 @@ def _stratified(t: pd.DataFrame, pc: pd.DataFrame, W: np.ndarray, boot: dict) ->
             row = {"stratum": str(stratum), "n": int(s.sum()), "accuracy": m(cls.multiclass_accuracy, y, pred)}
             row["tumour_sensitivity"] = m(cls.sensitivity, y > 0, pred > 0, subset=s & (y > 0)) if (s & (y > 0)).any() else None
             if name == "subtype" and "subtype_pred" in t.columns:
-                row["subtype_recall"] = m(seg.weighted_mean, _subtype_right(t), subset=s & (y > 0)) if (s & (y > 0)).any() else None
+                named = s & (y > 0)
+                row["subtype_recall"] = m(seg.weighted_mean, _subtype_right(t), subset=named) if named.any() else None
             row["auc_tumour_vs_normal"] = m(cls.roc_auc, y > 0, probs[:, 1] + probs[:, 2])
             row["auc_malignant"] = m(cls.roc_auc, y == 2, probs[:, 2])
             if "dice" in pc.columns:
