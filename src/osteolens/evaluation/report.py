@@ -188,11 +188,10 @@ def _subtype_metrics(t: pd.DataFrame, tumour: np.ndarray, m) -> dict:
     common = max(rows, key=lambda n: int((truth[tumour] == n).sum())) if rows else ""
     cm = cls.confusion_matrix(ys[tumour], ps[tumour], len(columns))[: len(rows)]
     return {
-        "subtype_accuracy": m(lambda v, weights=None: seg.weighted_mean(v, weights), _subtype_right(t), subset=tumour),
+        "subtype_accuracy": m(seg.weighted_mean, _subtype_right(t), subset=tumour),
         "subtype_balanced_accuracy": m(lambda a, b, weights=None: cls.multiclass_balanced_accuracy(a, b, weights, len(columns)),
                                        ys, ps, subset=tumour),
-        "subtype_most_common": {"subtype": common, "share": m(lambda v, weights=None: seg.weighted_mean(v, weights),
-                                                               (truth == common).to_numpy(float), subset=tumour)},
+        "subtype_most_common": {"subtype": common, "share": m(seg.weighted_mean, (truth == common).to_numpy(float), subset=tumour)},
         "subtype_confusion_matrix": {"rows": rows, "columns": columns, "matrix": cm.astype(int).tolist(),
                                      "note": "tumour images; rows truth, columns prediction"},
     }
@@ -315,6 +314,7 @@ def _stratified(t: pd.DataFrame, pc: pd.DataFrame, W: np.ndarray, boot: dict) ->
     y = t["label"].map({k: i for i, k in enumerate(LABELS)}).fillna(-1).to_numpy(int)
     probs = t[list(PROB_COLUMNS)].to_numpy(float)
     pred, _ = _decisions(t, probs)
+    right_subtype = _subtype_right(t) if "subtype_pred" in t.columns else None
     out: dict = {}
     for name, values in _strata(t, pc).items():
         rows = []
@@ -328,9 +328,8 @@ def _stratified(t: pd.DataFrame, pc: pd.DataFrame, W: np.ndarray, boot: dict) ->
 
             row = {"stratum": str(stratum), "n": int(s.sum()), "accuracy": m(cls.multiclass_accuracy, y, pred)}
             row["tumour_sensitivity"] = m(cls.sensitivity, y > 0, pred > 0, subset=s & (y > 0)) if (s & (y > 0)).any() else None
-            if name == "subtype" and "subtype_pred" in t.columns:
-                named = s & (y > 0)
-                row["subtype_recall"] = m(seg.weighted_mean, _subtype_right(t), subset=named) if named.any() else None
+            if name == "subtype" and right_subtype is not None:
+                row["subtype_recall"] = m(seg.weighted_mean, right_subtype, subset=s & (y > 0)) if (s & (y > 0)).any() else None
             row["auc_tumour_vs_normal"] = m(cls.roc_auc, y > 0, probs[:, 1] + probs[:, 2])
             row["auc_malignant"] = m(cls.roc_auc, y == 2, probs[:, 2])
             if "dice" in pc.columns:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _fmt(m) -> str:
+def format_metric(m) -> str:
+    """``value (ci_low-ci_high)`` to 3 decimals; the value alone without an interval; ``n/a`` when missing."""
     if not isinstance(m, dict) or m.get("value") is None:
         return "n/a"
     if m.get("ci_low") is None:
@@ -38,14 +39,14 @@ def summary_lines(metrics: dict) -> list[str]:
             common = c["subtype_most_common"]
             rows += [("subtype balanced accuracy (tumours)", c["subtype_balanced_accuracy"]),
                      (f"share of the most common subtype ({common['subtype']})", common["share"])]
-        lines += [f"| {name} | {_fmt(m)} | {m['n']} |" for name, m in rows]
+        lines += [f"| {name} | {format_metric(m)} | {m['n']} |" for name, m in rows]
         lines += ["", "### Operating points", "", "| task | point | sensitivity | specificity | PPV | NPV | F1 |", "|---|---|---|---|---|---|---|"]
         for task, m in c["operating_point"].items():
-            lines.append(f"| {task} | model decision | " + " | ".join(_fmt(m[k]) for k in ("sensitivity", "specificity", "ppv", "npv", "f1")) + " |")
+            lines.append(f"| {task} | model decision | " + " | ".join(format_metric(m[k]) for k in ("sensitivity", "specificity", "ppv", "npv", "f1")) + " |")
         target = c["at_sensitivity"]["target"]
         for task in ("malignant", "tumour_vs_normal"):
             m = c["at_sensitivity"][task]
-            lines.append(f"| {task} | sensitivity >= {target} (threshold {m['threshold']:.3f}) | " + " | ".join(_fmt(m[k]) for k in ("sensitivity", "specificity", "ppv", "npv", "f1")) + " |")
+            lines.append(f"| {task} | sensitivity >= {target} (threshold {m['threshold']:.3f}) | " + " | ".join(format_metric(m[k]) for k in ("sensitivity", "specificity", "ppv", "npv", "f1")) + " |")
         cm = c["confusion_matrix"]
         lines += ["", "### Confusion matrix (rows truth, columns prediction)", "", "| | " + " | ".join(cm["labels"]) + " |", "|---" * (len(cm["labels"]) + 1) + "|"]
         lines += [f"| {lab} | " + " | ".join(str(v) for v in row) + " |" for lab, row in zip(cm["labels"], cm["matrix"])]
@@ -53,24 +54,28 @@ def summary_lines(metrics: dict) -> list[str]:
     s = metrics.get("segmentation")
     if s:
         lines += ["## Segmentation (tumour images)", "", "| metric | value (95% CI) | n |", "|---|---|---|"]
-        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} | {v['n']} |" for k, v in s.items() if isinstance(v, dict)]
+        lines += [f"| {k.replace('_', ' ')} | {format_metric(v)} | {v['n']} |" for k, v in s.items() if isinstance(v, dict)]
         lines.append("")
     d = metrics.get("detection")
     if d:
-        lines += ["## Detection", "", "| metric | value (95% CI) |", "|---|---|", f"| AP@0.5 | {_fmt(d['ap50'])} |", f"| AP@0.5:0.95 | {_fmt(d['ap50_95'])} |"]
-        lines += [f"| FROC sensitivity at {r} FP/image | {_fmt(v)} |" for r, v in d["froc"].items()]
+        lines += ["## Detection", "", "| metric | value (95% CI) |", "|---|---|", f"| AP@0.5 | {format_metric(d['ap50'])} |", f"| AP@0.5:0.95 | {format_metric(d['ap50_95'])} |"]
+        lines += [f"| FROC sensitivity at {r} FP/image | {format_metric(v)} |" for r, v in d["froc"].items()]
         lines.append("")
     for name, rows in (metrics.get("strata") or {}).items():
         if name == "subtype" and rows and "subtype_recall" in rows[0]:
-            lines += ["## By subtype (tumour images)", "", "| subtype | n | called a tumour | right subtype | Dice |", "|---|---|---|---|---|"]
-            lines += [f"| {r['stratum']} | {r['n']} | {_fmt(r['tumour_sensitivity'])} | {_fmt(r['subtype_recall'])} | "
-                      f"{_fmt(r.get('dice_mean_tumour'))} |" for r in rows]
-            lines.append("")
+            lines += ["## By subtype (tumour images)", "", *subtype_table(rows), ""]
             continue
         lines += [f"## By {name.replace('_', ' ')}", "", "| stratum | n | accuracy | tumour sensitivity | AUC tumour | AUC malignant |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['stratum']} | {r['n']} | {_fmt(r['accuracy'])} | {_fmt(r['tumour_sensitivity'])} | {_fmt(r['auc_tumour_vs_normal'])} | {_fmt(r['auc_malignant'])} |" for r in rows]
+        lines += [f"| {r['stratum']} | {r['n']} | {format_metric(r['accuracy'])} | {format_metric(r['tumour_sensitivity'])} | {format_metric(r['auc_tumour_vs_normal'])} | {format_metric(r['auc_malignant'])} |" for r in rows]
         lines.append("")
     return lines
+
+
+def subtype_table(rows: list[dict]) -> list[str]:
+    """The subtype strata as a Markdown table: how often each subtype is called a tumour, named right, and its Dice."""
+    return ["| subtype | n | called a tumour | right subtype | Dice |", "|---|---|---|---|---|"] + [
+        f"| {r['stratum']} | {r['n']} | {format_metric(r.get('tumour_sensitivity'))} | {format_metric(r.get('subtype_recall'))} | "
+        f"{format_metric(r.get('dice_mean_tumour'))} |" for r in rows]
 
 
 def write_summary(metrics: dict, path: Path) -> Path:

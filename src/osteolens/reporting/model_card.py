@@ -6,15 +6,9 @@ import json
 from pathlib import Path
 
 from osteolens import RESEARCH_NOTICE
+from osteolens.evaluation.summary import format_metric as _fmt
+from osteolens.evaluation.summary import subtype_table
 from osteolens.inference.postprocess import MaskPostprocess
-
-
-def _fmt(m: dict) -> str:
-    return f"{m['value']:.3f} ({m['ci_low']:.3f}-{m['ci_high']:.3f})"
-
-
-def _fmt_or_na(m: dict | None) -> str:
-    return _fmt(m) if m and m.get("value") is not None else "n/a"
 
 
 def _onnx_line(meta: dict) -> str:
@@ -109,21 +103,18 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
             if strata.get(key):
                 lines += ["", f"By {key.replace('_', ' ')}:", "", "| stratum | n | accuracy | AUC malignant | AUC tumour |", "|---|---|---|---|---|"]
                 for r in strata[key]:
-                    lines.append(f"| {r['stratum']} | {r['n']} | {_fmt_or_na(r['accuracy'])} | {_fmt_or_na(r['auc_malignant'])} | "
-                                 f"{_fmt_or_na(r['auc_tumour_vs_normal'])} |")
+                    lines.append(f"| {r['stratum']} | {r['n']} | {_fmt(r['accuracy'])} | {_fmt(r['auc_malignant'])} | "
+                                 f"{_fmt(r['auc_tumour_vs_normal'])} |")
         if strata.get("lesion_size"):  # where the masks fail: most lesions are small
             lines += ["", "By lesion size (true mask over image area; tumour images):", "",
                       "| lesion size | n | called a tumour | Dice |", "|---|---|---|---|"]
-            lines += [f"| {r['stratum']} | {r['n']} | {_fmt_or_na(r.get('tumour_sensitivity'))} | "
-                      f"{_fmt_or_na(r.get('dice_mean_tumour'))} |" for r in strata["lesion_size"]]
+            lines += [f"| {r['stratum']} | {r['n']} | {_fmt(r.get('tumour_sensitivity'))} | "
+                      f"{_fmt(r.get('dice_mean_tumour'))} |" for r in strata["lesion_size"]]
         by_subtype = strata.get("subtype") or []
         if by_subtype and "subtype_recall" in by_subtype[0]:  # what the subtype head is worth, subtype by subtype
             common = acc["metrics"]["classification"]["subtype_most_common"]
             lines += ["", f"By subtype (tumour images; an image called normal gets no subtype; answering {common['subtype']} "
-                      f"for every tumour would be right in {_fmt(common['share'])}):", "",
-                      "| subtype | n | called a tumour | right subtype | Dice |", "|---|---|---|---|---|"]
-            lines += [f"| {r['stratum']} | {r['n']} | {_fmt_or_na(r.get('tumour_sensitivity'))} | {_fmt_or_na(r['subtype_recall'])} | "
-                      f"{_fmt_or_na(r.get('dice_mean_tumour'))} |" for r in by_subtype]
+                      f"for every tumour would be right in {_fmt(common['share'])}):", "", *subtype_table(by_subtype)]
     for path in latency or []:
         lat = json.loads(Path(path).read_text())
         cpu = lat.get("cpu")
