@@ -21,12 +21,13 @@ demo: $(STAMP)
 	$(VENV)/bin/osteolens demo --out demo_out
 
 # Debian packages the tests use: chromium (the viewer's browser test, driven by Playwright with
-# no browser download), dicom3tools (dciodvfy validates the DICOM objects osteolens writes) and
+# no browser download), dicom3tools (dciodvfy validates the DICOM objects osteolens writes), dcmtk
+# (dcmcjpeg makes the JPEG Lossless files modalities send, to test that osteolens reads them) and
 # orthanc + orthanc-dicomweb (a real PACS on loopback, started by the tests themselves)
 system-deps:
 	@command -v chromium >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 && \
-	  test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || \
-	  { apt-get update -q && apt-get install -y -q chromium dicom3tools orthanc orthanc-dicomweb; }
+	  command -v dcmcjpeg >/dev/null 2>&1 && test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || \
+	  { apt-get update -q && apt-get install -y -q chromium dicom3tools dcmtk orthanc orthanc-dicomweb; }
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q

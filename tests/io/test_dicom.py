@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pydicom
 import pytest
@@ -95,3 +97,72 @@ def test_voi_lut_sequence_is_applied(tmp_path):
     arr, props = read_image(path)
     assert props.value_range == (0.0, 255.0)
     assert np.allclose(to_unit_grey(arr, props), np.array([[0, 100], [200, 255]]) / 255)
+
+
+def _real_radiograph_12bit(btxrd_dir):
+    """A real BTXRD radiograph spread over 12 bits, as a CR/DX modality would store it."""
+    from PIL import Image
+
+    grey = np.asarray(Image.open(btxrd_dir / "images" / "IMG000001.png").convert("L"), dtype=np.uint16)
+    return grey * 16 + grey // 16
+
+
+def _dcmcjpeg(option):
+    """Compress with DCMTK's dcmcjpeg, the encoder many modalities and PACS use for JPEG Lossless."""
+    import shutil
+    import subprocess
+
+    def compress(src, dst):
+        if shutil.which("dcmcjpeg") is None:
+            pytest.fail("dcmcjpeg (Debian package dcmtk) is missing; `make test` installs it")
+        subprocess.run(["dcmcjpeg", option, str(src), str(dst)], check=True, capture_output=True)
+
+    return compress
+
+
+def _pydicom_compress(uid):
+    def compress(src, dst):
+        ds = pydicom.dcmread(src)
+        ds.compress(uid)
+        ds.save_as(dst, enforce_file_format=True)
+
+    return compress
+
+
+@pytest.mark.parametrize(
+    "name, compress, expected_uid",
+    [
+        ("jpeg_lossless_sv1", _dcmcjpeg("+e1"), "1.2.840.10008.1.2.4.70"),
+        ("jpeg_lossless", _dcmcjpeg("+el"), "1.2.840.10008.1.2.4.57"),
+        ("jpeg2000_lossless", _pydicom_compress("1.2.840.10008.1.2.4.90"), "1.2.840.10008.1.2.4.90"),
+        ("jpeg_ls_lossless", _pydicom_compress("1.2.840.10008.1.2.4.80"), "1.2.840.10008.1.2.4.80"),
+        ("rle_lossless", _pydicom_compress("1.2.840.10008.1.2.5"), "1.2.840.10008.1.2.5"),
+    ],
+)
+def test_compressed_radiographs_decode_to_the_same_pixels(btxrd_dir, tmp_path, name, compress, expected_uid):
+    """Hospital radiographs usually arrive compressed; each lossless transfer syntax must decode
+    to exactly the pixels of the uncompressed file, so the analysis cannot differ."""
+    plain = make_dicom(tmp_path / "plain.dcm", _real_radiograph_12bit(btxrd_dir), "MONOCHROME1",
+                       ImagerPixelSpacing=[0.143, 0.143])
+    packed = tmp_path / f"{name}.dcm"
+    compress(plain, packed)
+    assert pydicom.dcmread(packed, stop_before_pixels=True).file_meta.TransferSyntaxUID == expected_uid
+
+    want, want_props = read_image(plain)
+    got, got_props = read_image(packed)
+    assert dataclasses.replace(got_props, path=want_props.path) == want_props
+    assert np.array_equal(got, want)
+    assert np.array_equal(to_unit_grey(got, got_props), to_unit_grey(want, want_props))
+
+
+def test_lossy_jpeg_radiograph_is_read(btxrd_dir, tmp_path):
+    """12-bit lossy JPEG (Extended, Process 4) is still common in older archives: it must decode,
+    and stay close to the original (lossy, so not equal)."""
+    plain = make_dicom(tmp_path / "plain.dcm", _real_radiograph_12bit(btxrd_dir), ImagerPixelSpacing=[0.143, 0.143])
+    packed = tmp_path / "extended.dcm"
+    _dcmcjpeg("+ee")(plain, packed)
+    assert pydicom.dcmread(packed, stop_before_pixels=True).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.51"
+    want, want_props = read_image(plain)
+    got, got_props = read_image(packed)
+    error = np.abs(to_unit_grey(got, got_props) - to_unit_grey(want, want_props))
+    assert got.shape == want.shape and error.mean() < 0.01 and error.max() < 0.1
