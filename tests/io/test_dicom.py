@@ -166,3 +166,40 @@ def test_lossy_jpeg_radiograph_is_read(btxrd_dir, tmp_path):
     got, got_props = read_image(packed)
     error = np.abs(to_unit_grey(got, got_props) - to_unit_grey(want, want_props))
     assert got.shape == want.shape and error.mean() < 0.01 and error.max() < 0.1
+
+
+def test_colour_dicom_in_ycbcr_comes_out_as_the_original_rgb(btxrd_dir, tmp_path):
+    """Colour secondary captures arrive as RGB, as YBR_FULL, or JPEG-compressed as YBR_FULL_422;
+    all must give back the same RGB (pydicom converts YCbCr once; converting again shifted every
+    pixel by about 50 grey levels)."""
+    from PIL import Image
+    from pydicom.pixels import convert_color_space
+
+    rgb = np.asarray(Image.open(btxrd_dir / "images" / "IMG000031.png").convert("RGB")).copy()
+    rgb[..., 0] = np.clip(rgb[..., 0].astype(int) + 40, 0, 255)  # tinted, so a channel mix-up shows
+
+    def colour_dicom(path, pixels, photometric):
+        ds = pydicom.dcmread(make_dicom(tmp_path / "grey.dcm", np.zeros(rgb.shape[:2])))
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, photometric, 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+        ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+        ds.save_as(path, enforce_file_format=True)
+        return path
+
+    plain = colour_dicom(tmp_path / "rgb.dcm", rgb, "RGB")
+    ybr = colour_dicom(tmp_path / "ybr.dcm", convert_color_space(rgb, "RGB", "YBR_FULL"), "YBR_FULL")
+    jpeg = tmp_path / "jpeg.dcm"
+    _dcmcjpeg("+eb")(plain, jpeg)
+    assert pydicom.dcmread(jpeg).PhotometricInterpretation == "YBR_FULL_422"
+    for path, tolerance in ((plain, 0), (ybr, 1), (jpeg, 3)):
+        arr, props = read_image(path)
+        assert props.photometric == "RGB" and arr.shape == rgb.shape
+        assert np.abs(arr.astype(float) - rgb).mean() <= tolerance, path.name
+
+
+def test_for_processing_radiograph_refused(tmp_path):
+    path = make_dicom(tmp_path / "raw.dcm", [[1, 2], [3, 4]], PresentationIntentType="FOR PROCESSING")
+    with pytest.raises(ImageReadError, match="raw.dcm.*FOR PROCESSING.*FOR PRESENTATION"):
+        read_image(path)
+    presented = make_dicom(tmp_path / "shown.dcm", [[1, 2], [3, 4]], PresentationIntentType="FOR PRESENTATION")
+    assert read_image(presented)[1].format == "dicom"

@@ -4,7 +4,11 @@ Applied in the order the standard gives (PS3.4 N.2): modality LUT / rescale slop
 intercept, then the VOI LUT or window (first of several), then MONOCHROME1 inversion so that
 bright always means dense. Pixel spacing comes from Pixel Spacing (0028,0030) or, for
 projection radiographs without it, Imager Pixel Spacing (0018,1164) divided by the Estimated
-Radiographic Magnification Factor (0018,1114) when present.
+Radiographic Magnification Factor (0018,1114) when present. Presentation LUT Shape (2050,0020)
+is not read: the DX IOD ties it to the Photometric Interpretation, which is followed instead, as
+archives do where the two disagree. 'FOR PROCESSING' images (Presentation Intent Type) are
+refused: the model saw only processed, displayable radiographs. Compressed transfer syntaxes
+decode through pydicom's plugins (pylibjpeg, pyjpegls).
 """
 
 from __future__ import annotations
@@ -43,6 +47,12 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         sop = getattr(ds, "SOPClassUID", None)
         kind = getattr(sop, "name", str(sop)) if sop else "unknown SOP class"
         raise ImageReadError(path, f"DICOM has no pixel data ({kind})")
+    if str(getattr(ds, "PresentationIntentType", "")).upper() == "FOR PROCESSING":
+        raise ImageReadError(
+            path,
+            "a 'FOR PROCESSING' radiograph (raw detector data before the modality's image processing) "
+            "cannot be analysed; send the 'FOR PRESENTATION' image of the same exposure",
+        )
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
         raise ImageReadError(
@@ -76,12 +86,12 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
             arr = (high + low) - arr
             notes.append("MONOCHROME1 inverted")
         photometric_out = "MONOCHROME2"
-    elif photometric in ("RGB", "YBR_FULL", "YBR_FULL_422"):
-        arr = raw
+    elif photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"):
+        if raw.ndim != 3 or raw.shape[-1] != 3:
+            raise ImageReadError(path, f"expected a colour image, pixel array has shape {raw.shape}")
+        arr = raw  # pydicom (3.x) already returns YCbCr data as RGB
         if photometric != "RGB":
-            from pydicom.pixels import convert_color_space
-
-            arr = convert_color_space(raw, photometric, "RGB")
+            notes.append(f"{photometric} decoded to RGB")
         low, high = 0.0, float(2**bits - 1)
         photometric_out = "RGB"
     else:
