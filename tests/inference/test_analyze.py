@@ -25,6 +25,8 @@ def batch(tiny_model, btxrd_dir, tmp_path_factory):
     (d / "e_text.png").write_text("not an image")
     full = (d / "c_colour.jpg").read_bytes()
     (d / "f_truncated.jpg").write_bytes(full[: len(full) // 3])
+    Image.fromarray(np.zeros((400, 300), np.uint8)).save(d / "g_blank.png")
+    Image.fromarray(src[:, 100:106]).save(d / "h_sliver.png")
     out = tmp_path_factory.mktemp("out")
     clinical = d / "clinical.csv"
     pd.DataFrame({"image": ["a_plain.png"], "age": [48], "sex": ["F"], "site": ["hip bone"], "region": ["pelvis"], "view": ["frontal"]}).to_csv(clinical, index=False)
@@ -36,13 +38,16 @@ def test_csv_contract(batch):
     d, out, results = batch
     table = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
     assert tuple(table.columns) == PREDICTION_COLUMNS
-    # a_plain.png given twice (file and folder), six folder files, one missing file
-    assert len(table) == 8
+    # a_plain.png given twice (file and folder), eight folder files, one missing file
+    assert len(table) == 10
     ok = table[table.status == "ok"]
     err = table[table.status == "error"]
     assert set(ok.image) == {"a_plain.png", "b_sixteen.png", "c_colour.jpg", "d_radiograph.dcm"}
-    assert set(err.image) == {"e_text.png", "f_truncated.jpg", "missing.png"}
-    assert "truncated" in err.set_index("image").loc["f_truncated.jpg", "error"]
+    assert set(err.image) == {"e_text.png", "f_truncated.jpg", "g_blank.png", "h_sliver.png", "missing.png"}
+    errors = err.set_index("image").error
+    assert "truncated" in errors["f_truncated.jpg"]
+    assert errors["g_blank.png"].endswith("g_blank.png: image is blank (every pixel has the same value)")
+    assert "image is 6 x 256 px; a radiograph needs at least 64 px a side" in errors["h_sliver.png"]
     assert "file not found" in err.set_index("image").loc["missing.png", "error"]
     for _, r in ok.iterrows():
         p = np.array([float(r.p_normal), float(r.p_benign), float(r.p_malignant)])
@@ -142,7 +147,7 @@ def test_inference_and_service_do_not_import_torch():
     assert out.strip() == "[]"
 
 
-def test_warm_up_analyses_a_blank_image_with_the_shipped_model():
+def test_warm_up_analyses_a_synthetic_image_with_the_shipped_model():
     from osteolens.inference.analyze import warm_up
     from osteolens.models.registry import load_model
 

@@ -203,3 +203,16 @@ def test_for_processing_radiograph_refused(tmp_path):
         read_image(path)
     presented = make_dicom(tmp_path / "shown.dcm", [[1, 2], [3, 4]], PresentationIntentType="FOR PRESENTATION")
     assert read_image(presented)[1].format == "dicom"
+
+
+def test_truncated_compressed_dicom_named_as_truncated(btxrd_dir, tmp_path):
+    plain = make_dicom(tmp_path / "plain.dcm", _real_radiograph_12bit(btxrd_dir))
+    packed = tmp_path / "packed.dcm"
+    _dcmcjpeg("+e1")(plain, packed)
+    data = packed.read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=r"cut\.dcm: truncated DICOM"):
+        read_image(tmp_path / "cut.dcm")
+    (tmp_path / "header.dcm").write_bytes(data[:600])  # cut before the pixel data starts
+    with pytest.raises(ImageReadError, match=r"header\.dcm: DICOM has no pixel data \(Digital X-Ray .*cut short"):
+        read_image(tmp_path / "header.dcm")

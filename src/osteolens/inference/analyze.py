@@ -27,7 +27,7 @@ import numpy as np
 
 from osteolens import RESEARCH_NOTICE, __version__
 from osteolens.data.clinical import encode_clinical
-from osteolens.errors import OsteolensError
+from osteolens.errors import ImageReadError, OsteolensError
 from osteolens.inference.postprocess import MaskPostprocess, flip_mean_probability, lesions_for_label
 from osteolens.inference.second_look import second_look
 from osteolens.explain.saliency import saliency_map
@@ -42,6 +42,8 @@ PREDICTION_COLUMNS = (
 )
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ""}
 REFER = "indeterminate: refer to a specialist"
+MIN_SIDE_PX = 64  # smaller than any radiograph; the network reads a 256-px view
+MAX_ASPECT = 10.0  # long-leg and spine films reach about 4:1
 
 
 ARRAY_FIELDS = ("mask", "saliency", "grey", "overlay", "mask_probability")
@@ -123,6 +125,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     calib = meta["calibration"]
     size = model.image_size
     grey = to_unit_grey(arr, props)
+    check_analysable(grey, props.path)
     h, w = grey.shape
     x = preprocess(grey, size)
     batch = np.stack([x, x[..., ::-1]])
@@ -175,6 +178,27 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     )
 
 
+def check_analysable(grey: np.ndarray, path: str | Path) -> None:
+    """Refuse an image that cannot be a radiograph, rather than give it a made-up answer.
+
+    Raises:
+        ImageReadError: shorter side under :data:`MIN_SIDE_PX`, sides more than
+            :data:`MAX_ASPECT` to one, or every pixel the same value (a blank image).
+
+    >>> check_analysable(np.zeros((300, 200)), "blank.png")
+    Traceback (most recent call last):
+    ...
+    osteolens.errors.ImageReadError: blank.png: image is blank (every pixel has the same value)
+    """
+    h, w = grey.shape[:2]
+    if min(h, w) < MIN_SIDE_PX:
+        raise ImageReadError(path, f"image is {w} x {h} px; a radiograph needs at least {MIN_SIDE_PX} px a side")
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ImageReadError(path, f"image is {w} x {h} px, more than {MAX_ASPECT:g} to 1; not a radiograph")
+    if float(np.ptp(grey)) == 0.0:
+        raise ImageReadError(path, "image is blank (every pixel has the same value)")
+
+
 def choose_subtype(sub_probs: np.ndarray, names: list[str], tumour_class: str) -> tuple[str, float]:
     """The most likely subtype of ``tumour_class`` and its probability among that class's subtypes.
 
@@ -197,7 +221,7 @@ def choose_subtype(sub_probs: np.ndarray, names: list[str], tumour_class: str) -
 
 
 def warm_up(model: LoadedModel) -> float:
-    """Analyse a blank mid-grey image in memory and return the seconds it took.
+    """Analyse a grey ramp image in memory and return the seconds it took.
 
     A first analysis pays for what later ones do not (lazy imports, ONNX Runtime's first
     allocations): about 0.5 s on 2 cores. A service calls this when it starts, so that its first
@@ -207,7 +231,8 @@ def warm_up(model: LoadedModel) -> float:
     props = ImageProperties(path="warm-up", format="png", shape=(size, size), dtype="uint8", bits=8, channels=1,
                             photometric="MONOCHROME2")
     t0 = time.perf_counter()
-    render_overlay(analyze_image(model, np.full((size, size), 128, np.uint8), props, {}))
+    ramp = np.tile(np.linspace(64, 192, size).astype(np.uint8), (size, 1))  # not blank: blank images are refused
+    render_overlay(analyze_image(model, ramp, props, {}))
     return time.perf_counter() - t0
 
 

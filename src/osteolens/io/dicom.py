@@ -13,6 +13,7 @@ decode through pydicom's plugins (pylibjpeg, pyjpegls).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,18 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
 
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise ImageReadError(path, f"unreadable DICOM: {exc}") from exc
+    cut_short = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
+    if cut_short:
+        raise ImageReadError(path, f"truncated DICOM (the file ends inside an element): {cut_short[0]}")
     if "PixelData" not in ds:
-        sop = getattr(ds, "SOPClassUID", None)
+        sop = getattr(ds, "SOPClassUID", None) or getattr(ds.file_meta, "MediaStorageSOPClassUID", None)
         kind = getattr(sop, "name", str(sop)) if sop else "unknown SOP class"
-        raise ImageReadError(path, f"DICOM has no pixel data ({kind})")
+        raise ImageReadError(path, f"DICOM has no pixel data ({kind}): not an image object, or a file cut short")
     if str(getattr(ds, "PresentationIntentType", "")).upper() == "FOR PROCESSING":
         raise ImageReadError(
             path,

@@ -73,7 +73,7 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
             with AVX2 only, 1.5.1 gave 13.3/s and p95 680 ms, and its int8 copy
             (``osteolens-radiograph-int8``) 18.6/s and p95 513 ms (service_load_avx2[_int8].json).
 
-    The model runs once on a blank image before the app is returned (:func:`osteolens.inference.analyze.warm_up`), so the
+    The model runs once on a synthetic grey ramp before the app is returned (:func:`osteolens.inference.analyze.warm_up`), so the
     first client does not wait for lazy imports and ONNX Runtime's first allocations.
     """
     keys = load_api_keys() if api_keys is None else set(api_keys)
