@@ -88,3 +88,31 @@ def test_model_card_shows_each_subtype_against_always_answering_the_commonest(ti
     card = _card_with_metrics(tiny_model, tmp_path, {"classification": classification, "strata": {"subtype": [
         {"stratum": "giant cell tumor", "n": 6, "tumour_sensitivity": _ci(0.9)}]}})
     assert "By subtype" not in card
+
+
+def test_model_card_shows_robustness_against_the_control_and_whose_figures_they_are(tiny_model, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    paired = {"malignant": {"difference": -0.059, "ci_low": -0.099, "ci_high": -0.017},
+              "tumour_vs_normal": {"difference": -0.108, "ci_low": -0.139, "ci_high": -0.080}}
+    figures = {k: _ci(v) for k, v in (("macro_auc", 0.83), ("auc_tumour_vs_normal", 0.833), ("auc_malignant", 0.876),
+                                      ("dice_mean_tumour", 0.258))}
+    rob = {"model": "osteolens-radiograph", "model_version": "1.5.1", "model_sha256": meta["sha256"], "split": "test",
+           "n_cases": 633, "variants": [
+               {"variant": "control", "description": "8-bit PNG", "decision_changed": 0.0, "figures": figures,
+                "paired_vs_control": {}},
+               {"variant": "noise_0.03", "description": "Gaussian noise", "decision_changed": 0.404, "figures": figures,
+                "paired_vs_control": paired}]}
+    (tmp_path / "rob.json").write_text(json.dumps(rob))
+    card = write_model_card(folder, accuracy=[], robustness=tmp_path / "rob.json").read_text()
+    assert "### Robustness: the test-split images (633) stored, resampled or processed differently (this model)" in card
+    assert ("| Gaussian noise | 0.830 (0.780-0.880) | 0.833 (0.783-0.883) | -0.108 (-0.139 to -0.080) | 0.876 (0.826-0.926) "
+            "| -0.059 (-0.099 to -0.017) | 0.258 (0.208-0.308) | 40.4% |") in card
+    assert "| 8-bit PNG | 0.830 (0.780-0.880) | 0.833 (0.783-0.883) |  | 0.876 (0.826-0.926) |  |" in card
+    rob["model_sha256"] = "0" * 64  # another model's record says so
+    (tmp_path / "rob.json").write_text(json.dumps(rob))
+    card = write_model_card(folder, accuracy=[], robustness=tmp_path / "rob.json").read_text()
+    assert "(osteolens-radiograph 1.5.1, not this copy)" in card

@@ -39,8 +39,31 @@ def _dropped(pp: MaskPostprocess) -> str:
     return f"components {' or '.join(rules)} dropped" if rules else "every component kept, however small"
 
 
+def _paired(row: dict, task: str) -> str:
+    d = row["paired_vs_control"].get(task)
+    return "" if not d else f"{d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})"
+
+
+def robustness_section(rob: dict, meta: dict) -> list[str]:
+    """The card's table of figures on the held-out images stored or processed differently."""
+    who = "this model" if rob["model_sha256"] == meta["sha256"] else f"{rob['model']} {rob['model_version']}, not this copy"
+    lines = ["", f"### Robustness: the {rob['split']}-split images ({rob['n_cases']}) stored, resampled or processed "
+             f"differently ({who})", "",
+             "Each variant is scored against the same images re-encoded as 8-bit PNG (the control); differences are paired "
+             "over the same group resamples. Dice is scored on the truth's grid.", "",
+             "| variant | macro AUC | tumour AUC | change from control | malignant AUC | change from control | Dice | "
+             "decisions changed |", "|---|---|---|---|---|---|---|---|"]
+    for row in rob["variants"]:
+        f = row["figures"]
+        lines.append(f"| {row['description']} | {_fmt(f['macro_auc'])} | {_fmt(f['auc_tumour_vs_normal'])} | "
+                     f"{_paired(row, 'tumour_vs_normal')} | {_fmt(f['auc_malignant'])} | {_paired(row, 'malignant')} | "
+                     f"{_fmt(f['dice_mean_tumour'])} | {row['decision_changed']:.1%} |")
+    return lines
+
+
 def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
-                     latency: list[str | Path] | None = None, notes: list[str] | None = None) -> Path:
+                     latency: list[str | Path] | None = None, notes: list[str] | None = None,
+                     robustness: str | Path | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into a model folder.
 
     Args:
@@ -49,6 +72,8 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
         latency: ``radiograph_latency[_TAG].json`` files from ``benchmarks/radiograph_latency.py``, one table
             each, titled with the CPU it recorded (speed depends on the machine).
         notes: extra limitation lines.
+        robustness: ``radiograph_robustness_<tag>.json`` from ``benchmarks/radiograph_robustness.py``: the
+            held-out images stored, resampled or processed differently, against an 8-bit PNG control.
     """
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / "metadata.json").read_text())
@@ -115,6 +140,8 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
             common = acc["metrics"]["classification"]["subtype_most_common"]
             lines += ["", f"By subtype (tumour images; an image called normal gets no subtype; answering {common['subtype']} "
                       f"for every tumour would be right in {_fmt(common['share'])}):", "", *subtype_table(by_subtype)]
+    if robustness:
+        lines += robustness_section(json.loads(Path(robustness).read_text()), meta)
     for path in latency or []:
         lat = json.loads(Path(path).read_text())
         cpu = lat.get("cpu")

@@ -1,0 +1,242 @@
+"""How the radiograph model's figures move when the same radiographs arrive differently.
+
+Hospital radiographs differ from BTXRD's 8-bit PNGs in how they are stored (16-bit PNG, DICOM
+with MONOCHROME1 and JPEG 2000, lossy JPEG), in resolution, and in the manufacturer's image
+processing (contrast curve, sharpness, noise). Each variant below rewrites every image of a split
+as files, runs the real pipeline (``analyze`` with the recorded clinical data, then ``evaluate``
+with group-bootstrap CIs) and compares it with the ``control``: the same images re-encoded as
+8-bit PNG with no other change. For each variant it reports macro, tumour-vs-normal and
+malignant AUC, tumour Dice, ECE, the share of images whose decision (normal / benign / malignant
+/ indeterminate) differs from the control's, and the paired group-bootstrap interval of the
+malignant and tumour AUC differences from the control.
+
+Nothing is chosen from these figures; they say how far the held-out figures can be trusted on
+images that differ from the training data in these ways. Storage variants that are lossless
+(``png16``, ``dicom_monochrome1_j2k``) must reproduce the control exactly.
+
+Usage:
+    python benchmarks/radiograph_robustness.py --model osteolens-radiograph --tag holdout
+
+Prints a table and writes ``benchmarks/results/radiograph_robustness_<tag>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pydicom
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from osteolens.data.clinical import clinical_table
+from osteolens.data.manifest import load_manifest
+from osteolens.data.splits import load_splits
+from osteolens.evaluation.compare import compare_models
+from osteolens.evaluation.report import evaluate
+from osteolens.inference.analyze import analyze
+from osteolens.io.dicom_write import image_to_dicom
+from osteolens.io.images import read_image, read_mask, save_png, to_unit_grey
+from osteolens.models.registry import load_model
+from osteolens.transforms.preprocess import resize
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _png8(grey: np.ndarray, path: Path) -> Path:
+    save_png(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8), path.with_suffix(".png"))
+    return path.with_suffix(".png")
+
+
+def _png16(grey: np.ndarray, path: Path) -> Path:
+    eight = np.round(np.clip(grey, 0, 1) * 255).astype(np.uint16)
+    out = path.with_suffix(".png")
+    Image.fromarray(eight * 257).save(out)  # the control's values, spread over 16 bits
+    return out
+
+
+def _jpeg(quality: int) -> Callable[[np.ndarray, Path], Path]:
+    def write(grey: np.ndarray, path: Path) -> Path:
+        out = path.with_suffix(".jpg")
+        Image.fromarray(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8)).save(out, quality=quality)
+        return out
+    return write
+
+
+def _dicom_monochrome1_j2k(grey: np.ndarray, path: Path) -> Path:
+    """Through ``osteolens dicom from-image`` (12-bit, full-range window), then stored the way
+    many CR systems do: MONOCHROME1 (high values dark) and JPEG 2000 lossless."""
+    png = _png8(grey, path.with_name(path.name + "_src"))
+    out = path.with_suffix(".dcm")
+    image_to_dicom(png, out)
+    png.unlink()
+    ds = pydicom.dcmread(out)
+    stored = ds.pixel_array.astype(np.uint16)
+    ds.PixelData = (4095 - stored).astype(np.uint16).tobytes()
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.compress("1.2.840.10008.1.2.4.90")
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def _resampled(factor: float) -> Callable[[np.ndarray, Path], Path]:
+    def write(grey: np.ndarray, path: Path) -> Path:
+        h, w = grey.shape
+        return _png8(resize(grey.astype(np.float32), (round(h * factor), round(w * factor))), path)
+    return write
+
+
+def _intensity(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray, Path], Path]:
+    return lambda grey, path: _png8(fn(grey), path)
+
+
+def _noise(sigma: float) -> Callable[[np.ndarray, Path], Path]:
+    def write(grey: np.ndarray, path: Path) -> Path:
+        rng = np.random.default_rng(zlib.crc32(path.stem.encode()))  # the same noise on every run
+        return _png8(grey + rng.normal(0, sigma, grey.shape), path)
+    return write
+
+
+VARIANTS: dict[str, tuple[str, Callable[[np.ndarray, Path], Path]]] = {
+    "control": ("8-bit PNG, no other change (the reference)", _png8),
+    "png16": ("16-bit PNG, same values (lossless)", _png16),
+    "dicom_monochrome1_j2k": ("DICOM, 12-bit MONOCHROME1, JPEG 2000 lossless (lossless)", _dicom_monochrome1_j2k),
+    "jpeg_q75": ("JPEG, quality 75", _jpeg(75)),
+    "jpeg_q40": ("JPEG, quality 40", _jpeg(40)),
+    "half_resolution": ("half the pixels a side", _resampled(0.5)),
+    "double_resolution": ("twice the pixels a side", _resampled(2.0)),
+    "gamma_0.7": ("contrast curve: grey ** 0.7 (brighter)", _intensity(lambda g: g ** 0.7)),
+    "gamma_1.4": ("contrast curve: grey ** 1.4 (darker)", _intensity(lambda g: g ** 1.4)),
+    "low_contrast": ("contrast halved about mid-grey", _intensity(lambda g: 0.25 + 0.5 * g)),
+    "blur_1px": ("Gaussian blur, sigma 1 px (less sharp)", _intensity(lambda g: gaussian_filter(g, 1.0))),
+    "noise_0.03": ("Gaussian noise, sigma 0.03 of the grey range", _noise(0.03)),
+}
+
+
+def _decision(table: pd.DataFrame) -> pd.Series:
+    return table.set_index("image")["label"]
+
+
+def run_variant(name: str, cases, manifest, work: Path, model, clinical: pd.DataFrame, args) -> dict:
+    """Write the variant's files, analyse them, evaluate; returns figures and file paths."""
+    folder = work / name
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    writer = VARIANTS[name][1]
+    files, names = [], {}
+    for c in cases:
+        arr, props = read_image(manifest.resolve(c.image))
+        out = writer(to_unit_grey(arr, props), images / c.case_id)
+        files.append(out)
+        names[out.name] = Path(c.image).name
+    # clinical rows follow the file names this variant wrote
+    by_source = clinical.set_index("image")
+    table = by_source.loc[[names[f.name] for f in files]].reset_index(drop=True)
+    table.insert(0, "image", [f.name for f in files])
+    table.to_csv(folder / "clinical.csv", index=False)
+    t0 = time.perf_counter()
+    analyze(files, folder / "analysis", model=model, clinical_csv=folder / "clinical.csv", overlays=False)
+    seconds = time.perf_counter() - t0
+    pred = pd.read_csv(folder / "analysis" / "predictions.csv", dtype=str, keep_default_na=False)
+    failed = pred[pred["status"] != "ok"]
+    if len(failed):
+        raise SystemExit(f"{name}: {len(failed)} images failed, e.g. {failed.iloc[0]['error']}")
+    # masks are scored on the truth's grid (BTXRD's 256 x 256); resampled variants are mapped back
+    masks = folder / "analysis" / "masks_on_truth_grid"
+    masks.mkdir(exist_ok=True)
+    for c, f in zip(cases, files):
+        pred_mask = read_mask(folder / "analysis" / "masks" / f"{f.stem}.png")
+        truth_shape = read_image(manifest.resolve(c.image))[0].shape[:2]
+        if pred_mask.shape != truth_shape:
+            pred_mask = resize(pred_mask.astype(np.float32), truth_shape, nearest=True) > 0.5
+        save_png(pred_mask.astype(np.uint8) * 255, masks / f"{c.case_id}.png")
+    pred["image"] = [names[i] for i in pred["image"]]  # the manifest's names, so evaluate finds the truth
+    pred["mask"] = "masks_on_truth_grid/" + pred["image"].map(lambda s: Path(s).stem) + ".png"
+    pred["boxes"] = ""  # detection is not scored here: boxes are in each variant's own pixels
+    pred.to_csv(folder / "analysis" / "predictions_eval.csv", index=False)
+    metrics = evaluate(folder / "analysis" / "predictions_eval.csv", args.manifest, folder / "evaluation",
+                       splits=args.splits, split=args.split, n_boot=args.n_boot, seed=0, target_sensitivity=0.92)
+    c = metrics["classification"]
+    return {
+        "description": VARIANTS[name][0], "seconds_per_image": seconds / len(files),
+        "predictions": str(folder / "analysis" / "predictions_eval.csv"), "table": pred,
+        "figures": {
+            "macro_auc": c["macro_auc"], "auc_tumour_vs_normal": c["auc"]["tumour_vs_normal"],
+            "auc_malignant": c["auc"]["malignant"], "dice_mean_tumour": metrics["segmentation"]["dice_mean_tumour"],
+            "ece": c["calibration"]["ece"], "indeterminate_rate": c["indeterminate_rate"],
+        },
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="osteolens-radiograph")
+    ap.add_argument("--manifest", default=str(REPO / "work" / "btxrd" / "manifest.csv"))
+    ap.add_argument("--splits", default=str(REPO / "work" / "btxrd" / "splits.csv"))
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--tag", default="holdout")
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--n-boot", type=int, default=1000)
+    args = ap.parse_args()
+    names = ["control"] + [v for v in args.variants if v != "control"]
+    manifest = load_manifest(args.manifest)
+    splits = load_splits(args.splits)
+    ids = set(splits.loc[splits["split"] == args.split, "case_id"].astype(str))
+    cases = [c for c in manifest.cases if c.case_id in ids]
+    clinical = clinical_table(cases)
+    work = REPO / "work" / "bench" / f"robustness_{args.tag}"
+    model = load_model(args.model)
+
+    runs = {}
+    for name in names:
+        runs[name] = run_variant(name, cases, manifest, work, model, clinical, args)
+        f = runs[name]["figures"]
+        print(f"  {name}: macro AUC {f['macro_auc']['value']:.3f}, Dice {f['dice_mean_tumour']['value']:.3f}", flush=True)
+    control = runs["control"]
+    rows = []
+    for name in names:
+        r = runs[name]
+        changed = float((_decision(r["table"]) != _decision(control["table"])).mean())
+        paired = {}
+        if name != "control":
+            for task in ("malignant", "tumour_vs_normal"):
+                cmp = compare_models(r["predictions"], control["predictions"], args.manifest, task=task,
+                                     splits=args.splits, split=args.split, n_boot=args.n_boot, seed=0)
+                paired[task] = {"difference": cmp["difference"],
+                                "ci_low": cmp["bootstrap"]["ci_low"], "ci_high": cmp["bootstrap"]["ci_high"]}
+        rows.append({"variant": name, "description": r["description"], "decision_changed": changed,
+                     "seconds_per_image": r["seconds_per_image"], "figures": r["figures"], "paired_vs_control": paired})
+
+    print(f"{args.tag}: {len(cases)} {args.split}-split images, model {model.name} {model.metadata['version']}")
+    head = f"{'variant':22s} {'macro AUC':>18s} {'malignant AUC':>18s} {'tumour AUC':>18s} {'Dice':>18s} {'ECE':>6s} {'changed':>8s}  {'malignant dAUC (95% CI)':>26s}"
+    print(head)
+
+    def cell(m):
+        return f"{m['value']:.3f} ({m['ci_low']:.3f}-{m['ci_high']:.3f})"
+
+    for row in rows:
+        f = row["figures"]
+        d = row["paired_vs_control"].get("malignant")
+        dtxt = f"{d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})" if d else ""
+        print(f"{row['variant']:22s} {cell(f['macro_auc']):>18s} {cell(f['auc_malignant']):>18s} "
+              f"{cell(f['auc_tumour_vs_normal']):>18s} {cell(f['dice_mean_tumour']):>18s} {f['ece']['value']:6.3f} "
+              f"{row['decision_changed']:8.3f}  {dtxt:>26s}")
+    result = {"tag": args.tag, "model": model.name, "model_version": model.metadata["version"],
+              "model_sha256": model.metadata["sha256"], "split": args.split, "splits_file": str(args.splits),
+              "n_cases": len(cases), "n_boot": args.n_boot, "variants": rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"radiograph_robustness_{args.tag}.json"
+    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
