@@ -107,6 +107,43 @@ def test_lesion_zoom_fills_the_view_with_the_lesion_and_keeps_the_mask_aligned()
     assert unzoomed[0, 0].sum() == 64
 
 
+def test_acquisition_augmentations_degrade_real_radiographs_as_documented(btxrd_dir):
+    """JPEG, resolution loss, blur and noise each change a real radiograph by the amount their range
+    implies, never touch the mask, and replay exactly from the seed; off, they draw nothing."""
+    from PIL import Image
+
+    from osteolens.transforms.augment import gaussian_blur, jpeg_reencode, resolution_loss
+
+    real = np.asarray(Image.open(btxrd_dir / "images" / "IMG000031.png").convert("L"))
+    img = np.stack([real, real])
+    mask = np.asarray(Image.open(btxrd_dir / "masks" / "IMG000031.png")) > 0
+    masks = np.stack([mask, mask]).astype(np.uint8)
+    off = dict(hflip=0, rotate_deg=0, scale=0, translate=0, brightness=0, contrast=0, gamma=0, clahe=0)
+    plain = RadiographAugment(AugmentConfig(**off), seed=3)(img, masks)[0]
+    assert torch.allclose(plain[0, 0], torch.from_numpy(real.copy()).float() / 255, atol=1e-4)  # identity warp
+
+    def change(a):  # mean absolute change in grey levels
+        return float(np.abs(a.astype(float) - real).mean())
+
+    # each transform: small at its mildest setting, larger at its strongest
+    assert 0 < change(jpeg_reencode(real, 90)) < change(jpeg_reencode(real, 30)) < 4
+    assert 0 < change(resolution_loss(real, 0.8)) < change(resolution_loss(real, 0.4)) < 6
+    assert 0 < change(gaussian_blur(real, 0.5)) < change(gaussian_blur(real, 1.5)) < 6
+    for field in ("jpeg", "downscale", "blur", "noise"):
+        aug = AugmentConfig(**off, **{field: 1.0})
+        x, m = RadiographAugment(aug, seed=3)(img, masks)
+        again = RadiographAugment(aug, seed=3)(img, masks)[0]
+        assert torch.equal(x, again), field
+        assert torch.equal(m[:, 0].bool(), torch.from_numpy(masks > 0)), field
+        diff = (x - plain).abs().mean().item() * 255
+        assert 0.05 < diff < 12, (field, diff)
+    # a share of 0.5 touches some images of a batch and leaves others as they were
+    batch = np.repeat(img[:1], 16, axis=0)
+    x = RadiographAugment(AugmentConfig(**off, blur=0.5), seed=0)(batch, np.repeat(masks[:1], 16, axis=0))[0]
+    touched = [(x[i] - plain[0]).abs().max().item() > 0 for i in range(16)]
+    assert 0 < sum(touched) < 16
+
+
 def test_temperature_and_helpers():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 400)

@@ -9,6 +9,12 @@ lesion, so that its box fills ``1 / lesion_context`` of the view, other images a
 point by the same range of factors. It is the same affine warp with a larger scale, and it
 teaches the network lesions at the size a second, zoomed-in look at inference shows them.
 
+Optionally (``jpeg``, ``downscale``, ``blur``, ``noise``: the share of images each touches), the
+ways hospital radiographs differ from the training images in storage and acquisition: lossy
+JPEG re-encoding (quality 30-90), a resolution loss (down to 0.4-0.8 of the side and back), a
+Gaussian blur (sigma 0.5-1.5 px) and Gaussian noise (sigma 0.005-0.04 of the grey range).
+``benchmarks/radiograph_robustness.py`` measured the shipped model losing most on exactly these.
+
 The random draws live in :class:`RadiographAugment`; the transforms themselves are pure
 functions of their parameters.
 """
@@ -42,6 +48,10 @@ class AugmentConfig(BaseModel):
     lesion_context: tuple[float, float] = (2.5, 5.0)
     max_zoom: float = 4.0
     lesion_zoom_classes: bool = True  # False: zoomed views train the mask only, not the class and subtype heads
+    jpeg: float = 0.0
+    downscale: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
 
 
 def clahe(img: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndarray:
@@ -49,6 +59,30 @@ def clahe(img: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndarra
     import cv2
 
     return cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(tiles, tiles)).apply(img)
+
+
+def jpeg_reencode(img: np.ndarray, quality: int) -> np.ndarray:
+    """A uint8 grey image through lossy JPEG at ``quality`` (1-100) and back."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+
+
+def resolution_loss(img: np.ndarray, factor: float) -> np.ndarray:
+    """A uint8 grey image shrunk to ``factor`` of its side (area) and enlarged back (linear)."""
+    import cv2
+
+    h, w = img.shape
+    small = cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """A uint8 grey image blurred with a Gaussian of ``sigma`` pixels."""
+    import cv2
+
+    return cv2.GaussianBlur(img, (0, 0), sigmaX=float(sigma))
 
 
 def affine(images: torch.Tensor, masks: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
@@ -120,6 +154,12 @@ class RadiographAugment:
         if c.clahe > 0:
             for i in np.flatnonzero(rng.random(b) < c.clahe):
                 images_u8[i] = clahe(images_u8[i])
+        # acquisition and storage; no draws when off, so older configs replay exactly
+        for share, transform, low, high in ((c.downscale, resolution_loss, 0.4, 0.8), (c.blur, gaussian_blur, 0.5, 1.5),
+                                            (c.jpeg, jpeg_reencode, 30, 90)):
+            if share > 0:
+                for i in np.flatnonzero(rng.random(b) < share):
+                    images_u8[i] = transform(images_u8[i], rng.uniform(low, high))
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a).to(device)
 
@@ -140,4 +180,8 @@ class RadiographAugment:
             flip=tensor(rng.random(b) < c.hflip),
         )
         x = intensity(x, brightness=u(c.brightness), contrast=1 + u(c.contrast), gamma=torch.exp(u(c.gamma)))
+        if c.noise > 0:
+            sigma = np.where(rng.random(b) < c.noise, rng.uniform(0.005, 0.04, b), 0.0)
+            noise = tensor(rng.standard_normal(x.shape).astype(np.float32))
+            x = (x + noise * tensor(sigma).float().view(-1, 1, 1, 1)).clamp(0, 1)
         return (x, m, tensor(zoom > 1)) if return_zoomed else (x, m)
