@@ -53,6 +53,10 @@ def test_bad_inputs_get_4xx_and_service_keeps_serving(server, tmp_path, btxrd_di
     assert big.stat().st_size > 1024 * 1024
     assert post(server, big).status_code == 413
     assert httpx.post(server + "/v1/analyses", headers={"X-API-Key": KEY}, data={"age": "3"}).status_code == 422
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.zeros((300, 300), np.uint8)).save(blank)
+    r = post(server, blank)
+    assert r.status_code == 400 and r.json()["detail"] == "blank.png: image is blank (every pixel has the same value)"
     bad_age = post(server, btxrd_dir / "images" / "IMG000004.png", age="300")
     assert bad_age.status_code == 400 and "age" in bad_age.json()["detail"]
     assert httpx.get(server + "/healthz").status_code == 200
