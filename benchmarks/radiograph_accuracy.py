@@ -24,7 +24,7 @@ import pandas as pd
 
 from osteolens.data.clinical import clinical_table
 from osteolens.data.manifest import load_manifest
-from osteolens.data.splits import load_splits
+from osteolens.data.splits import cases_in_split, load_splits
 from osteolens.evaluation.bootstrap import bootstrap_metric, group_bootstrap_weights
 from osteolens.evaluation.classification import sensitivity, specificity
 from osteolens.evaluation.report import evaluate
@@ -58,9 +58,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     work = REPO / "work" / "bench" / f"radiograph_{args.tag}"
     manifest = load_manifest(args.manifest)
-    splits = load_splits(args.splits)
-    test_ids = set(splits.loc[splits["split"] == args.split, "case_id"].astype(str))
-    cases = [c for c in manifest.cases if c.case_id in test_ids]
+    cases = cases_in_split(manifest, load_splits(args.splits), args.split)
     clinical = clinical_table(cases)
     if args.clinical == "shuffled":
         cols = ["age", "sex", "site", "region", "view"]

@@ -32,7 +32,7 @@ import numpy as np
 
 from osteolens.data.clinical import encode_clinical
 from osteolens.data.manifest import load_manifest
-from osteolens.data.splits import load_splits
+from osteolens.data.splits import cases_in_split, load_splits
 from osteolens.evaluation import detection as det
 from osteolens.evaluation.bootstrap import group_bootstrap_weights, percentile_ci
 from osteolens.evaluation.segmentation import dice
@@ -141,9 +141,7 @@ def main() -> None:
     args = ap.parse_args()
     model = load_model(args.model)
     manifest = load_manifest(args.manifest)
-    splits = load_splits(args.splits)
-    val_ids = set(splits.loc[splits["split"] == "val", "case_id"].astype(str))
-    val_cases = [c for c in manifest.cases if c.case_id in val_ids]
+    val_cases = cases_in_split(manifest, load_splits(args.splits), "val")
     calib = model.metadata["calibration"]
     current = MaskPostprocess.from_calibration(calib)
     current_size = int(calib.get("mask_input_size", model.image_size))

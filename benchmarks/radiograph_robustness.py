@@ -37,7 +37,7 @@ from scipy.ndimage import gaussian_filter
 
 from osteolens.data.clinical import clinical_table
 from osteolens.data.manifest import load_manifest
-from osteolens.data.splits import load_splits
+from osteolens.data.splits import cases_in_split, load_splits
 from osteolens.evaluation.compare import compare_models
 from osteolens.evaluation.report import evaluate
 from osteolens.inference.analyze import analyze
@@ -129,12 +129,13 @@ def run_variant(name: str, cases, manifest, work: Path, model, clinical: pd.Data
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
     writer = VARIANTS[name][1]
-    files, names = [], {}
+    files, names, truth_shapes = [], {}, []
     for c in cases:
         arr, props = read_image(manifest.resolve(c.image))
         out = writer(to_unit_grey(arr, props), images / c.case_id)
         files.append(out)
         names[out.name] = Path(c.image).name
+        truth_shapes.append(arr.shape[:2])  # BTXRD's masks share their image's grid
     # clinical rows follow the file names this variant wrote
     by_source = clinical.set_index("image")
     table = by_source.loc[[names[f.name] for f in files]].reset_index(drop=True)
@@ -150,9 +151,8 @@ def run_variant(name: str, cases, manifest, work: Path, model, clinical: pd.Data
     # masks are scored on the truth's grid (BTXRD's 256 x 256); resampled variants are mapped back
     masks = folder / "analysis" / "masks_on_truth_grid"
     masks.mkdir(exist_ok=True)
-    for c, f in zip(cases, files):
+    for c, f, truth_shape in zip(cases, files, truth_shapes):
         pred_mask = read_mask(folder / "analysis" / "masks" / f"{f.stem}.png")
-        truth_shape = read_image(manifest.resolve(c.image))[0].shape[:2]
         if pred_mask.shape != truth_shape:
             pred_mask = resize(pred_mask.astype(np.float32), truth_shape, nearest=True) > 0.5
         save_png(pred_mask.astype(np.uint8) * 255, masks / f"{c.case_id}.png")
@@ -187,9 +187,7 @@ def main() -> None:
     args = ap.parse_args()
     names = ["control"] + [v for v in args.variants if v != "control"]
     manifest = load_manifest(args.manifest)
-    splits = load_splits(args.splits)
-    ids = set(splits.loc[splits["split"] == args.split, "case_id"].astype(str))
-    cases = [c for c in manifest.cases if c.case_id in ids]
+    cases = cases_in_split(manifest, load_splits(args.splits), args.split)
     clinical = clinical_table(cases)
     work = REPO / "work" / "bench" / f"robustness_{args.tag}"
     model = load_model(args.model)

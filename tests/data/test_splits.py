@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from osteolens.data.splits import assign_groups, link_groups, load_splits, split_manifest
+from osteolens.data.manifest import load_manifest
+from osteolens.data.splits import assign_groups, cases_in_split, link_groups, load_splits, split_manifest
 from osteolens.errors import SplitError
 
 
@@ -50,6 +51,19 @@ def test_kfold_and_centre_hold_out(btxrd_manifest, tmp_path):
     assert set(two.loc[two["split"] == "test", "centre"]) == {"2", "3"} and set(two.loc[two["split"] != "test", "centre"]) == {"1"}
     with pytest.raises(SplitError, match="centre '9' not in manifest"):
         split_manifest(btxrd_manifest, hold_out_centre="9", link_duplicates=False)
+
+
+def test_cases_in_split_follow_the_splits_file_in_manifest_order(btxrd_manifest, holdout, tmp_path):
+    manifest = load_manifest(btxrd_manifest)
+    table = load_splits(holdout.save(tmp_path / "splits.csv"))
+    test = cases_in_split(manifest, table, "test")
+    assert [c.case_id for c in test] == [c.case_id for c in manifest.cases
+                                         if c.case_id in set(table.loc[table["split"] == "test", "case_id"])]
+    assert len(test) == (holdout.table["split"] == "test").sum()
+    with pytest.raises(SplitError, match="no case of the manifest is in split 'tset'"):
+        cases_in_split(manifest, table, "tset")
+    with pytest.raises(SplitError, match="no 'split' column"):
+        cases_in_split(manifest, table.drop(columns="split"), "test")
 
 
 def test_link_groups_and_assign_groups_small():

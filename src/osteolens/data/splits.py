@@ -219,3 +219,18 @@ def load_splits(path: str | Path) -> pd.DataFrame:
     if "case_id" not in table.columns or not ({"split", "fold"} & set(table.columns)):
         raise SplitError(f"{path}: not a splits file (needs case_id and split or fold)")
     return table
+
+
+def cases_in_split(manifest: Manifest, splits: pd.DataFrame, split: str) -> list:
+    """The manifest's cases that ``splits`` (from :func:`load_splits`) puts in ``split``, in manifest order.
+
+    Raises:
+        SplitError: the splits table has no ``split`` column, or no case in ``split``.
+    """
+    if "split" not in splits.columns:
+        raise SplitError("the splits table has no 'split' column (a k-fold table names folds instead)")
+    ids = set(splits.loc[splits["split"] == split, "case_id"].astype(str))
+    cases = [c for c in manifest.cases if c.case_id in ids]
+    if not cases:
+        raise SplitError(f"no case of the manifest is in split {split!r}")
+    return cases

@@ -65,7 +65,7 @@ def jpeg_reencode(img: np.ndarray, quality: int) -> np.ndarray:
     """A uint8 grey image through lossy JPEG at ``quality`` (1-100) and back."""
     import cv2
 
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    _, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
 
 
