@@ -12,7 +12,9 @@ malignant and tumour AUC differences from the control.
 
 Nothing is chosen from these figures; they say how far the held-out figures can be trusted on
 images that differ from the training data in these ways. Storage variants that are lossless
-(``png16``, ``dicom_monochrome1_j2k``) must reproduce the control exactly.
+(``png16``, ``dicom_monochrome1_j2k``) must reproduce the control exactly. ``dicom_padded``
+frames the 12-bit DICOM in Pixel Padding Value, which analysis leaves out: it should match
+``dicom_monochrome1_j2k`` (the same 8-to-12-bit rounding), not lose what ``black_frame`` (the same frame in a PNG, where nothing marks it) costs.
 
 Usage:
     python benchmarks/radiograph_robustness.py --model osteolens-radiograph --tag holdout
@@ -85,6 +87,33 @@ def _dicom_monochrome1_j2k(grey: np.ndarray, path: Path) -> Path:
     return out
 
 
+PAD_PX = 32  # the padded frame of ``dicom_padded``, each side
+
+
+def _dicom_padded(grey: np.ndarray, path: Path) -> Path:
+    """12-bit DICOM (``osteolens dicom from-image``) inside a 32-px frame of Pixel Padding Value,
+    as a detector pads a collimated field to its full matrix; the padding is stored as the
+    highest 16-bit value, outside the image's range, where a reader ignoring it shows white."""
+    png = _png8(grey, path.with_name(path.name + "_src"))
+    out = path.with_suffix(".dcm")
+    image_to_dicom(png, out)
+    png.unlink()
+    ds = pydicom.dcmread(out)
+    stored = np.pad(ds.pixel_array.astype(np.uint16), PAD_PX, constant_values=65535)
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsStored, ds.HighBit = 16, 15
+    ds.add_new(0x00280120, "US", 65535)  # Pixel Padding Value
+    ds.PixelData = stored.tobytes()
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def _black_frame(grey: np.ndarray, path: Path) -> Path:
+    """8-bit PNG with a black 32-px border: an export that keeps the collimated edge, with no
+    padding attribute to say that the border is not image."""
+    return _png8(np.pad(grey, PAD_PX), path)
+
+
 def _resampled(factor: float) -> Callable[[np.ndarray, Path], Path]:
     def write(grey: np.ndarray, path: Path) -> Path:
         h, w = grey.shape
@@ -107,6 +136,8 @@ VARIANTS: dict[str, tuple[str, Callable[[np.ndarray, Path], Path]]] = {
     "control": ("8-bit PNG, no other change (the reference)", _png8),
     "png16": ("16-bit PNG, same values (lossless)", _png16),
     "dicom_monochrome1_j2k": ("DICOM, 12-bit MONOCHROME1, JPEG 2000 lossless (lossless)", _dicom_monochrome1_j2k),
+    "dicom_padded": ("DICOM, 12-bit, in a 32-px frame of Pixel Padding Value", _dicom_padded),
+    "black_frame": ("8-bit PNG in a 32-px black border (no padding attribute)", _black_frame),
     "jpeg_q75": ("JPEG, quality 75", _jpeg(75)),
     "jpeg_q40": ("JPEG, quality 40", _jpeg(40)),
     "half_resolution": ("half the pixels a side", _resampled(0.5)),
@@ -153,6 +184,8 @@ def run_variant(name: str, cases, manifest, work: Path, model, clinical: pd.Data
     masks.mkdir(exist_ok=True)
     for c, f, truth_shape in zip(cases, files, truth_shapes):
         pred_mask = read_mask(folder / "analysis" / "masks" / f"{f.stem}.png")
+        if name in ("dicom_padded", "black_frame"):
+            pred_mask = pred_mask[PAD_PX:-PAD_PX, PAD_PX:-PAD_PX]
         if pred_mask.shape != truth_shape:
             pred_mask = resize(pred_mask.astype(np.float32), truth_shape, nearest=True) > 0.5
         save_png(pred_mask.astype(np.uint8) * 255, masks / f"{c.case_id}.png")

@@ -216,3 +216,47 @@ def test_truncated_compressed_dicom_named_as_truncated(btxrd_dir, tmp_path):
     (tmp_path / "header.dcm").write_bytes(data[:600])  # cut before the pixel data starts
     with pytest.raises(ImageReadError, match=r"header\.dcm: DICOM has no pixel data \(Digital X-Ray .*cut short"):
         read_image(tmp_path / "header.dcm")
+
+
+def _framed(native, pad_value, border=24):
+    """``native`` inside a border of ``pad_value`` on the left and right, as a detector pads a
+    narrower field to its full matrix."""
+    out = np.full((native.shape[0], native.shape[1] + 2 * border), pad_value, dtype=np.uint16)
+    out[:, border:border + native.shape[1]] = native
+    return out
+
+
+def test_pixel_padding_is_left_out_of_the_range_and_shown_black(btxrd_dir, tmp_path):
+    native = _real_radiograph_12bit(btxrd_dir)  # 0..4095, stored in 16 bits
+    reference = to_unit_grey(*read_image(make_dicom(tmp_path / "native.dcm", native, BitsStored=16, HighBit=15)))
+    padded = make_dicom(tmp_path / "padded.dcm", _framed(native, 65535), BitsStored=16, HighBit=15,
+                        PixelPaddingValue=65535)
+    arr, props = read_image(padded)
+    grey = to_unit_grey(arr, props)
+    # without the padding rule the image would be squeezed into the darkest 1/16 of the range
+    # and framed in white; with it the radiograph is exactly the unpadded file's, framed in black
+    assert np.array_equal(grey[:, 24:-24], reference)
+    assert np.all(grey[:, :24] == 0) and np.all(grey[:, -24:] == 0)
+    assert any("padding" in note for note in props.notes)
+
+
+def test_pixel_padding_range_in_a_windowed_monochrome1_radiograph(btxrd_dir, tmp_path):
+    # stored 100..4095, dense as dark (MONOCHROME1); the padding is stored low, which this
+    # photometry would show white without the padding rule
+    native = 4095 - _real_radiograph_12bit(btxrd_dir).astype(np.int64) * 3995 // 4095
+    window = dict(WindowCenter=2048, WindowWidth=4096)
+    reference = to_unit_grey(*read_image(make_dicom(tmp_path / "native.dcm", native, "MONOCHROME1", **window)))
+    frame = _framed(native, 50)
+    frame[:, :3] = 0  # noise in the padding, covered by the range
+    padded = make_dicom(tmp_path / "padded.dcm", frame, "MONOCHROME1", PixelPaddingValue=50,
+                        PixelPaddingRangeLimit=0, **window)
+    grey = to_unit_grey(*read_image(padded))
+    assert np.array_equal(grey[:, 24:-24], reference)
+    assert np.all(grey[:, :24] == 0) and np.all(grey[:, -24:] == 0)
+    assert reference.max() > 0.9  # the real radiograph does reach white
+
+
+def test_a_file_of_padding_only_is_refused(tmp_path):
+    path = make_dicom(tmp_path / "empty.dcm", np.full((64, 64), 7), PixelPaddingValue=7)
+    with pytest.raises(ImageReadError, match="every pixel is padding"):
+        read_image(path)

@@ -69,6 +69,7 @@ class Analysis:
     box_scores: list = field(default_factory=list)
     subtype_probabilities: dict = field(default_factory=dict)
     spacing_mm: list | None = None
+    content_box: list | None = None
     clinical_missing: list = field(default_factory=list)
     seconds: float | None = None
     mask: np.ndarray | None = field(default=None, repr=False)
@@ -118,13 +119,17 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         clinical: optional ``{"age", "sex", "region", "view"}`` for models that use them.
 
     Returns:
-        The :class:`Analysis` (mask and saliency at the input's size).
+        The :class:`Analysis` (mask and saliency at the input's size). Where the reader found
+        the image inside a padded frame (``props.content_box``), the network reads only the
+        image, and the mask, saliency and boxes are placed back in the frame.
     """
     t0 = time.perf_counter()
     meta = model.metadata
     calib = meta["calibration"]
     size = model.image_size
-    grey = to_unit_grey(arr, props)
+    framed = to_unit_grey(arr, props)
+    x_off, y_off, x_end, y_end = props.content_box or (0, 0, framed.shape[1], framed.shape[0])
+    grey = framed[y_off:y_end, x_off:x_end]
     check_analysable(grey, props.path)
     h, w = grey.shape
     x = preprocess(grey, size)
@@ -167,6 +172,9 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     sal = saliency_map(cam, (h, w))
     area = int(mask.sum())
     spacing = props.spacing_mm
+    if grey.shape != framed.shape:
+        mask, sal, full_prob = (_in_frame(a, framed.shape, x_off, y_off) for a in (mask, sal, full_prob))
+        boxes = [(b[0] + x_off, b[1] + y_off, b[2] + x_off, b[3] + y_off) for b in boxes]
     return Analysis(
         image=Path(props.path).name, p_normal=float(probs[0]), p_benign=float(probs[1]), p_malignant=float(probs[2]),
         label=label, subtype=subtype, p_subtype=p_sub, uncertainty=uncertainty, lesion_area_px=area,
@@ -174,8 +182,16 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         boxes=[list(map(int, b)) for b in boxes], box_scores=scores,
         subtype_probabilities={n: round(float(p), 6) for n, p in zip(names, sub_probs)},
         spacing_mm=list(spacing) if spacing else None, clinical_missing=missing,
-        seconds=round(time.perf_counter() - t0, 4), mask=mask, saliency=sal, grey=grey, mask_probability=full_prob,
+        content_box=list(props.content_box) if props.content_box else None,
+        seconds=round(time.perf_counter() - t0, 4), mask=mask, saliency=sal, grey=framed, mask_probability=full_prob,
     )
+
+
+def _in_frame(a: np.ndarray, shape: tuple[int, int], x: int, y: int) -> np.ndarray:
+    """``a`` placed at column ``x``, row ``y`` of a zero array of ``shape``."""
+    out = np.zeros(shape, dtype=a.dtype)
+    out[y:y + a.shape[0], x:x + a.shape[1]] = a
+    return out
 
 
 def check_analysable(grey: np.ndarray, path: str | Path) -> None:

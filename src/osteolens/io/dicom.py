@@ -6,7 +6,12 @@ bright always means dense. Pixel spacing comes from Pixel Spacing (0028,0030) or
 projection radiographs without it, Imager Pixel Spacing (0018,1164) divided by the Estimated
 Radiographic Magnification Factor (0018,1114) when present. Presentation LUT Shape (2050,0020)
 is not read: the DX IOD ties it to the Photometric Interpretation, which is followed instead, as
-archives do where the two disagree. 'FOR PROCESSING' images (Presentation Intent Type) are
+archives do where the two disagree. Pixel Padding Value (0028,0120), with Pixel Padding Range
+Limit (0028,0121) when present, marks stored values that are not part of the image (borders
+padding a non-rectangular field to the rectangle): they are left out of the range used when the
+file has no VOI, and shown black, as PS3.3 C.7.5.1.1.2 intends. The array keeps the padded frame;
+``content_box`` in the properties says where the image inside it is, and analysis reads only that
+(masks and boxes stay in the file's own pixels). 'FOR PROCESSING' images (Presentation Intent Type) are
 refused: the model saw only processed, displayable radiographs. Compressed transfer syntaxes
 decode through pydicom's plugins (pylibjpeg, pyjpegls).
 """
@@ -33,7 +38,8 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         are ``(H, W, 3)`` RGB.
 
     Raises:
-        ImageReadError: unreadable, no pixel data, multi-frame or unsupported photometry.
+        ImageReadError: unreadable, no pixel data, multi-frame, unsupported photometry, or
+            nothing but padding.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -71,10 +77,12 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
 
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
     notes: list[str] = []
+    content_box = None
     bits = int(getattr(ds, "BitsStored", 8 * raw.dtype.itemsize))
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if raw.ndim != 2:
             raise ImageReadError(path, f"expected a 2-D grey image, pixel array has shape {raw.shape}")
+        padding = _padding_mask(ds, raw, path)
         arr = apply_modality_lut(raw, ds).astype(np.float64)
         if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
             notes.append("modality LUT / rescale applied")
@@ -86,11 +94,17 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
             low, high = _voi_output_range(ds, arr)
             notes.append("VOI LUT / window applied")
         else:
-            low, high = float(arr.min()), float(arr.max())
-            notes.append("no VOI in file: full pixel range used")
+            native = arr if padding is None else arr[~padding]
+            low, high = float(native.min()), float(native.max())
+            notes.append("no VOI in file: full pixel range used" + (" (padding excluded)" if padding is not None else ""))
         if photometric == "MONOCHROME1":
             arr = (high + low) - arr
             notes.append("MONOCHROME1 inverted")
+        if padding is not None:
+            arr[padding] = low
+            content_box = _content_box(~padding)
+            notes.append(f"{int(padding.sum())} padding pixels (Pixel Padding Value) shown black; "
+                         f"image inside x {content_box[0]}-{content_box[2]}, y {content_box[1]}-{content_box[3]}")
         photometric_out = "MONOCHROME2"
     elif photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"):
         if raw.ndim != 3 or raw.shape[-1] != 3:
@@ -116,6 +130,7 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         spacing_source=source,
         value_range=(float(low), float(high)),
         notes=notes + [f"source photometric {photometric}"],
+        content_box=content_box,
     )
     return arr, props
 
@@ -129,6 +144,32 @@ def read_dicom_spacing(path: str | Path) -> tuple[float, float] | None:
     except Exception:  # unreadable headers are reported by read_dicom_image, not here
         return None
     return _spacing(ds)[0]
+
+
+def _padding_mask(ds, raw: np.ndarray, path: Path) -> np.ndarray | None:
+    """Where the stored values are Pixel Padding Value (or within the padding range), or None.
+
+    None also when no pixel is padding. Raises when every pixel is: there is no image then.
+    """
+    if "PixelPaddingValue" not in ds:
+        return None
+    try:
+        value = int(ds.PixelPaddingValue)
+        limit = int(ds.PixelPaddingRangeLimit) if "PixelPaddingRangeLimit" in ds else value
+    except (TypeError, ValueError) as exc:
+        raise ImageReadError(path, f"unreadable Pixel Padding Value / Range Limit: {exc}") from exc
+    low, high = min(value, limit), max(value, limit)
+    padding = (raw >= low) & (raw <= high)
+    if padding.all():
+        span = str(value) if low == high else f"{low}..{high}"
+        raise ImageReadError(path, f"every pixel is padding (Pixel Padding Value {span}): no image to analyse")
+    return padding if padding.any() else None
+
+
+def _content_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)``, end-exclusive, of the True pixels of a 2-D mask (at least one)."""
+    rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def _voi_output_range(ds, arr: np.ndarray) -> tuple[float, float]:

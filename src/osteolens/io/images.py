@@ -56,6 +56,8 @@ class ImageProperties:
         value_range: ``(low, high)`` of the intensity scale the array lives on, used to map
             it to ``[0, 1]`` (the VOI window for DICOM, the dtype's range otherwise).
         notes: what was applied (rescale, VOI, inversion), for the record.
+        content_box: ``(x0, y0, x1, y1)`` (end-exclusive) of the pixels that are image, where a
+            DICOM's Pixel Padding Value frames it; ``None`` when the whole array is image.
     """
 
     path: str
@@ -69,6 +71,7 @@ class ImageProperties:
     spacing_source: str | None = None
     value_range: tuple[float, float] = (0.0, 255.0)
     notes: list[str] = field(default_factory=list)
+    content_box: tuple[int, int, int, int] | None = None
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""
