@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from osteolens import RESEARCH_NOTICE
 from osteolens.reporting.model_card import write_model_card
 
@@ -116,3 +118,16 @@ def test_model_card_shows_robustness_against_the_control_and_whose_figures_they_
     (tmp_path / "rob.json").write_text(json.dumps(rob))
     card = write_model_card(folder, accuracy=[], robustness=tmp_path / "rob.json").read_text()
     assert "(osteolens-radiograph 1.5.1, not this copy)" in card
+
+
+def test_robustness_runs_of_one_model_share_a_table_and_others_are_refused():
+    from osteolens.reporting.model_card import merge_robustness
+
+    def run(*names, sha="a" * 64):
+        return {"model": "m", "model_version": "1", "model_sha256": sha, "split": "test", "n_cases": 633,
+                "variants": [{"variant": n} for n in names]}
+
+    merged = merge_robustness([run("control", "jpeg_q75"), run("control", "black_frame", "dicom_padded")])
+    assert [v["variant"] for v in merged["variants"]] == ["control", "jpeg_q75", "black_frame", "dicom_padded"]
+    with pytest.raises(ValueError, match="different models"):
+        merge_robustness([run("control"), run("control", sha="b" * 64)])

@@ -44,6 +44,28 @@ def _paired(row: dict, task: str) -> str:
     return "" if not d else f"{d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})"
 
 
+def merge_robustness(records: list[dict]) -> dict:
+    """One robustness record from several runs of the same model on the same split: their variants
+    in order, each once (every run repeats the control, which is deterministic).
+
+    Raises:
+        ValueError: the runs scored different models, splits or numbers of cases.
+    """
+    first = records[0]
+    key = ("model_sha256", "split", "n_cases")
+    for other in records[1:]:
+        if any(other[k] != first[k] for k in key):
+            raise ValueError("robustness records of different models, splits or case counts cannot share a table: "
+                             f"{[first[k] for k in key]} vs {[other[k] for k in key]}")
+    seen, variants = set(), []
+    for rec in records:
+        for row in rec["variants"]:
+            if row["variant"] not in seen:
+                seen.add(row["variant"])
+                variants.append(row)
+    return {**first, "variants": variants}
+
+
 def robustness_section(rob: dict, meta: dict) -> list[str]:
     """The card's table of figures on the held-out images stored or processed differently."""
     who = "this model" if rob["model_sha256"] == meta["sha256"] else f"{rob['model']} {rob['model_version']}, not this copy"
@@ -63,7 +85,7 @@ def robustness_section(rob: dict, meta: dict) -> list[str]:
 
 def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
                      latency: list[str | Path] | None = None, notes: list[str] | None = None,
-                     robustness: str | Path | None = None) -> Path:
+                     robustness: str | Path | list[str | Path] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into a model folder.
 
     Args:
@@ -74,6 +96,7 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
         notes: extra limitation lines.
         robustness: ``radiograph_robustness_<tag>.json`` from ``benchmarks/radiograph_robustness.py``: the
             held-out images stored, resampled or processed differently, against an 8-bit PNG control.
+            Several runs of one model on one split make one table (see :func:`merge_robustness`).
     """
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / "metadata.json").read_text())
@@ -141,7 +164,8 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
             lines += ["", f"By subtype (tumour images; an image called normal gets no subtype; answering {common['subtype']} "
                       f"for every tumour would be right in {_fmt(common['share'])}):", "", *subtype_table(by_subtype)]
     if robustness:
-        lines += robustness_section(json.loads(Path(robustness).read_text()), meta)
+        paths = [robustness] if isinstance(robustness, (str, Path)) else list(robustness)
+        lines += robustness_section(merge_robustness([json.loads(Path(p).read_text()) for p in paths]), meta)
     for path in latency or []:
         lat = json.loads(Path(path).read_text())
         cpu = lat.get("cpu")
