@@ -25,6 +25,8 @@ from osteolens.evaluation.bootstrap import bootstrap_metric, group_bootstrap_wei
 from osteolens.evaluation.classification import macro_auc, roc_auc
 from osteolens.inference.analyze import analyze
 
+from btxrd_options import add_btxrd_options
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -44,9 +46,7 @@ def outputs(model, manifest, ids, folder):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="osteolens-radiograph")
-    ap.add_argument("--manifest", default=str(REPO / "work" / "btxrd" / "manifest.csv"))
-    ap.add_argument("--splits", default=str(REPO / "work" / "btxrd" / "splits.csv"))
+    add_btxrd_options(ap)
     args = ap.parse_args()
     manifest = load_manifest(args.manifest)
     splits = load_splits(args.splits)

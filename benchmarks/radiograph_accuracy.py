@@ -34,6 +34,8 @@ from osteolens.inference.analyze import analyze
 from osteolens.io.images import read_mask
 from osteolens.models.registry import load_model
 
+from btxrd_options import add_btxrd_options
+
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {
     "macro_auc": 0.93, "auc_tumour_vs_normal": 0.94, "auc_malignant": 0.96,
@@ -43,11 +45,7 @@ TARGETS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="osteolens-radiograph")
-    ap.add_argument("--manifest", default=str(REPO / "work" / "btxrd" / "manifest.csv"))
-    ap.add_argument("--splits", default=str(REPO / "work" / "btxrd" / "splits.csv"))
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--tag", default="holdout")
+    add_btxrd_options(ap, split="test", tag="holdout")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--clinical", choices=("true", "shuffled", "none"), default="true",

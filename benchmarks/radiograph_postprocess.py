@@ -43,6 +43,8 @@ from osteolens.io.images import read_image, read_mask
 from osteolens.models.registry import load_model, resolve_model
 from osteolens.transforms.preprocess import enlarged_size
 
+from btxrd_options import add_btxrd_options
+
 REPO = Path(__file__).resolve().parents[1]
 GRID = {"threshold": (0.05, 0.1, 0.2, 0.3, 0.4, 0.5), "closing": (0.0, 0.01, 0.02, 0.04),
         "min_fraction": (0.0, 0.1, 0.25, 0.5, 1.0), "fill_holes": (False, True),
@@ -127,9 +129,7 @@ def second_look_rows(model, cases, seed: MaskPostprocess, contexts, max_zoom: fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="osteolens-radiograph")
-    ap.add_argument("--manifest", default=str(REPO / "work" / "btxrd" / "manifest.csv"))
-    ap.add_argument("--splits", default=str(REPO / "work" / "btxrd" / "splits.csv"))
+    add_btxrd_options(ap)
     ap.add_argument("--write", default=None, help="folder for a copy of the model with the chosen post-processing")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--mask-sizes", type=int, nargs="+", default=None,

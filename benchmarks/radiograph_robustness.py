@@ -48,6 +48,8 @@ from osteolens.io.images import read_image, read_mask, save_png, to_unit_grey
 from osteolens.models.registry import load_model
 from osteolens.transforms.preprocess import resize
 
+from btxrd_options import add_btxrd_options
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -71,14 +73,20 @@ def _jpeg(quality: int) -> Callable[[np.ndarray, Path], Path]:
     return write
 
 
-def _dicom_monochrome1_j2k(grey: np.ndarray, path: Path) -> Path:
-    """Through ``osteolens dicom from-image`` (12-bit, full-range window), then stored the way
-    many CR systems do: MONOCHROME1 (high values dark) and JPEG 2000 lossless."""
+def _dicom_12bit(grey: np.ndarray, path: Path) -> tuple[pydicom.Dataset, Path]:
+    """The image through ``osteolens dicom from-image`` (12-bit, full-range window), read back
+    for a variant to restore, and the file it is to be saved as."""
     png = _png8(grey, path.with_name(path.name + "_src"))
     out = path.with_suffix(".dcm")
     image_to_dicom(png, out)
     png.unlink()
-    ds = pydicom.dcmread(out)
+    return pydicom.dcmread(out), out
+
+
+def _dicom_monochrome1_j2k(grey: np.ndarray, path: Path) -> Path:
+    """12-bit DICOM stored the way many CR systems do: MONOCHROME1 (high values dark) and
+    JPEG 2000 lossless."""
+    ds, out = _dicom_12bit(grey, path)
     stored = ds.pixel_array.astype(np.uint16)
     ds.PixelData = (4095 - stored).astype(np.uint16).tobytes()
     ds.PhotometricInterpretation = "MONOCHROME1"
@@ -87,18 +95,15 @@ def _dicom_monochrome1_j2k(grey: np.ndarray, path: Path) -> Path:
     return out
 
 
-PAD_PX = 32  # the padded frame of ``dicom_padded``, each side
+PAD_PX = 32  # the frame of ``dicom_padded`` and ``black_frame``, each side
+FRAMED = ("dicom_padded", "black_frame")  # their masks are scored inside the frame
 
 
 def _dicom_padded(grey: np.ndarray, path: Path) -> Path:
     """12-bit DICOM (``osteolens dicom from-image``) inside a 32-px frame of Pixel Padding Value,
     as a detector pads a collimated field to its full matrix; the padding is stored as the
     highest 16-bit value, outside the image's range, where a reader ignoring it shows white."""
-    png = _png8(grey, path.with_name(path.name + "_src"))
-    out = path.with_suffix(".dcm")
-    image_to_dicom(png, out)
-    png.unlink()
-    ds = pydicom.dcmread(out)
+    ds, out = _dicom_12bit(grey, path)
     stored = np.pad(ds.pixel_array.astype(np.uint16), PAD_PX, constant_values=65535)
     ds.Rows, ds.Columns = stored.shape
     ds.BitsStored, ds.HighBit = 16, 15
@@ -184,7 +189,7 @@ def run_variant(name: str, cases, manifest, work: Path, model, clinical: pd.Data
     masks.mkdir(exist_ok=True)
     for c, f, truth_shape in zip(cases, files, truth_shapes):
         pred_mask = read_mask(folder / "analysis" / "masks" / f"{f.stem}.png")
-        if name in ("dicom_padded", "black_frame"):
+        if name in FRAMED:
             pred_mask = pred_mask[PAD_PX:-PAD_PX, PAD_PX:-PAD_PX]
         if pred_mask.shape != truth_shape:
             pred_mask = resize(pred_mask.astype(np.float32), truth_shape, nearest=True) > 0.5
@@ -209,11 +214,7 @@ def run_variant(name: str, cases, manifest, work: Path, model, clinical: pd.Data
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="osteolens-radiograph")
-    ap.add_argument("--manifest", default=str(REPO / "work" / "btxrd" / "manifest.csv"))
-    ap.add_argument("--splits", default=str(REPO / "work" / "btxrd" / "splits.csv"))
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--tag", default="holdout")
+    add_btxrd_options(ap, split="test", tag="holdout")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--n-boot", type=int, default=1000)
