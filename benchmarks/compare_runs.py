@@ -35,7 +35,6 @@ from osteolens.errors import OsteolensError
 from osteolens.explain.saliency import pointing_game_hit, saliency_map
 from osteolens.models.export import load_run
 from osteolens.training import calibration as cal
-from osteolens.training.cache import load_cached
 from osteolens.training.trainer import predict_cached, split_indices
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +44,7 @@ METRICS = ("macro_auc", "auc_tumour", "auc_malignant", "dice", "pointing_game")
 def validation_cases(run: Path, device: str = "cpu") -> dict:
     """Per-case validation results of one run: labels, groups, probabilities, Dice and pointing hits."""
     cfg, calib, _, model = load_run(run)
-    data = load_cached(cfg.manifest, cfg.image_size, cfg.cache_folder)
+    data = cfg.cached()
     _, val = split_indices(cfg, data.case_ids)
     va = data.take(val)
     model.to(device)

@@ -48,16 +48,18 @@ def run_plan(plan: dict, root: Path, manifest: Path, splits: Path, device: str) 
     base.update({"manifest": str(manifest.resolve()), "splits": str(splits.resolve()), "device": device,
                  "threads": 1, "max_minutes": 1000}, **plan.get("base", {}))
     (root / "configs").mkdir(parents=True, exist_ok=True)
-    from osteolens.training.cache import load_cached
     from osteolens.training.config import TrainConfig
 
-    first = TrainConfig(**base)
-    load_cached(first.manifest, first.image_size, first.cache_folder)  # built once, before the runs share it
-    procs = {}
+    configs = {}
     for name, change in plan["runs"].items():
         cfg = {**base, **change}
         if "augment" in change:
             cfg["augment"] = {**base.get("augment", {}), **change["augment"]}
+        configs[name] = cfg
+    for crop in {cfg.get("crop_uniform_border") for cfg in configs.values()}:
+        TrainConfig(**{**base, "crop_uniform_border": crop}).cached()  # each cache built once, before the runs share it
+    procs = {}
+    for name, cfg in configs.items():
         path = root / "configs" / f"{name}.json"
         path.write_text(json.dumps(cfg, indent=2) + "\n")
         code = ("from osteolens.training.config import load_config; from osteolens.training.trainer import train; "

@@ -280,6 +280,31 @@ def quantize(
 
 
 @app.command()
+def recalibrate(
+    model: str = typer.Argument(..., help="Registered name or folder of a radiograph model."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write (model.onnx + metadata.json)."),
+    crop_border: Optional[float] = typer.Option(
+        None, "--crop-border", min=0.0, max=0.99,
+        help="Cut flat image borders (rows/columns spanning at most this much of the [0, 1] grey range) before the "
+             "network reads the image. Default: as the source model does."),
+    no_crop: bool = typer.Option(False, "--no-crop", help="Read whole images (no border crop)."),
+    version: Optional[str] = typer.Option(None, help="Version of the copy (default: the source's)."),
+    manifest: Optional[Path] = typer.Option(None, help="The model's training manifest (default: from its metadata)."),
+    splits: Optional[Path] = typer.Option(None, help="The split file it was trained with (default: from its metadata)."),
+) -> None:
+    """Copy a model with its calibration fitted again on its validation split (optionally a new border crop)."""
+    from osteolens.models.recalibrate import recalibrate_model
+
+    if no_crop and crop_border is not None:
+        raise OsteolensError("--crop-border and --no-crop contradict each other; give one")
+    crop = {"crop_uniform_border": None} if no_crop else ({"crop_uniform_border": crop_border} if crop_border is not None else {})
+    meta = recalibrate_model(model, out, version=version, manifest=manifest, splits=splits, **crop)
+    figures = meta["recalibration"]["validation"]["figures"]
+    console.print(f"wrote {out}/metadata.json ({meta['name']} {meta['version']}); validation source -> copy: "
+                  + ", ".join(f"{k} {v['source']:.3f} -> {v['copy']:.3f}" for k, v in figures.items()))
+
+
+@app.command()
 def models() -> None:
     """List the models shipped with osteolens (checksums verified)."""
     from osteolens.models.registry import list_models, resolve_model

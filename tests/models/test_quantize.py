@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import numpy as np
 import onnx
@@ -11,20 +10,7 @@ from osteolens.models.quantize import COMPARED, predict_onnx, quantize_model
 from osteolens.models.registry import load_model
 from osteolens.reporting.model_card import write_model_card
 from osteolens.training.cache import load_cached
-
-
-PP = {"threshold": 0.3, "closing": 0.01, "min_fraction": 0.0, "fill_holes": False, "min_component": 0.0}
-
-
-@pytest.fixture(scope="module")
-def tiny_source(tiny_model, tmp_path_factory):
-    """The tiny model with mask post-processing recorded, as a shipped model has."""
-    folder = tmp_path_factory.mktemp("source") / "tiny"
-    shutil.copytree(tiny_model, folder)
-    meta = json.loads((folder / "metadata.json").read_text())
-    meta["calibration"].update(mask_postprocess=PP, val_mask_postprocess={"dice_mean_tumour": 0.5, "ap50": 0.3})
-    (folder / "metadata.json").write_text(json.dumps(meta))
-    return folder
+from tests.models.conftest import PP
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +99,7 @@ def test_shipped_int8_model_is_a_copy_of_the_shipped_default_and_agrees_with_it(
 
     fp32, int8 = load_model("osteolens-radiograph", threads=1), load_model("osteolens-radiograph-int8", threads=1)
     assert int8.metadata["quantization"]["source_model"]["sha256"] == fp32.metadata["sha256"]
+    assert int8.metadata["preprocessing"]["crop_uniform_border"] == fp32.metadata["preprocessing"]["crop_uniform_border"]
     assert (int8.folder / "model.onnx").stat().st_size < 0.35 * (fp32.folder / "model.onnx").stat().st_size
     assert (int8.folder / "MODEL_CARD.md").is_file()
     clinical = {"age": 52, "sex": "M", "region": "lower limb", "view": "frontal"}

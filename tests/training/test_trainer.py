@@ -81,6 +81,30 @@ def test_cache_holds_real_pixels(tiny_dataset):
     assert set(data.labels.tolist()) == {0, 1, 2} and (data.subtypes[data.labels > 0] >= 0).all()
 
 
+def test_a_config_that_crops_flat_borders_caches_the_box_inside_them(tiny_config, tiny_dataset):
+    """``crop_uniform_border``: each image and its mask cut to the box inside its flat border, then resized."""
+    from osteolens.data.manifest import load_manifest
+    from osteolens.io.images import read_image, read_mask, to_unit_grey
+    from osteolens.transforms.preprocess import resize, to_uint8, uniform_border_box
+
+    whole = tiny_config.cached()
+    cut = tiny_config.model_copy(update={"crop_uniform_border": 1.5 / 255}).cached()
+    cases = load_manifest(tiny_dataset / "manifest.csv").cases
+    boxes = [uniform_border_box(to_unit_grey(*read_image(c.image)), 1.5 / 255) for c in cases]
+    framed = [i for i, b in enumerate(boxes) if b is not None]
+    assert 5 <= len(framed) < len(cases)  # BTXRD: about 4 in 10 images have a flat border
+    same = [i for i, b in enumerate(boxes) if b is None]
+    assert np.array_equal(cut.images[same], whole.images[same]) and np.array_equal(cut.masks[same], whole.masks[same])
+    assert not np.array_equal(cut.images[framed], whole.images[framed])
+    i = next(k for k in framed if cases[k].label != "normal")
+    x0, y0, x1, y1 = boxes[i]
+    unit = to_unit_grey(*read_image(cases[i].image))
+    assert np.array_equal(cut.images[i], to_uint8(resize(unit[y0:y1, x0:x1], 64)))
+    mask = read_mask(cases[i].mask).astype(np.uint8)
+    assert mask[y0:y1, x0:x1].sum() == mask.sum()  # the lesion lies inside the box
+    assert np.array_equal(cut.masks[i], resize(mask[y0:y1, x0:x1], 64, nearest=True))
+
+
 def test_augment_keeps_image_and_mask_aligned():
     aug = RadiographAugment(AugmentConfig(hflip=1.0, rotate_deg=0, scale=0, translate=0, brightness=0, contrast=0, gamma=0, clahe=0), seed=0)
     img = np.zeros((1, 32, 32), np.uint8)

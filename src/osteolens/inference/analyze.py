@@ -34,7 +34,7 @@ from osteolens.explain.saliency import saliency_map
 from osteolens.io.images import ImageProperties, read_image, save_png, to_unit_grey
 from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
 from osteolens.training.calibration import normalised_entropy, softmax
-from osteolens.transforms.preprocess import preprocess, resize
+from osteolens.transforms.preprocess import network_box, preprocess, resize
 
 PREDICTION_COLUMNS = (
     "image", "status", "error", "p_normal", "p_benign", "p_malignant", "label", "subtype", "p_subtype",
@@ -120,15 +120,18 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
 
     Returns:
         The :class:`Analysis` (mask and saliency at the input's size). Where the reader found
-        the image inside a padded frame (``props.content_box``), the network reads only the
-        image, and the mask, saliency and boxes are placed back in the frame.
+        the image inside a padded frame (``props.content_box``), or the model's preprocessing
+        crops flat borders (``crop_uniform_border``) and the image has one, the network reads
+        only the box inside, and the mask, saliency and boxes are placed back in the frame
+        (``Analysis.content_box`` records the box).
     """
     t0 = time.perf_counter()
     meta = model.metadata
     calib = meta["calibration"]
     size = model.image_size
     framed = to_unit_grey(arr, props)
-    x_off, y_off, x_end, y_end = props.content_box or (0, 0, framed.shape[1], framed.shape[0])
+    box = network_box(framed, props.content_box, meta["preprocessing"].get("crop_uniform_border"))
+    x_off, y_off, x_end, y_end = box or (0, 0, framed.shape[1], framed.shape[0])
     grey = framed[y_off:y_end, x_off:x_end]
     check_analysable(grey, props.path)
     h, w = grey.shape
@@ -182,7 +185,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         boxes=[list(map(int, b)) for b in boxes], box_scores=scores,
         subtype_probabilities={n: round(float(p), 6) for n, p in zip(names, sub_probs)},
         spacing_mm=list(spacing) if spacing else None, clinical_missing=missing,
-        content_box=list(props.content_box) if props.content_box else None,
+        content_box=list(box) if box else None,
         seconds=round(time.perf_counter() - t0, 4), mask=mask, saliency=sal, grey=framed, mask_probability=full_prob,
     )
 

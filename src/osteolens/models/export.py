@@ -22,7 +22,7 @@ from osteolens.checksums import sha256_file
 from osteolens.data.clinical import CLINICAL_FEATURES, N_CLINICAL
 from osteolens.data.manifest import LABELS
 from osteolens.errors import OsteolensError
-from osteolens.training.cache import SUBTYPE_NAMES, load_cached
+from osteolens.training.cache import SUBTYPE_NAMES
 from osteolens.training.config import TrainConfig
 from osteolens.transforms.preprocess import IMAGENET_MEAN, IMAGENET_STD, enlarged_size
 
@@ -138,7 +138,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
     # equivalence on real validation images
     from osteolens.training.trainer import split_indices, to_input
 
-    data = load_cached(cfg.manifest, size, cfg.cache_folder)
+    data = cfg.cached()
     _, val_idx = split_indices(cfg, data.case_ids)
     idx = val_idx[:check_images]
     x = to_input(torch.from_numpy(data.images[idx]).float().div(255).unsqueeze(1)).contiguous()
@@ -175,6 +175,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
             "channels": "grey replicated to 3",
             "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD),
+            **({"crop_uniform_border": cfg.crop_uniform_border} if cfg.crop_uniform_border is not None else {}),
         },
         "clinical": {"used": bool(n_clin), "features": list(CLINICAL_FEATURES) if n_clin else [],
                      "note": "anatomical site is not used: in BTXRD it is annotated only for tumour images"},

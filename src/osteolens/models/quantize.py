@@ -8,7 +8,8 @@ osteolens-radiograph 1.5.1 and no speed (``docs/radiograph_model.md``).
 
 Quantization moves the logits, so the copy is calibrated again on the source model's validation
 split (temperature, malignant and uncertainty thresholds: the same code as training,
-:func:`osteolens.training.trainer.calibration_from_predictions`), and both models are scored on
+:func:`osteolens.training.trainer.calibration_from_predictions`, on images prepared as the source prepares
+them), and both models are scored on
 those images. The copy is refused when it loses more than ``max_auc_drop`` of any AUC or
 ``max_dice_drop`` of Dice there. Mask post-processing is kept from the source; re-choose it with
 ``benchmarks/radiograph_postprocess.py --write``.
@@ -32,45 +33,18 @@ import numpy as np
 from osteolens import __version__
 from osteolens.checksums import sha256_file
 from osteolens.errors import OsteolensError
-from osteolens.models.registry import LoadedModel, load_model
-from osteolens.transforms.preprocess import normalise
+from osteolens.models.registry import load_model
+from osteolens.models.recalibrate import COMPARED, flip_batches, predict_onnx, training_data
 
 #: node-name parts of the layers kept in float32 (see the module docstring)
 KEEP_FLOAT = ("/encoder/stem", "/encoder/blocks.0/", "/encoder/blocks.1/", "/encoder/blocks.2/", "/encoder/blocks.3/")
-#: validation figures compared between the float32 source and the int8 copy
-COMPARED = ("val_macro_auc", "val_auc_tumour", "val_auc_malignant", "val_dice", "ece_after")
-
-
-def _flip_batches(images_u8: np.ndarray, clinical: np.ndarray | None, batch_size: int):
-    """``(n, images, clinical)`` per batch: ``n`` network inputs followed by their left-right flips, as inference runs them."""
-    for start in range(0, len(images_u8), batch_size):
-        x = normalise(images_u8[start:start + batch_size].astype(np.float32) / 255.0)
-        c = None if clinical is None else np.concatenate([clinical[start:start + batch_size]] * 2).astype(np.float32)
-        yield len(x), np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])), c
-
-
-def predict_onnx(model: LoadedModel, images_u8: np.ndarray, clinical: np.ndarray | None, batch_size: int = 16) -> dict:
-    """Flip-TTA predictions of an ONNX model on cached images, as the trainer's ``predict_cached`` gives them.
-
-    Returns ``class_logits``, ``subtype_logits``, ``mask_prob`` ``(N, S, S)`` and ``cam``, each the
-    mean over the image and its left-right flip (flipped back).
-    """
-    outs: dict[str, list] = {"class_logits": [], "subtype_logits": [], "mask_prob": [], "cam": []}
-    for n, images, c in _flip_batches(images_u8, clinical, batch_size):
-        o = model.run(images, c)
-        mask = 1 / (1 + np.exp(-o["mask_logits"][:, 0]))
-        outs["class_logits"].append((o["class_logits"][:n] + o["class_logits"][n:]) / 2)
-        outs["subtype_logits"].append((o["subtype_logits"][:n] + o["subtype_logits"][n:]) / 2)
-        outs["mask_prob"].append((mask[:n] + mask[n:, :, ::-1]) / 2)
-        outs["cam"].append((o["cam"][:n] + o["cam"][n:, :, :, ::-1]) / 2)
-    return {k: np.concatenate(v) for k, v in outs.items()}
 
 
 class _CalibrationReader:
     """Feeds ONNX Runtime's calibrator flip-TTA batches of training images (what inference runs), one at a time."""
 
     def __init__(self, images_u8: np.ndarray, clinical: np.ndarray | None, batch_size: int = 8):
-        self._batches = _flip_batches(images_u8, clinical, batch_size)
+        self._batches = flip_batches(images_u8, clinical, batch_size)
 
     def get_next(self):
         batch = next(self._batches, None)
@@ -78,22 +52,6 @@ class _CalibrationReader:
             return None
         _, images, c = batch
         return {"image": images, **({"clinical": c} if c is not None else {})}
-
-
-def _config_and_data(meta: dict, manifest: str | Path | None, splits: str | Path | None):
-    """The source's training config (paths overridden) and its cached images, checked against its split."""
-    from osteolens.training.cache import load_cached
-    from osteolens.training.config import TrainConfig
-
-    tr = meta["training"]
-    cfg = TrainConfig(**{**tr["config"], "manifest": manifest or tr["manifest"], "splits": splits or tr["splits"]})
-    for label, path in (("manifest", cfg.manifest), ("splits", cfg.splits)):
-        if not Path(path).is_file():
-            raise OsteolensError(f"{path}: {label} of the model's training data not found; pass --{label}")
-    if sha256_file(cfg.splits) != tr.get("splits_sha256"):
-        raise OsteolensError(f"{cfg.splits}: not the split file {meta['name']} was trained with (sha256 differs); "
-                             "calibrating on another validation split could use its training images")
-    return cfg, load_cached(cfg.manifest, cfg.image_size, cfg.cache_folder)
 
 
 def quantize_model(model: str | Path, out_dir: str | Path, manifest: str | Path | None = None,
@@ -128,7 +86,7 @@ def quantize_model(model: str | Path, out_dir: str | Path, manifest: str | Path 
     meta = json.loads(json.dumps(source.metadata))
     if "quantization" in meta:
         raise OsteolensError(f"{source.folder}: already quantized; quantize the float32 model")
-    cfg, data = _config_and_data(meta, manifest, splits)
+    cfg, data = training_data(meta, manifest, splits)
     train_idx, val_idx = split_indices(cfg, data.case_ids)
     rng = np.random.default_rng(seed)
     calib_idx = np.sort(rng.choice(train_idx, min(n_calibration, len(train_idx)), replace=False))

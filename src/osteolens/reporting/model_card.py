@@ -25,6 +25,24 @@ def _onnx_line(meta: dict) -> str:
             f"where float32 -> int8: {figures}.")
 
 
+def _preparation_lines(meta: dict) -> list[str]:
+    """How images are cut before the network reads them, and the recalibration that came with a change of it."""
+    crop = meta["preprocessing"].get("crop_uniform_border")
+    lines = [] if crop is None else [
+        f"- Flat borders are cut before the network reads the image: edge rows and columns whose grey spans at most "
+        f"{255 * crop:.1f} of 255 levels (a black letterbox, a collimated field saved without its padding attribute); "
+        "a DICOM's Pixel Padding Value frame is cut first. The box read is `content_box` in each image's JSON."]
+    rec = meta.get("recalibration")
+    if rec:
+        src, val = rec["source_model"], rec["validation"]
+        figures = ", ".join(f"{k.removeprefix('val_').replace('_', ' ')} {v['source']:.3f} -> {v['copy']:.3f}"
+                            for k, v in val["figures"].items())
+        lines.append(f"- The network of {src['name']} {src['version']}, calibrated again on the {val['n_images']} validation "
+                     f"images prepared this way ({', '.join(rec['kept_from_source'])} kept from the source), where source -> "
+                     f"this model: {figures}.")
+    return lines
+
+
 def _chosen(cal: dict) -> str:
     vp = cal.get("val_mask_postprocess")
     if vp is None:
@@ -119,6 +137,7 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
         f"- Input {meta['preprocessing']['image_size']} x {meta['preprocessing']['image_size']} grey; clinical inputs: "
         f"{', '.join(meta['clinical']['features']) or 'none'} ({meta['clinical']['note']}).",
         _onnx_line(meta),
+        *_preparation_lines(meta),
         f"- Calibration on the validation split: temperature {cal['temperature']:.3f} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f});",
         f"  malignant threshold {cal['malignant_threshold']:.4f} (validation sensitivity {cal['val_malignant_sensitivity']:.3f}, specificity {cal['val_malignant_specificity']:.3f});",
         f"  'indeterminate' above uncertainty {cal['uncertainty_threshold']:.3f} (the {100 * cal['referral_rate']:.0f}% most uncertain validation cases);",

@@ -1,7 +1,10 @@
 """Preprocessed images cached once, so that training epochs read memory, not files.
 
 The cache holds every case of a manifest as uint8 ``size x size`` grey images and masks, plus
-the encoded clinical vectors, in one ``.npz`` keyed by the manifest's content and the size.
+the encoded clinical vectors, in one ``.npz`` keyed by the manifest's content, the size and
+the uniform-border crop (``crop_tolerance``: each image, and its mask, cut to the box inside its
+flat border before resizing, as :func:`osteolens.inference.analyze.analyze_image` does for a model
+whose preprocessing asks for it).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from osteolens.data.clinical import encode_clinical
 from osteolens.data.manifest import LABELS, SUBTYPES, Manifest, load_manifest
 from osteolens.errors import OsteolensError
 from osteolens.io.images import read_image, read_mask, to_unit_grey
-from osteolens.transforms.preprocess import resize, to_uint8
+from osteolens.transforms.preprocess import network_box, resize, to_uint8
 
 SUBTYPE_NAMES = tuple(SUBTYPES)
 
@@ -38,18 +41,21 @@ class CachedData:
         return CachedData(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
 
 
-def _one(manifest: Manifest, case, size: int):
+def _one(manifest: Manifest, case, size: int, crop_tolerance: float | None):
     arr, props = read_image(manifest.resolve(case.image))
-    grey = to_uint8(resize(to_unit_grey(arr, props), size))
+    unit = to_unit_grey(arr, props)
+    x0, y0, x1, y1 = network_box(unit, props.content_box, crop_tolerance) or (0, 0, unit.shape[1], unit.shape[0])
+    grey = to_uint8(resize(unit[y0:y1, x0:x1], size))
     if case.mask:
         m = read_mask(manifest.resolve(case.mask), expected_shape=arr.shape[:2]).astype(np.uint8)
-        m = resize(m, size, nearest=True)
+        m = resize(m[y0:y1, x0:x1], size, nearest=True)
     else:
         m = np.zeros((size, size), np.uint8)
     return grey, m
 
 
-def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, progress=None) -> CachedData:
+def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, progress=None,
+                crop_tolerance: float | None = None) -> CachedData:
     """Load (building on first use) the cache of a manifest at ``size``.
 
     Args:
@@ -57,6 +63,9 @@ def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, pro
         size: square size of the cached images.
         cache_dir: folder of cache files.
         progress: optional ``progress(done, total)`` callback while building.
+        crop_tolerance: cut each image and its mask to the box inside a flat border (rows and
+            columns spanning at most this much grey, :func:`~osteolens.transforms.preprocess.uniform_border_box`);
+            ``None``: keep the whole image.
 
     Returns:
         The cached arrays.
@@ -66,7 +75,8 @@ def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, pro
     """
     manifest_path = Path(manifest_path)
     manifest = load_manifest(manifest_path)
-    key = hashlib.sha256(manifest_path.read_bytes() + str(manifest.root).encode() + f"|{size}|v1".encode()).hexdigest()[:16]
+    key = hashlib.sha256(manifest_path.read_bytes() + str(manifest.root).encode() + f"|{size}|v2".encode()
+                         + (b"" if crop_tolerance is None else f"|crop{crop_tolerance!r}".encode())).hexdigest()[:16]
     cache_dir = Path(cache_dir)
     path = cache_dir / f"cache_{key}_{size}.npz"
     if path.is_file():
@@ -76,7 +86,7 @@ def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, pro
     out_img = np.zeros((len(cases), size, size), np.uint8)
     out_mask = np.zeros((len(cases), size, size), np.uint8)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(_one, manifest, c, size) for c in cases]
+        futures = [pool.submit(_one, manifest, c, size, crop_tolerance) for c in cases]
         for i, fut in enumerate(futures):
             try:
                 out_img[i], out_mask[i] = fut.result()

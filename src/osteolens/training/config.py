@@ -30,6 +30,11 @@ class TrainConfig(BaseModel):
     model_name: str = "osteolens-radiograph"
     image_size: int = 256
     clinical: bool = True
+    crop_uniform_border: float | None = Field(
+        None, ge=0.0, lt=1.0, description="cut every image (and its mask) to the box inside its flat border before "
+        "resizing: edge rows and columns whose grey spans at most this much of [0, 1] (a black letterbox, a collimated "
+        "field saved without its DICOM padding attribute); the exported model asks analysis to do the same. None: "
+        "keep whole images")
     epochs: int = 30
     max_minutes: float = 55.0
     fit_epochs_to_budget: bool = Field(
@@ -99,6 +104,12 @@ class TrainConfig(BaseModel):
     def cache_folder(self) -> Path:
         """Where the preprocessed images are cached: ``cache_dir``, or ``.osteolens_cache`` beside the manifest."""
         return self.cache_dir or (Path(self.manifest).parent / ".osteolens_cache")
+
+    def cached(self, progress=None):
+        """The manifest's images and masks as this run sees them (:func:`~osteolens.training.cache.load_cached`)."""
+        from osteolens.training.cache import load_cached
+
+        return load_cached(self.manifest, self.image_size, self.cache_folder, progress, self.crop_uniform_border)
 
     def resolved(self, base: Path) -> "TrainConfig":
         """A copy with relative paths made absolute against ``base``."""

@@ -26,7 +26,6 @@ from osteolens.evaluation.calibration import expected_calibration_error
 from osteolens.evaluation.classification import macro_auc, roc_auc
 from osteolens.models.multitask import RadiographNet
 from osteolens.training import calibration as cal
-from osteolens.training.cache import load_cached
 from osteolens.training.config import TrainConfig
 from osteolens.training.losses import multitask_loss
 from osteolens.transforms.augment import RadiographAugment
@@ -202,7 +201,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     started = time.perf_counter()
-    data = load_cached(cfg.manifest, cfg.image_size, cfg.cache_folder)
+    data = cfg.cached()
     train_idx, val_idx = split_indices(cfg, data.case_ids)
     tr, va = data.take(train_idx), data.take(val_idx)
     model = build_model(cfg).to(device)

@@ -60,3 +60,72 @@ def preprocess(grey01: np.ndarray, size: int) -> np.ndarray:
     """
     small = to_uint8(resize(grey01.astype(np.float32), size)).astype(np.float32) / 255.0
     return normalise(small)
+
+
+def uniform_border_box(grey01: np.ndarray, tolerance: float = 1.5 / 255, min_keep: float = 0.5) -> tuple[int, int, int, int] | None:
+    """The box inside an image's uniform border: edge rows and columns of one flat grey.
+
+    A row (column) is uniform when its values span at most ``tolerance`` (on the ``[0, 1]``
+    scale). The border on each side is the run of uniform rows or columns from that edge;
+    what lies inside is the image. An export that letterboxes a radiograph in black, or a
+    collimated field saved without its DICOM padding attribute, has such a border and nothing
+    says it is not image.
+
+    Args:
+        grey01: 2-D image in ``[0, 1]``.
+        tolerance: the largest span of grey values a uniform row or column may have.
+        min_keep: if less than this share of either side would remain, the image is too flat
+            to tell border from image and ``None`` is returned.
+
+    Returns:
+        ``(x0, y0, x1, y1)`` end-exclusive, or ``None`` when there is no border to crop (or the
+        image is too flat to tell).
+
+    Example:
+        >>> g = np.zeros((10, 12), np.float32); g[2:9, 3:10] = np.linspace(0.2, 0.8, 7)[:, None]
+        >>> uniform_border_box(g)
+        (3, 2, 10, 9)
+        >>> uniform_border_box(np.random.default_rng(0).random((8, 8))) is None
+        True
+    """
+    h, w = grey01.shape
+    edges = (grey01[0], grey01[-1], grey01[:, 0], grey01[:, -1])
+    if not any(np.ptp(edge) <= tolerance for edge in edges):  # most images: no border, no full pass
+        return None
+    flat_rows = np.ptp(grey01, axis=1) <= tolerance
+    flat_cols = np.ptp(grey01, axis=0) <= tolerance
+
+    def run(flags: np.ndarray) -> int:
+        return len(flags) if flags.all() else int(np.argmin(flags))
+
+    top, bottom, left, right = run(flat_rows), run(flat_rows[::-1]), run(flat_cols), run(flat_cols[::-1])
+    if top + bottom + left + right == 0:
+        return None
+    x0, y0, x1, y1 = left, top, w - right, h - bottom
+    if x1 - x0 < min_keep * w or y1 - y0 < min_keep * h:
+        return None
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def network_box(grey01: np.ndarray, marked: tuple[int, int, int, int] | None,
+                crop_tolerance: float | None) -> tuple[int, int, int, int] | None:
+    """The part of an image the network reads, ``(x0, y0, x1, y1)``, or ``None`` for all of it.
+
+    First the box a reader found marked as image (a DICOM's Pixel Padding Value frame); then,
+    for a model whose preprocessing crops flat borders (``crop_tolerance``), the box inside such a
+    border within it (:func:`uniform_border_box`), so that a radiograph reads the same whether or
+    not a padded frame surrounds it. Training's cache and analysis both use it.
+
+    Example:
+        >>> g = np.zeros((12, 12), np.float32); g[3:9, 4:10] = np.linspace(0.2, 0.8, 6)
+        >>> network_box(g, (1, 1, 11, 11), None), network_box(g, (1, 1, 11, 11), 0.01), network_box(g, None, None)
+        ((1, 1, 11, 11), (4, 3, 10, 9), None)
+    """
+    h, w = grey01.shape
+    x0, y0, x1, y1 = marked if marked is not None else (0, 0, w, h)
+    if crop_tolerance is not None:
+        inner = uniform_border_box(grey01[y0:y1, x0:x1], crop_tolerance)
+        if inner is not None:
+            x0, y0, x1, y1 = x0 + inner[0], y0 + inner[1], x0 + inner[2], y0 + inner[3]
+    box = (int(x0), int(y0), int(x1), int(y1))
+    return None if box == (0, 0, w, h) else box
