@@ -297,7 +297,7 @@ def recalibrate(
 
     if no_crop and crop_border is not None:
         raise OsteolensError("--crop-border and --no-crop contradict each other; give one")
-    crop = {"crop_uniform_border": None} if no_crop else ({"crop_uniform_border": crop_border} if crop_border is not None else {})
+    crop = {} if not no_crop and crop_border is None else {"crop_uniform_border": crop_border}  # {}: the source's
     meta = recalibrate_model(model, out, version=version, manifest=manifest, splits=splits, **crop)
     figures = meta["recalibration"]["validation"]["figures"]
     console.print(f"wrote {out}/metadata.json ({meta['name']} {meta['version']}); validation source -> copy: "

@@ -122,16 +122,16 @@ def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_borde
     meta = json.loads(json.dumps(source.metadata))
     own_crop = meta["preprocessing"].get("crop_uniform_border")
     crop = own_crop if crop_uniform_border is _SOURCE else crop_uniform_border
-    figures, calibrations, n_val = {}, {}, None
-    for who, tolerance in (("source", own_crop), ("copy", crop)):
+    by_tolerance = {}  # one prediction per preparation: the same one twice when the crop does not change
+    for tolerance in dict.fromkeys((own_crop, crop)):
         cfg, data = training_data(meta, manifest, splits, tolerance)
         _, val_idx = split_indices(cfg, data.case_ids)
         clinical = data.clinical[val_idx] if source.uses_clinical else None
         pred = predict_onnx(source, data.images[val_idx], clinical)
-        calibrations[who] = calibration_from_predictions(pred, data.labels[val_idx], data.masks[val_idx], cfg)
-        n_val = int(len(val_idx))
-    figures = {k: {"source": round(calibrations["source"][k], 4), "copy": round(calibrations["copy"][k], 4),
-                   "change": round(calibrations["copy"][k] - calibrations["source"][k], 4)} for k in COMPARED}
+        by_tolerance[tolerance] = calibration_from_predictions(pred, data.labels[val_idx], data.masks[val_idx], cfg)
+    before, after = by_tolerance[own_crop], by_tolerance[crop]
+    figures = {k: {"source": round(before[k], 4), "copy": round(after[k], 4), "change": round(after[k] - before[k], 4)}
+               for k in COMPARED}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(source.folder) / "model.onnx", out_dir / "model.onnx")
@@ -143,12 +143,12 @@ def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_borde
     meta.update({
         "version": version or meta["version"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "calibration": {**calibrations["copy"], **{k: meta["calibration"][k] for k in KEPT if k in meta["calibration"]}},
+        "calibration": {**after, **{k: meta["calibration"][k] for k in KEPT if k in meta["calibration"]}},
         "recalibration": {
             "source_model": source_info,
             "crop_uniform_border": {"source": own_crop, "copy": crop},
             "kept_from_source": [k for k in KEPT if k in meta["calibration"]],
-            "validation": {"n_images": n_val, "figures": figures,
+            "validation": {"n_images": int(len(val_idx)), "figures": figures,
                            "note": "each model's images prepared its own way and calibrated on them; Dice at each one's "
                                    "best mask threshold, before post-processing, on the grid the network read"},
         },

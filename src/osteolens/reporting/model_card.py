@@ -11,6 +11,11 @@ from osteolens.evaluation.summary import subtype_table
 from osteolens.inference.postprocess import MaskPostprocess
 
 
+def _changes(figures: dict, before: str, after: str) -> str:
+    """``macro auc 0.909 -> 0.908, ...`` from a record's ``{figure: {before: x, after: y}}``."""
+    return ", ".join(f"{k.removeprefix('val_').replace('_', ' ')} {v[before]:.3f} -> {v[after]:.3f}" for k, v in figures.items())
+
+
 def _onnx_line(meta: dict) -> str:
     """What the ONNX file is and how it was checked: against PyTorch (float32) or against its float32 source (int8)."""
     q = meta.get("quantization")
@@ -18,7 +23,7 @@ def _onnx_line(meta: dict) -> str:
         return (f"- ONNX fp32, sha256 `{meta['sha256']}`; ONNX vs PyTorch on real validation images: max abs difference of raw "
                 f"outputs {max(meta['export_check']['max_abs_diff'].values()):.1e} (largest on the CAM, whose values reach ~30).")
     src, val = q["source_model"], q["validation"]
-    figures = ", ".join(f"{k.removeprefix('val_').replace('_', ' ')} {v['float32']:.3f} -> {v['int8']:.3f}" for k, v in val["figures"].items())
+    figures = _changes(val["figures"], "float32", "int8")
     return (f"- ONNX int8, sha256 `{meta['sha256']}`: {src['name']} {src['version']} (sha256 `{src['sha256'][:16]}...`) quantized "
             f"after training ({q['method']}; activation ranges from {q['calibration_images']['n']} training-split images; "
             f"kept in float32: {', '.join(q['float32_layers'])}). Calibrated again on the {val['n_images']} validation images, "
@@ -35,8 +40,7 @@ def _preparation_lines(meta: dict) -> list[str]:
     rec = meta.get("recalibration")
     if rec:
         src, val = rec["source_model"], rec["validation"]
-        figures = ", ".join(f"{k.removeprefix('val_').replace('_', ' ')} {v['source']:.3f} -> {v['copy']:.3f}"
-                            for k, v in val["figures"].items())
+        figures = _changes(val["figures"], "source", "copy")
         lines.append(f"- The network of {src['name']} {src['version']}, calibrated again on the {val['n_images']} validation "
                      f"images prepared this way ({', '.join(rec['kept_from_source'])} kept from the source), where source -> "
                      f"this model: {figures}.")

@@ -99,8 +99,6 @@ def uniform_border_box(grey01: np.ndarray, tolerance: float = 1.5 / 255, min_kee
         return len(flags) if flags.all() else int(np.argmin(flags))
 
     top, bottom, left, right = run(flat_rows), run(flat_rows[::-1]), run(flat_cols), run(flat_cols[::-1])
-    if top + bottom + left + right == 0:
-        return None
     x0, y0, x1, y1 = left, top, w - right, h - bottom
     if x1 - x0 < min_keep * w or y1 - y0 < min_keep * h:
         return None
