@@ -291,16 +291,36 @@ def recalibrate(
     version: Optional[str] = typer.Option(None, help="Version of the copy (default: the source's)."),
     manifest: Optional[Path] = typer.Option(None, help="The model's training manifest (default: from its metadata)."),
     splits: Optional[Path] = typer.Option(None, help="The split file it was trained with (default: from its metadata)."),
+    local: Optional[Path] = typer.Option(
+        None, "--local", help="Fit on your own labelled images instead: a manifest from `osteolens data import-folder`."),
+    local_splits: Optional[Path] = typer.Option(None, help="With --local: fit on one split of this split file only."),
+    local_split: str = typer.Option("val", help="With --local-splits: the split to fit on."),
+    target_sensitivity: Optional[float] = typer.Option(
+        None, min=0.5, max=0.999, help="With --local: malignant sensitivity the threshold is set for (default: the model's)."),
+    skip_overlap_check: bool = typer.Option(
+        False, help="With --local: do not check the images against the model's training images (models without fingerprints)."),
 ) -> None:
-    """Copy a model with its calibration fitted again on its validation split (optionally a new border crop)."""
-    from osteolens.models.recalibrate import recalibrate_model
+    """Copy a model with its calibration fitted again: on its validation split (optionally a new border crop), or on
+    your own labelled images (--local)."""
+    from osteolens.models.recalibrate import recalibrate_model, recalibrate_on_local_data
 
     if no_crop and crop_border is not None:
         raise OsteolensError("--crop-border and --no-crop contradict each other; give one")
-    crop = {} if not no_crop and crop_border is None else {"crop_uniform_border": crop_border}  # {}: the source's
-    meta = recalibrate_model(model, out, version=version, manifest=manifest, splits=splits, **crop)
-    figures = meta["recalibration"]["validation"]["figures"]
-    console.print(f"wrote {out}/metadata.json ({meta['name']} {meta['version']}); validation source -> copy: "
+    if local is None:
+        if local_splits or target_sensitivity or skip_overlap_check:
+            raise OsteolensError("--local-splits, --target-sensitivity and --skip-overlap-check go with --local")
+        crop = {} if not no_crop and crop_border is None else {"crop_uniform_border": crop_border}  # {}: the source's
+        meta = recalibrate_model(model, out, version=version, manifest=manifest, splits=splits, **crop)
+        figures, on = meta["recalibration"]["validation"]["figures"], "validation"
+    else:
+        if no_crop or crop_border is not None or manifest or splits:
+            raise OsteolensError("--local keeps the model's own preparation and needs no training data: "
+                                 "leave out --crop-border, --no-crop, --manifest and --splits")
+        meta = recalibrate_on_local_data(model, out, local, local_splits, local_split, version, target_sensitivity,
+                                         check_overlap=not skip_overlap_check)
+        figures = meta["recalibration"]["local"]["figures"]
+        on = f"{meta['recalibration']['local']['n_images']} local images (the copy's figures on the images it was fitted on)"
+    console.print(f"wrote {out}/metadata.json ({meta['name']} {meta['version']}); {on}, source -> copy: "
                   + ", ".join(f"{k} {v['source']:.3f} -> {v['copy']:.3f}" for k, v in figures.items()))
 
 

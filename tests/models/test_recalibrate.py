@@ -98,3 +98,184 @@ def test_the_copys_card_says_how_images_are_cut_and_what_recalibration_changed(c
             f"validation images") in card and f"macro auc {auc['source']:.3f} -> {auc['copy']:.3f}" in card
     assert f"temperature {meta['calibration']['temperature']:.3f}" in card
     assert "Mask post-processing (kept from the source model, not re-scored on this one)" in card
+
+
+# --- fitting on a site's own images (--local) ---------------------------------------------------------------------
+
+def _site_folder(btxrd_manifest, exclude, out, counts=(("malignant", 20), ("benign", 12), ("normal", 12)), masks=True,
+                 extra=()):
+    """A site's folder as `osteolens data import-folder` takes it, from real BTXRD cases outside ``exclude``."""
+    import shutil
+
+    import pandas as pd
+
+    from osteolens.data.importers import import_folder
+    from osteolens.data.manifest import load_manifest
+
+    m = load_manifest(btxrd_manifest)
+    f = m.to_frame()
+    f = f[~f["case_id"].isin(exclude)].drop_duplicates("group_id")
+    picked = pd.concat([f[f.label == k].iloc[:n] for k, n in counts])
+    assert len(picked) == sum(n for _, n in counts)
+    (out / "images").mkdir(parents=True)
+    (out / "masks").mkdir()
+    rows = []
+    for _, c in picked.iterrows():
+        name = f"site_{c.case_id}.png"
+        shutil.copy(m.resolve(c.image), out / "images" / name)
+        if masks and c.label != "normal":
+            shutil.copy(m.resolve(c["mask"]), out / "masks" / name)
+        rows.append({"image": name, "label": c.label, "patient_id": f"p{c.group_id}", "age": c.age, "sex": c.sex,
+                     "region": c.region, "view": c.view})
+    for name, source_path, label in extra:  # more images, e.g. a training image under a new name
+        shutil.copy(source_path, out / "images" / name)
+        rows.append({"image": name, "label": label, "patient_id": f"x{name}"})
+    pd.DataFrame(rows).to_csv(out / "labels.csv", index=False)
+    return import_folder(out / "images", out / "labels.csv", out / "site", masks=out / "masks").manifest_path
+
+
+@pytest.fixture(scope="module")
+def site(btxrd_manifest, tiny_dataset, tmp_path_factory):
+    """44 real BTXRD radiographs as a site's folder: none trained on by the tiny model or by the shipped one."""
+    import pandas as pd
+
+    from osteolens.data.fingerprints import training_matches
+
+    candidates = pd.read_csv(btxrd_manifest, dtype=str).groupby("label").head(250)["case_id"]
+    shipped = load_model("osteolens-radiograph").metadata["training"]["image_fingerprints"]
+    exclude = set(pd.read_csv(tiny_dataset / "manifest.csv", dtype=str)["case_id"])
+    exclude |= set(training_matches(shipped, btxrd_manifest, candidates)) | set(
+        pd.read_csv(btxrd_manifest, dtype=str)["case_id"]) - set(candidates)
+    return _site_folder(btxrd_manifest, exclude, tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture(scope="module")
+def local_copy(site, tmp_path_factory):
+    """The shipped model with its calibration fitted on the site's images."""
+    from osteolens.models.recalibrate import recalibrate_on_local_data
+
+    out = tmp_path_factory.mktemp("local") / "shipped-local"
+    return out, recalibrate_on_local_data("osteolens-radiograph", out, site, version="1.5.3+site")
+
+
+def test_a_local_recalibration_records_what_the_analysis_of_those_images_then_gives(local_copy, site, tmp_path):
+    from osteolens.data.clinical import clinical_table
+    from osteolens.data.manifest import load_manifest
+    from osteolens.evaluation.calibration import expected_calibration_error
+    from osteolens.inference.analyze import analyze
+    from osteolens.models.recalibrate import APPLIED
+
+    out, meta = local_copy
+    shipped = load_model("osteolens-radiograph")
+    assert (out / "model.onnx").read_bytes() == (shipped.folder / "model.onnx").read_bytes()
+    assert meta["version"] == "1.5.3+site" and meta["training"] == shipped.metadata["training"]
+    assert meta["preprocessing"] == shipped.metadata["preprocessing"]  # read as the shipped model reads (its border crop)
+    rec = meta["recalibration"]["local"]
+    assert rec["n_images"] == 44 and rec["n_groups"] == 44 and rec["labels"] == {"normal": 12, "benign": 12, "malignant": 20}
+    assert rec["training_overlap_checked"] and rec["mask_threshold"] == "fitted on the local tumour masks"
+    assert set(rec["figures"]) == set(APPLIED)
+    cal = meta["calibration"]
+    assert cal["temperature"] != shipped.metadata["calibration"]["temperature"]
+    assert cal["mask_postprocess"] == shipped.metadata["calibration"]["mask_postprocess"]
+    assert "calibration fitted on 44 local images (manifest.csv)" in meta["changes"][-1]
+
+    # the real pipeline on the same files, once with the shipped model and once with the copy: the figures recorded
+    # for each are the ones its analysis gives
+    manifest = load_manifest(site)
+    cases = manifest.cases
+    clinical_table(cases).to_csv(tmp_path / "clinical.csv", index=False)
+    y = np.array([("normal", "benign", "malignant").index(c.label) for c in cases])
+    for who, model in (("source", shipped), ("copy", load_model(out))):
+        results = analyze([manifest.resolve(c.image) for c in cases], tmp_path / who, model=model,
+                          clinical_csv=tmp_path / "clinical.csv", overlays=False, report=False)
+        probs = np.array([[r.p_normal, r.p_benign, r.p_malignant] for r in results])
+        threshold = model.metadata["calibration"]["malignant_threshold"]
+        figures = {k: v[who] for k, v in rec["figures"].items()}
+        assert expected_calibration_error(y, probs) == pytest.approx(figures["ece"], abs=1e-4), who
+        assert (probs[y == 2, 2] >= threshold).mean() == pytest.approx(figures["malignant_sensitivity"]), who
+        assert (probs[y != 2, 2] < threshold).mean() == pytest.approx(figures["malignant_specificity"]), who
+        assert np.mean([r.label == "indeterminate" for r in results]) == pytest.approx(figures["referred"]), who
+    assert rec["figures"]["malignant_sensitivity"]["copy"] >= cal["malignant_target_sensitivity"] == 0.92
+    assert rec["figures"]["ece"]["copy"] < rec["figures"]["ece"]["source"]  # fitted on these very images
+
+
+def test_a_local_copys_card_says_what_it_was_fitted_on(local_copy, tmp_path):
+    import shutil
+
+    from osteolens.reporting.model_card import write_model_card
+
+    out, meta = local_copy
+    shutil.copytree(out, tmp_path / "card")
+    card = write_model_card(tmp_path / "card", accuracy=[]).read_text()
+    ece = meta["recalibration"]["local"]["figures"]["ece"]
+    assert ("The network of osteolens-radiograph 1.5.3, its calibration fitted on 44 local images (manifest.csv) "
+            "(12 normal, 12 benign, 20 malignant; mask threshold fitted on the local tumour masks") in card
+    assert f"ece {ece['source']:.3f} -> {ece['copy']:.3f}" in card and "optimistic" in card
+    assert f"- Calibration on 44 local images (manifest.csv): temperature {meta['calibration']['temperature']:.3f}" in card
+    assert "(local sensitivity" in card and "validation sensitivity" not in card
+
+
+def test_a_local_set_holding_a_training_image_is_refused_even_renamed(btxrd_manifest, tiny_dataset, tiny_source, tmp_path):
+    import pandas as pd
+
+    from osteolens.data.manifest import load_manifest
+    from osteolens.models.recalibrate import recalibrate_on_local_data
+
+    tiny = pd.read_csv(tiny_dataset / "manifest.csv", dtype=str)
+    splits = pd.read_csv(tiny_dataset / "splits.csv", dtype=str)
+    trained = tiny[tiny.case_id.isin(splits.case_id[splits.split == "train"])].iloc[0]
+    held_out = tiny[tiny.case_id.isin(splits.case_id[splits.split == "val"])].iloc[0]
+    site = _site_folder(btxrd_manifest, set(tiny.case_id), tmp_path / "s",
+                        extra=[("scan_0001.png", trained.image, trained.label), ("scan_0002.png", held_out.image, held_out.label)])
+    with pytest.raises(OsteolensError, match=r"1 image\(s\) are ones tiny-test-model was trained on, e\.g\. scan_0001"):
+        recalibrate_on_local_data(tiny_source, tmp_path / "x", site)
+    assert not (tmp_path / "x").exists()
+    # the check can be skipped deliberately, and it is recorded
+    meta = recalibrate_on_local_data(tiny_source, tmp_path / "y", site, check_overlap=False)
+    assert meta["recalibration"]["local"]["training_overlap_checked"] is False
+    # a model exported without fingerprints cannot be checked: said, not silently passed
+    old = json.loads((tiny_source / "metadata.json").read_text())
+    del old["training"]["image_fingerprints"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "model.onnx").write_bytes((tiny_source / "model.onnx").read_bytes())
+    (tmp_path / "old" / "metadata.json").write_text(json.dumps(old))
+    clean = [c.case_id for c in load_manifest(site).cases if not c.case_id.startswith("scan_")]
+    (tmp_path / "clean.csv").write_text("case_id,split\n" + "".join(f"{c},fit\n" for c in clean))
+    with pytest.raises(OsteolensError, match="records no fingerprints of its training images"):
+        recalibrate_on_local_data(tmp_path / "old", tmp_path / "z", site, tmp_path / "clean.csv", "fit")
+
+
+def test_a_local_set_too_small_unlabelled_or_without_masks(btxrd_manifest, btxrd_dir, tiny_dataset, tiny_source, tmp_path):
+    import pandas as pd
+
+    from osteolens.models.recalibrate import recalibrate_on_local_data
+
+    exclude = set(pd.read_csv(tiny_dataset / "manifest.csv", dtype=str)["case_id"])
+    few = _site_folder(btxrd_manifest, exclude, tmp_path / "few", counts=(("malignant", 8), ("normal", 30)))
+    with pytest.raises(OsteolensError, match="8 malignant and 30 other images; a local calibration needs at least 20"):
+        recalibrate_on_local_data(tiny_source, tmp_path / "x", few)
+    unlabelled = _site_folder(btxrd_manifest, exclude, tmp_path / "unl",
+                              extra=[("unread.png", btxrd_dir / "images" / "IMG000012.png", "")])
+    with pytest.raises(OsteolensError, match="1 case.* without a normal/benign/malignant label, e.g. unread"):
+        recalibrate_on_local_data(tiny_source, tmp_path / "x", unlabelled)
+    no_masks = _site_folder(btxrd_manifest, exclude, tmp_path / "nm", masks=False)
+    meta = recalibrate_on_local_data(tiny_source, tmp_path / "nm_out", no_masks)
+    source = json.loads((tiny_source / "metadata.json").read_text())["calibration"]
+    rec = meta["recalibration"]["local"]
+    assert rec["mask_threshold"] == "kept from the source (local masks incomplete)" and "dice" not in rec["figures"]
+    assert meta["calibration"]["mask_threshold"] == source["mask_threshold"] and meta["calibration"]["val_dice"] is None
+
+
+def test_the_cli_fits_on_local_images_and_refuses_options_that_do_not_go_with_it(tiny_source, site, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["recalibrate", str(tiny_source), "--out", str(tmp_path / "a"), "--local", str(site), "--no-crop"])
+    assert isinstance(r.exception, OsteolensError) and "--local keeps the model's own preparation" in str(r.exception)
+    r = runner.invoke(app, ["recalibrate", str(tiny_source), "--out", str(tmp_path / "b"), "--target-sensitivity", "0.9"])
+    assert isinstance(r.exception, OsteolensError) and "go with --local" in str(r.exception)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    r = runner.invoke(app, ["recalibrate", str(tiny_source), "--out", str(tmp_path / "c"), "--local", str(site),
+                            "--target-sensitivity", "0.95", "--version", "1.0.0+site"])
+    assert r.exit_code == 0, r.output
+    assert "tiny-test-model 1.0.0+site" in r.output and "44 local images" in r.output and "ece" in r.output
+    cal = json.loads((tmp_path / "c" / "metadata.json").read_text())["calibration"]
+    assert cal["malignant_target_sensitivity"] == 0.95 and cal["val_malignant_sensitivity"] >= 0.95

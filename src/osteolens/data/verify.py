@@ -209,8 +209,12 @@ def _duplicate_problems(cases: list[Case], results: list[_CaseResult], paths: li
     return problems
 
 
-def image_fingerprints(manifest: Manifest, workers: int = 4) -> tuple[list[str | None], list[int | None]]:
-    """sha256 of the pixels and perceptual hash of every case's image (``None`` if unreadable)."""
+def image_fingerprints(manifest: Manifest, workers: int = 4, cases: list[Case] | None = None
+                       ) -> tuple[list[str | None], list[int | None]]:
+    """sha256 of the pixels and perceptual hash of every case's image (``None`` if unreadable).
+
+    ``cases``: only these cases of the manifest (default: all), in their order.
+    """
 
     def one(case: Case):
         try:
@@ -220,7 +224,7 @@ def image_fingerprints(manifest: Manifest, workers: int = 4) -> tuple[list[str |
         return _fingerprint(arr, props)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        out = list(pool.map(one, manifest.cases))
+        out = list(pool.map(one, manifest.cases if cases is None else cases))
     return [o[0] for o in out], [o[1] for o in out]
 
 

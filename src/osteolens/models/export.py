@@ -20,6 +20,7 @@ import torch
 from osteolens import RESEARCH_NOTICE, __version__
 from osteolens.checksums import sha256_file
 from osteolens.data.clinical import CLINICAL_FEATURES, N_CLINICAL
+from osteolens.data.fingerprints import training_fingerprints
 from osteolens.data.manifest import LABELS
 from osteolens.errors import OsteolensError
 from osteolens.training.cache import SUBTYPE_NAMES
@@ -139,7 +140,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
     from osteolens.training.trainer import split_indices, to_input
 
     data = cfg.cached()
-    _, val_idx = split_indices(cfg, data.case_ids)
+    train_idx, val_idx = split_indices(cfg, data.case_ids)
     idx = val_idx[:check_images]
     x = to_input(torch.from_numpy(data.images[idx]).float().div(255).unsqueeze(1)).contiguous()
     clin = torch.from_numpy(data.clinical[idx]) if n_clin else None
@@ -193,6 +194,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
             "train_minutes": summary["train_minutes"],
             "stop_reason": summary["stop_reason"],
             "config": json.loads(cfg.model_dump_json()),
+            "image_fingerprints": training_fingerprints(cfg.manifest, data.case_ids[train_idx]),
         },
         "validation": summary.get("best_val"),
         "export_check": {"images": int(len(idx)), "max_abs_diff": max_diff, "max_abs_diff_probabilities": prob_diff,

@@ -115,11 +115,7 @@ def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_borde
     """
     from osteolens.training.trainer import calibration_from_predictions, split_indices
 
-    source = load_model(model)
-    out_dir = Path(out_dir)
-    if out_dir.resolve() == Path(source.folder).resolve():
-        raise OsteolensError(f"{out_dir}: the source model's own folder; write the recalibrated copy elsewhere")
-    meta = json.loads(json.dumps(source.metadata))
+    source, meta, out_dir = _source_and_copy(model, out_dir)
     own_crop = meta["preprocessing"].get("crop_uniform_border")
     crop = own_crop if crop_uniform_border is _SOURCE else crop_uniform_border
     by_tolerance = {}  # one prediction per preparation: the same one twice when the crop does not change
@@ -133,32 +129,206 @@ def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_borde
     figures = {k: {"source": round(before[k], 4), "copy": round(after[k], 4), "change": round(after[k] - before[k], 4)}
                for k in COMPARED}
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(source.folder) / "model.onnx", out_dir / "model.onnx")
-    source_info = {"name": meta["name"], "version": meta["version"], "sha256": meta["sha256"]}
     if crop is None:
         meta["preprocessing"].pop("crop_uniform_border", None)
     else:
         meta["preprocessing"]["crop_uniform_border"] = float(crop)
+    what = "flat borders cropped" if crop is not None else "no border crop"
+    record = {
+        "crop_uniform_border": {"source": own_crop, "copy": crop},
+        "validation": {"n_images": int(len(val_idx)), "figures": figures,
+                       "note": "each model's images prepared its own way and calibrated on them; Dice at each one's "
+                               "best mask threshold, before post-processing, on the grid the network read"},
+    }
+    change = (f"recalibrated on the validation split with {what}" + (f" (tolerance {crop:.4f})" if crop is not None else "")
+              + "; source -> copy: " + ", ".join(f"{k} {v['source']:.3f} -> {v['copy']:.3f}" for k, v in figures.items()))
+    return _write_copy(source, meta, out_dir, after, record, version, change)
+
+
+def _write_copy(source: LoadedModel, meta: dict, out_dir: Path, calibration: dict, record: dict, version: str | None,
+                change: str) -> dict:
+    """Write the copy: the source's ONNX file and ``meta`` with the new calibration, the record and a changes line."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(source.folder) / "model.onnx", out_dir / "model.onnx")
+    source_info = {"name": meta["name"], "version": meta["version"], "sha256": meta["sha256"]}
+    kept = [k for k in KEPT if k in meta["calibration"]]
     meta.update({
         "version": version or meta["version"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "calibration": {**after, **{k: meta["calibration"][k] for k in KEPT if k in meta["calibration"]}},
-        "recalibration": {
-            "source_model": source_info,
-            "crop_uniform_border": {"source": own_crop, "copy": crop},
-            "kept_from_source": [k for k in KEPT if k in meta["calibration"]],
-            "validation": {"n_images": int(len(val_idx)), "figures": figures,
-                           "note": "each model's images prepared its own way and calibrated on them; Dice at each one's "
-                                   "best mask threshold, before post-processing, on the grid the network read"},
-        },
+        "calibration": {**calibration, **{k: meta["calibration"][k] for k in kept}},
+        "recalibration": {"source_model": source_info, **record, "kept_from_source": kept},
         "software": {**meta.get("software", {}), "osteolens": __version__},
         "sha256": sha256_file(out_dir / "model.onnx"),
     })
-    what = "flat borders cropped" if crop is not None else "no border crop"
     meta["changes"] = meta.get("changes", []) + [
-        f"{meta['version']}: {source_info['name']} {source_info['version']}'s network, recalibrated on the validation "
-        f"split with {what}" + (f" (tolerance {crop:.4f})" if crop is not None else "") + "; source -> copy: "
-        + ", ".join(f"{k} {v['source']:.3f} -> {v['copy']:.3f}" for k, v in figures.items())]
+        f"{meta['version']}: {source_info['name']} {source_info['version']}'s network, {change}"]
     (out_dir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def _source_and_copy(model: str | Path, out_dir: str | Path) -> tuple[LoadedModel, dict, Path]:
+    source = load_model(model)
+    out_dir = Path(out_dir)
+    if out_dir.resolve() == Path(source.folder).resolve():
+        raise OsteolensError(f"{out_dir}: the source model's own folder; write the recalibrated copy elsewhere")
+    return source, json.loads(json.dumps(source.metadata)), out_dir
+
+
+#: the fewest malignant and non-malignant images a local calibration accepts: the malignant threshold is a
+#: quantile of the malignant images' probabilities, which a handful of them cannot place
+MIN_LOCAL_PER_SIDE = 20
+#: figures of a calibration applied to a set of images (:func:`applied_figures`)
+APPLIED = ("ece", "malignant_sensitivity", "malignant_specificity", "accuracy", "referred", "dice")
+
+
+def applied_figures(pred: dict, labels: np.ndarray, masks: np.ndarray | None, calibration: dict) -> dict:
+    """How a calibration does on images: ECE, malignant sensitivity and specificity at its threshold, accuracy of
+    the decided label (malignant from the threshold, else the likelier of normal and benign), the share referred as
+    uncertain, and mean Dice on tumour images at its mask threshold (before post-processing; ``None`` without masks).
+    """
+    from osteolens.evaluation.calibration import expected_calibration_error
+    from osteolens.training import calibration as cal
+
+    probs = cal.softmax(pred["class_logits"], calibration["temperature"])
+    malignant = probs[:, 2] >= calibration["malignant_threshold"]
+    decided = np.where(malignant, 2, probs[:, :2].argmax(1))
+    tumour = labels > 0
+    dice = None if masks is None or not tumour.any() else cal.mean_dice(
+        pred["mask_prob"][tumour], masks[tumour], calibration["mask_threshold"])
+    return {
+        "ece": float(expected_calibration_error(labels, probs)),
+        "malignant_sensitivity": float(malignant[labels == 2].mean()),
+        "malignant_specificity": float((~malignant[labels != 2]).mean()),
+        "accuracy": float((decided == labels).mean()),
+        "referred": float((cal.normalised_entropy(probs) > calibration["uncertainty_threshold"]).mean()),
+        "dice": dice,
+    }
+
+
+def training_overlap(meta: dict, manifest, case_ids: list[str]) -> list[str]:
+    """The cases among ``case_ids`` whose image the model was trained on (:mod:`osteolens.data.fingerprints`).
+
+    Raises:
+        OsteolensError: the model records no fingerprints of its training images.
+    """
+    from osteolens.data.fingerprints import METHOD, training_matches
+
+    record = meta.get("training", {}).get("image_fingerprints")
+    if not record or record.get("method") != METHOD:
+        raise OsteolensError(f"model {meta['name']} {meta['version']} records no fingerprints of its training images "
+                             "(exported by an older osteolens), so a local set cannot be checked against them; "
+                             "re-export it, or skip the check only if the local images cannot include its training images")
+    return training_matches(record, manifest, case_ids)
+
+
+def add_training_fingerprints(model_dir: str | Path, version: str, manifest: str | Path | None = None,
+                              splits: str | Path | None = None) -> dict:
+    """Record in a model folder exported before fingerprints were recorded those of its training images.
+
+    The network and calibration are untouched; ``metadata.json`` gains
+    ``training.image_fingerprints``, the new ``version`` and a changes line (its checksum changes, so a shipped
+    model is registered again). Needs the model's training data (``manifest``, ``splits``: as in
+    :func:`training_data`).
+    """
+    from osteolens.data.fingerprints import training_fingerprints
+    from osteolens.training.trainer import split_indices
+
+    path = Path(model_dir) / "metadata.json"
+    meta = json.loads(path.read_text())
+    cfg, data = training_data(meta, manifest, splits, crop_tolerance=None)
+    train_idx, _ = split_indices(cfg, data.case_ids)
+    meta["training"]["image_fingerprints"] = training_fingerprints(cfg.manifest, data.case_ids[train_idx])
+    meta["changes"] = meta.get("changes", []) + [
+        f"{version}: {meta['version']} as it was, with the fingerprints of its {len(train_idx)} training images recorded "
+        "(for the overlap check of a local recalibration)"]
+    meta["version"] = version
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def recalibrate_on_local_data(model: str | Path, out_dir: str | Path, manifest: str | Path, splits: str | Path | None = None,
+                              split: str = "val", version: str | None = None, target_sensitivity: float | None = None,
+                              check_overlap: bool = True) -> dict:
+    """Write a copy of ``model`` into ``out_dir``, its calibration fitted on a site's own labelled images.
+
+    A model's probabilities and thresholds hold for images like its validation split's; another site's
+    scanners, patients and case mix move them (the centre-held-out figures in the model card). This fits
+    the temperature, the malignant threshold (at the source's target sensitivity, or ``target_sensitivity``),
+    the uncertainty threshold (referring the source's share of cases) and, when every tumour image has a mask,
+    the mask threshold, on the local images, prepared as the source prepares them. The network, the
+    preprocessing and the mask post-processing are the source's.
+
+    Args:
+        model: registered name or folder of an exported radiograph model.
+        out_dir: the model folder to write; not the source's own folder.
+        manifest: the local images (``osteolens data import-folder``), every one labelled normal, benign or malignant.
+        splits, split: fit on the cases of ``split`` in this split file only (default: every case of the manifest).
+            Keep other local cases apart to score the copy on (``osteolens analyze`` + ``osteolens evaluate``).
+        version: the copy's version (default: the source's).
+        target_sensitivity: the malignant sensitivity the threshold is set for (default: the source's).
+        check_overlap: refuse local images the source was trained on (by
+            :mod:`~osteolens.data.fingerprints`; their overconfident probabilities would skew the fit).
+
+    Returns:
+        The copy's metadata. ``recalibration.local.figures`` holds the source's and the copy's
+        :func:`applied_figures` on the local images; the copy's are measured on the images it was
+        fitted on, so they are optimistic.
+
+    Raises:
+        OsteolensError: unlabelled cases, too few malignant or non-malignant images, images the model was trained on.
+    """
+    from osteolens.data.manifest import load_manifest
+    from osteolens.data.splits import cases_in_split, load_splits
+    from osteolens.training.cache import load_cached
+    from osteolens.training.trainer import calibration_from_predictions
+
+    source, meta, out_dir = _source_and_copy(model, out_dir)
+    manifest = Path(manifest)
+    local = load_manifest(manifest)
+    cases = cases_in_split(local, load_splits(splits), split) if splits else local.cases
+    unlabelled = [c.case_id for c in cases if c.label not in ("normal", "benign", "malignant")]
+    if unlabelled:
+        raise OsteolensError(f"{manifest}: {len(unlabelled)} case(s) without a normal/benign/malignant label, e.g. "
+                             f"{', '.join(unlabelled[:5])}; every image a calibration is fitted on needs its label")
+    n_malignant = sum(c.label == "malignant" for c in cases)
+    if min(n_malignant, len(cases) - n_malignant) < MIN_LOCAL_PER_SIDE:
+        raise OsteolensError(f"{manifest}: {n_malignant} malignant and {len(cases) - n_malignant} other images; a local "
+                             f"calibration needs at least {MIN_LOCAL_PER_SIDE} of each to place the malignant threshold")
+    ids = [c.case_id for c in cases]
+    if check_overlap:
+        overlap = training_overlap(meta, local, ids)
+        if overlap:
+            raise OsteolensError(f"{manifest}: {len(overlap)} image(s) are ones {meta['name']} was trained on, e.g. "
+                                 f"{', '.join(overlap[:5])}; leave them out of a local calibration")
+    crop = meta["preprocessing"].get("crop_uniform_border")
+    data = load_cached(manifest, source.image_size, manifest.parent / ".osteolens_cache", crop_tolerance=crop)
+    idx = np.flatnonzero(np.isin(data.case_ids, ids))
+    labels = data.labels[idx]
+    tumour_masked = [bool(c.mask) for c in cases if c.label != "normal"]
+    masks = data.masks[idx] if tumour_masked and all(tumour_masked) else None
+    pred = predict_onnx(source, data.images[idx], data.clinical[idx] if source.uses_clinical else None)
+
+    from osteolens.training.config import TrainConfig
+
+    tr_cfg = meta["training"]["config"]
+    cfg = TrainConfig(**{**tr_cfg, "target_sensitivity": target_sensitivity or tr_cfg["target_sensitivity"]})
+    fitted = calibration_from_predictions(pred, labels, masks, cfg,
+                                          mask_threshold=None if masks is not None else meta["calibration"]["mask_threshold"])
+    before = applied_figures(pred, labels, masks, meta["calibration"])
+    after = applied_figures(pred, labels, masks, fitted)
+    figures = {k: {"source": before[k], "copy": after[k]} for k in APPLIED if before[k] is not None}
+    record = {"local": {
+        "manifest": str(manifest.resolve()), "manifest_sha256": sha256_file(manifest),
+        "splits": None if splits is None else str(Path(splits).resolve()), "split": split if splits else None,
+        "n_images": len(idx), "n_groups": len({c.group_id for c in cases}),
+        "labels": {k: int((labels == i).sum()) for i, k in enumerate(("normal", "benign", "malignant"))},
+        "mask_threshold": "fitted on the local tumour masks" if masks is not None else "kept from the source (local masks incomplete)",
+        "training_overlap_checked": check_overlap,
+        "figures": figures,
+        "note": "the source as shipped and the copy, each with its own calibration, on the local images the copy was "
+                "fitted on: the copy's figures are optimistic; score it on other local images",
+    }}
+    change = (f"calibration fitted on {len(idx)} local images ({manifest.name}"
+              + (f", split {split}" if splits else "") + "); on them, source -> copy: "
+              + ", ".join(f"{k} {v['source']:.3f} -> {v['copy']:.3f}" for k, v in figures.items()))
+    return _write_copy(source, meta, out_dir, fitted, record, version, change)

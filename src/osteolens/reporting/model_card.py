@@ -38,13 +38,26 @@ def _preparation_lines(meta: dict) -> list[str]:
         f"{255 * crop:.1f} of 255 levels (a black letterbox, a collimated field saved without its padding attribute); "
         "a DICOM's Pixel Padding Value frame is cut first. The box read is `content_box` in each image's JSON."]
     rec = meta.get("recalibration")
-    if rec:
+    if rec and "local" in rec:
+        src, local = rec["source_model"], rec["local"]
+        labels = ", ".join(f"{n} {k}" for k, n in local["labels"].items())
+        lines.append(f"- The network of {src['name']} {src['version']}, its calibration fitted on {_local_set(local)} "
+                     f"({labels}; mask threshold {local['mask_threshold']}; {', '.join(rec['kept_from_source'])} kept from "
+                     f"the source). On those images, the ones it was fitted on (so optimistic for this model), source -> "
+                     f"this model: {_changes(local['figures'], 'source', 'copy')}.")
+    elif rec:
         src, val = rec["source_model"], rec["validation"]
         figures = _changes(val["figures"], "source", "copy")
         lines.append(f"- The network of {src['name']} {src['version']}, calibrated again on the {val['n_images']} validation "
                      f"images prepared this way ({', '.join(rec['kept_from_source'])} kept from the source), where source -> "
                      f"this model: {figures}.")
     return lines
+
+
+def _local_set(local: dict) -> str:
+    """``316 local images (manifest.csv, split val)``: what a local calibration was fitted on."""
+    where = Path(local["manifest"]).name + (f", split {local['split']}" if local.get("split") else "")
+    return f"{local['n_images']} local images ({where})"
 
 
 def _chosen(cal: dict) -> str:
@@ -124,6 +137,8 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
     meta = json.loads((model_dir / "metadata.json").read_text())
     tr = meta["training"]
     cal = meta["calibration"]
+    local = (meta.get("recalibration") or {}).get("local")
+    on, which = (_local_set(local), "local") if local else ("the validation split", "validation")
     lines = [
         f"# Model card: {meta['name']} {meta['version']}",
         "",
@@ -142,9 +157,9 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
         f"{', '.join(meta['clinical']['features']) or 'none'} ({meta['clinical']['note']}).",
         _onnx_line(meta),
         *_preparation_lines(meta),
-        f"- Calibration on the validation split: temperature {cal['temperature']:.3f} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f});",
-        f"  malignant threshold {cal['malignant_threshold']:.4f} (validation sensitivity {cal['val_malignant_sensitivity']:.3f}, specificity {cal['val_malignant_specificity']:.3f});",
-        f"  'indeterminate' above uncertainty {cal['uncertainty_threshold']:.3f} (the {100 * cal['referral_rate']:.0f}% most uncertain validation cases);",
+        f"- Calibration on {on}: temperature {cal['temperature']:.3f} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f});",
+        f"  malignant threshold {cal['malignant_threshold']:.4f} ({which} sensitivity {cal['val_malignant_sensitivity']:.3f}, specificity {cal['val_malignant_specificity']:.3f});",
+        f"  'indeterminate' above uncertainty {cal['uncertainty_threshold']:.3f} (the {100 * cal['referral_rate']:.0f}% most uncertain {which} cases);",
         f"  mask threshold {cal['mask_threshold']}, mask read at {cal.get('mask_input_size', meta['preprocessing']['image_size'])} px."
         + (f" Mask post-processing ({_chosen(cal)}): closing {cal['mask_postprocess']['closing']:.0%} of the shorter side,"
            f" {_dropped(MaskPostprocess.from_calibration(cal))}; boxes scored P(tumour) x the"

@@ -56,15 +56,19 @@ def uncertainty_threshold(uncertainty: np.ndarray, referral_rate: float) -> floa
     return float(np.quantile(uncertainty, 1 - referral_rate))
 
 
+def mean_dice(mask_probs: np.ndarray, masks: np.ndarray, threshold: float) -> float:
+    """Mean Dice of ``mask_probs >= threshold`` against ``masks`` over images (an image empty in both scores 1)."""
+    t = masks.reshape(len(masks), -1) > 0
+    p = mask_probs.reshape(len(mask_probs), -1) >= threshold
+    denom = p.sum(1) + t.sum(1)
+    return float(np.where(denom > 0, 2 * (p & t).sum(1) / np.maximum(denom, 1), 1.0).mean())
+
+
 def best_mask_threshold(mask_probs: np.ndarray, masks: np.ndarray, candidates=(0.3, 0.4, 0.5, 0.6, 0.7)) -> tuple[float, float]:
     """Mask threshold with the best mean Dice over validation tumour images; returns (threshold, dice)."""
     best = (0.5, -1.0)
-    t = masks.reshape(len(masks), -1) > 0
     for c in candidates:
-        p = mask_probs.reshape(len(mask_probs), -1) >= c
-        inter = (p & t).sum(1)
-        denom = p.sum(1) + t.sum(1)
-        dice = np.where(denom > 0, 2 * inter / np.maximum(denom, 1), 1.0).mean()
+        dice = mean_dice(mask_probs, masks, c)
         if dice > best[1]:
-            best = (float(c), float(dice))
+            best = (float(c), dice)
     return best

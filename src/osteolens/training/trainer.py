@@ -121,14 +121,13 @@ def shrink_batch(x01: torch.Tensor, masks: torch.Tensor, size: int) -> tuple[tor
     return shrink(x01).clamp_(0, 1), shrink(masks).clamp_(0, 1)
 
 
-def _val_metrics(pred: dict, labels: np.ndarray, masks: np.ndarray, mask_threshold: float = 0.5) -> dict:
+def _val_metrics(pred: dict, labels: np.ndarray, masks: np.ndarray | None, mask_threshold: float = 0.5) -> dict:
     probs = cal.softmax(pred["class_logits"])
     tumour = labels > 0
-    p = pred["mask_prob"][tumour] >= mask_threshold
-    t = masks[tumour] > 0
-    inter = (p & t).reshape(len(p), -1).sum(1)
-    denom = p.reshape(len(p), -1).sum(1) + t.reshape(len(t), -1).sum(1)
-    dice = float(np.mean(np.where(denom > 0, 2 * inter / np.maximum(denom, 1), 1.0))) if tumour.any() else float("nan")
+    if masks is None:
+        dice = None
+    else:
+        dice = cal.mean_dice(pred["mask_prob"][tumour], masks[tumour], mask_threshold) if tumour.any() else float("nan")
     return {
         "val_macro_auc": float(macro_auc(labels, probs)),
         "val_auc_malignant": float(roc_auc(labels == 2, probs[:, 2])),
@@ -370,13 +369,16 @@ def calibrate(model: RadiographNet, va, cfg: TrainConfig) -> dict:
     return calibration_from_predictions(pred, va.labels, va.masks, cfg)
 
 
-def calibration_from_predictions(pred: dict, labels: np.ndarray, masks: np.ndarray, cfg: TrainConfig) -> dict:
+def calibration_from_predictions(pred: dict, labels: np.ndarray, masks: np.ndarray | None, cfg: TrainConfig,
+                                 mask_threshold: float | None = None) -> dict:
     """:func:`calibrate` from flip-TTA predictions already made (by PyTorch or by an ONNX model).
 
     Args:
         pred: ``class_logits`` ``(N, 3)`` and ``mask_prob`` ``(N, S, S)`` of the validation images.
-        labels: their classes; masks: their tumour masks.
+        labels: their classes; masks: their tumour masks (``None``: no masks, so the mask threshold
+            is not fitted and no Dice is reported).
         cfg: the run's config (target sensitivity, referral rate).
+        mask_threshold: keep this mask threshold instead of fitting one (required without masks).
     """
     temperature = cal.fit_temperature(pred["class_logits"], labels)
     probs = cal.softmax(pred["class_logits"], temperature)
@@ -384,8 +386,13 @@ def calibration_from_predictions(pred: dict, labels: np.ndarray, masks: np.ndarr
     uncertainty = cal.normalised_entropy(probs)
     u_thr = cal.uncertainty_threshold(uncertainty, cfg.referral_rate)
     m_thr = cal.malignant_threshold(labels, probs[:, 2], cfg.target_sensitivity)
-    tumour = labels > 0
-    mask_thr, mask_dice = cal.best_mask_threshold(pred["mask_prob"][tumour], masks[tumour])
+    if mask_threshold is not None:
+        mask_thr = float(mask_threshold)
+    elif masks is None:
+        raise OsteolensError("fitting the mask threshold needs the images' masks; without masks give the threshold to keep")
+    else:
+        mask_thr, _ = cal.best_mask_threshold(pred["mask_prob"][labels > 0], masks[labels > 0])
+    metrics = _val_metrics({**pred, "class_logits": pred["class_logits"] / temperature}, labels, masks, mask_thr)
     decided = np.where(probs[:, 2] >= m_thr, 2, probs[:, :2].argmax(1))
     kept = uncertainty <= u_thr
     return {
@@ -402,8 +409,8 @@ def calibration_from_predictions(pred: dict, labels: np.ndarray, masks: np.ndarr
         "val_accuracy_kept": float((decided[kept] == labels[kept]).mean()) if kept.any() else None,
         "val_accuracy_referred": float((decided[~kept] == labels[~kept]).mean()) if (~kept).any() else None,
         "mask_threshold": mask_thr,
-        "val_dice_at_mask_threshold": mask_dice,
-        **_val_metrics({**pred, "class_logits": pred["class_logits"] / temperature}, labels, masks, mask_thr),
+        "val_dice_at_mask_threshold": metrics["val_dice"],
+        **metrics,
     }
 
 
