@@ -134,11 +134,14 @@ def main() -> None:
                      "temperature": [source.metadata["calibration"]["temperature"], meta["calibration"]["temperature"]],
                      "malignant_threshold": [source.metadata["calibration"]["malignant_threshold"],
                                              meta["calibration"]["malignant_threshold"]],
+                     "threshold_stability": meta["recalibration"]["local"]["malignant_threshold_stability"],
                      "figures": result})
         print(f"\ncut {seed}: fitted on {runs[-1]['n_calibration']} images {runs[-1]['calibration_labels']}, "
               f"scored on {len(evaluation)} ({runs[-1]['n_evaluation_groups']} groups); temperature "
               f"{runs[-1]['temperature'][0]:.2f} -> {runs[-1]['temperature'][1]:.2f}, malignant threshold "
-              f"{runs[-1]['malignant_threshold'][0]:.3f} -> {runs[-1]['malignant_threshold'][1]:.3f}")
+              f"{runs[-1]['malignant_threshold'][0]:.3f} -> {runs[-1]['malignant_threshold'][1]:.3f} (refitted on patient "
+              f"resamples of the calibration half: {meta['recalibration']['local']['malignant_threshold_stability']['threshold']['ci_low']:.3f}-"
+              f"{meta['recalibration']['local']['malignant_threshold_stability']['threshold']['ci_high']:.3f})")
         print(f"{'figure':24s} {'as trained':>22s} {'recalibrated':>22s} {'change (paired)':>24s}")
         for name, v in result.items():
             cell = lambda x: f"{x[0]:.3f} ({x[1]:.3f}-{x[2]:.3f})"  # noqa: E731

@@ -197,6 +197,11 @@ def test_a_local_recalibration_records_what_the_analysis_of_those_images_then_gi
         assert np.mean([r.label == "indeterminate" for r in results]) == pytest.approx(figures["referred"]), who
     assert rec["figures"]["malignant_sensitivity"]["copy"] >= cal["malignant_target_sensitivity"] == 0.92
     assert rec["figures"]["ece"]["copy"] < rec["figures"]["ece"]["source"]  # fitted on these very images
+    # how firmly 20 malignant images fix the threshold: an interval around it, and the sensitivity it was fitted for
+    st = rec["malignant_threshold_stability"]
+    assert st["threshold"]["ci_low"] < cal["malignant_threshold"] == st["threshold"]["value"] < st["threshold"]["ci_high"]
+    assert st["sensitivity"]["value"] == rec["figures"]["malignant_sensitivity"]["copy"]
+    assert st["sensitivity"]["ci_low"] < st["sensitivity"]["value"] and st["specificity"]["n"] == 44
 
 
 def test_a_local_copys_card_says_what_it_was_fitted_on(local_copy, tmp_path):
@@ -212,6 +217,8 @@ def test_a_local_copys_card_says_what_it_was_fitted_on(local_copy, tmp_path):
             "(12 normal, 12 benign, 20 malignant; mask threshold fitted on the local tumour masks") in card
     assert f"ece {ece['source']:.3f} -> {ece['copy']:.3f}" in card and "optimistic" in card
     assert f"- Calibration on 44 local images (manifest.csv): temperature {meta['calibration']['temperature']:.3f}" in card
+    t = meta["recalibration"]["local"]["malignant_threshold_stability"]["threshold"]
+    assert f"ranges {t['ci_low']:.4f}-{t['ci_high']:.4f} (95%)" in card
     assert "(local sensitivity" in card and "validation sensitivity" not in card
 
 

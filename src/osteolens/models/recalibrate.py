@@ -205,6 +205,38 @@ def applied_figures(pred: dict, labels: np.ndarray, masks: np.ndarray | None, ca
     }
 
 
+def threshold_stability(pred: dict, labels: np.ndarray, groups: np.ndarray, calibration: dict, n_boot: int = 1000,
+                        seed: int = 0) -> dict:
+    """How well a set of images pins down a fitted malignant threshold: 95% intervals over patient-group resamples.
+
+    Returns ``threshold`` (the threshold fitted again on each resample, at the same temperature and target) and
+    ``sensitivity`` / ``specificity`` (of the fitted threshold itself), each ``{"value", "ci_low", "ci_high", "n"}``.
+    A set with few malignant images gives a wide threshold interval: its sensitivity on new images will vary that much.
+    """
+    from osteolens.evaluation.bootstrap import bootstrap_metric, group_bootstrap_weights, percentile_ci
+    from osteolens.evaluation.classification import sensitivity, specificity
+    from osteolens.training import calibration as cal
+
+    p = cal.softmax(pred["class_logits"], calibration["temperature"])[:, 2]
+    target = calibration["malignant_target_sensitivity"]
+    rng = np.random.default_rng(seed)
+    names, members = np.unique(groups, return_inverse=True)
+    by_group = [np.flatnonzero(members == g) for g in range(len(names))]
+    refits = []
+    for _ in range(n_boot):
+        idx = np.concatenate([by_group[g] for g in rng.integers(0, len(names), len(names))])
+        if (labels[idx] == 2).any():
+            refits.append(cal.malignant_threshold(labels[idx], p[idx], target))
+    low, high = percentile_ci(np.array(refits))
+    flagged = p >= calibration["malignant_threshold"]
+    W = group_bootstrap_weights(groups, n_boot, seed)
+    return {
+        "threshold": {"value": calibration["malignant_threshold"], "ci_low": low, "ci_high": high, "n": int(len(p))},
+        "sensitivity": bootstrap_metric(sensitivity, (labels == 2, flagged), weights=W).to_dict(),
+        "specificity": bootstrap_metric(specificity, (labels == 2, flagged), weights=W).to_dict(),
+    }
+
+
 def training_overlap(meta: dict, manifest, case_ids: list[str]) -> list[str]:
     """The cases among ``case_ids`` whose image the model was trained on (:mod:`osteolens.data.fingerprints`).
 
@@ -325,6 +357,7 @@ def recalibrate_on_local_data(model: str | Path, out_dir: str | Path, manifest: 
         "mask_threshold": "fitted on the local tumour masks" if masks is not None else "kept from the source (local masks incomplete)",
         "training_overlap_checked": check_overlap,
         "figures": figures,
+        "malignant_threshold_stability": threshold_stability(pred, labels, np.array([c.group_id for c in cases]), fitted),
         "note": "the source as shipped and the copy, each with its own calibration, on the local images the copy was "
                 "fitted on: the copy's figures are optimistic; score it on other local images",
     }}

@@ -44,7 +44,8 @@ def _preparation_lines(meta: dict) -> list[str]:
         lines.append(f"- The network of {src['name']} {src['version']}, its calibration fitted on {_local_set(local)} "
                      f"({labels}; mask threshold {local['mask_threshold']}; {', '.join(rec['kept_from_source'])} kept from "
                      f"the source). On those images, the ones it was fitted on (so optimistic for this model), source -> "
-                     f"this model: {_changes(local['figures'], 'source', 'copy')}.")
+                     f"this model: {_changes(local['figures'], 'source', 'copy')}."
+                     + _stability(local.get("malignant_threshold_stability")))
     elif rec:
         src, val = rec["source_model"], rec["validation"]
         figures = _changes(val["figures"], "source", "copy")
@@ -52,6 +53,15 @@ def _preparation_lines(meta: dict) -> list[str]:
                      f"images prepared this way ({', '.join(rec['kept_from_source'])} kept from the source), where source -> "
                      f"this model: {figures}.")
     return lines
+
+
+def _stability(st: dict | None) -> str:
+    """How firmly the local images fix the malignant threshold, in a sentence."""
+    if not st:
+        return ""
+    t, sens = st["threshold"], st["sensitivity"]
+    return (f" The malignant threshold refitted on patient resamples of those images ranges {t['ci_low']:.4f}-{t['ci_high']:.4f} "
+            f"(95%), and its sensitivity there {sens['ci_low']:.2f}-{sens['ci_high']:.2f}: expect that spread on new images.")
 
 
 def _local_set(local: dict) -> str:
