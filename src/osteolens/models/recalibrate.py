@@ -312,6 +312,7 @@ def recalibrate_on_local_data(model: str | Path, out_dir: str | Path, manifest: 
     from osteolens.data.manifest import load_manifest
     from osteolens.data.splits import cases_in_split, load_splits
     from osteolens.training.cache import load_cached
+    from osteolens.training.config import TrainConfig
     from osteolens.training.trainer import calibration_from_predictions
 
     source, meta, out_dir = _source_and_copy(model, out_dir)
@@ -339,9 +340,6 @@ def recalibrate_on_local_data(model: str | Path, out_dir: str | Path, manifest: 
     tumour_masked = [bool(c.mask) for c in cases if c.label != "normal"]
     masks = data.masks[idx] if tumour_masked and all(tumour_masked) else None
     pred = predict_onnx(source, data.images[idx], data.clinical[idx] if source.uses_clinical else None)
-
-    from osteolens.training.config import TrainConfig
-
     tr_cfg = meta["training"]["config"]
     cfg = TrainConfig(**{**tr_cfg, "target_sensitivity": target_sensitivity or tr_cfg["target_sensitivity"]})
     fitted = calibration_from_predictions(pred, labels, masks, cfg,
