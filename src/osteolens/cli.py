@@ -318,11 +318,11 @@ def recalibrate(
                                  "leave out --crop-border, --no-crop, --manifest and --splits")
         meta = recalibrate_on_local_data(model, out, local, local_splits, local_split, version, target_sensitivity,
                                          check_overlap=not skip_overlap_check)
-        local = meta["recalibration"]["local"]
-        figures, t = local["figures"], local["malignant_threshold_stability"]["threshold"]
-        on = f"{local['n_images']} local images (the copy's figures on the images it was fitted on)"
+        rec = meta["recalibration"]["local"]
+        figures, t = rec["figures"], rec["malignant_threshold_stability"]["threshold"]
+        on = f"{rec['n_images']} local images (the copy's figures on the images it was fitted on)"
         console.print(f"malignant threshold {t['value']:.4f}, 95% interval over patient resamples {t['ci_low']:.4f}-"
-                      f"{t['ci_high']:.4f} ({local['labels']['malignant']} malignant images: the wider, the more its "
+                      f"{t['ci_high']:.4f} ({rec['labels']['malignant']} malignant images: the wider, the more its "
                       "sensitivity on new images will vary)")
     console.print(f"wrote {out}/metadata.json ({meta['name']} {meta['version']}); {on}, source -> copy: "
                   + ", ".join(f"{k} {v['source']:.3f} -> {v['copy']:.3f}" for k, v in figures.items()))

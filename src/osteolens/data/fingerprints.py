@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from osteolens.data.manifest import Manifest, load_manifest
-from osteolens.data.verify import NEAR_DUPLICATE_BITS, image_fingerprints
+from osteolens.data.verify import NEAR_DUPLICATE_BITS, hamming_bits, image_fingerprints
 
 #: how the fingerprints are made and matched, recorded beside them so that a later change of method is told apart
 METHOD = ("pixels: sha256 of the stored pixel array, first 16 hex digits; perceptual: 64-bit DCT hash (imagehash "
@@ -58,8 +58,7 @@ def training_matches(record: dict, manifest: str | Path | Manifest, case_ids) ->
     for case, p, h in zip(cases, pixels, perceptual):
         near = False
         if h is not None and len(trained):
-            bits = np.unpackbits(np.bitwise_xor(trained, np.uint64(h)).view(np.uint8).reshape(-1, 8), axis=1).sum(1)
-            near = bool((bits <= NEAR_DUPLICATE_BITS).any())
+            near = bool((hamming_bits(trained, h) <= NEAR_DUPLICATE_BITS).any())
         if near or (p is not None and p[:16] in trained_pixels):
             found.append(case.case_id)
     return found

@@ -149,6 +149,12 @@ def _phash(grey: np.ndarray) -> int:
     return int("".join("1" if b else "0" for b in bits), 2)
 
 
+def hamming_bits(hashes: np.ndarray, h) -> np.ndarray:
+    """Bits that differ between each 64-bit hash of ``hashes`` (uint64) and ``h``."""
+    x = np.bitwise_xor(hashes, np.uint64(h))
+    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+
+
 def duplicate_pairs(pixel_hashes: list[str | None], phashes: list[int | None], near_bits: int) -> list[tuple[int, int, int]]:
     """Pairs of cases whose images are identical or nearly so.
 
@@ -175,8 +181,7 @@ def duplicate_pairs(pixel_hashes: list[str | None], phashes: list[int | None], n
     if near_bits >= 0 and len(valid) > 1:
         hashes = np.array([phashes[i] for i in valid], dtype=np.uint64)
         for a in range(len(valid) - 1):
-            x = np.bitwise_xor(hashes[a + 1:], hashes[a])
-            dist = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+            dist = hamming_bits(hashes[a + 1:], hashes[a])
             for off in np.nonzero(dist <= near_bits)[0]:
                 i, j = valid[a], valid[a + 1 + int(off)]
                 same_pixels = pixel_hashes[i] is not None and pixel_hashes[i] == pixel_hashes[j]

@@ -219,17 +219,14 @@ def threshold_stability(pred: dict, labels: np.ndarray, groups: np.ndarray, cali
 
     p = cal.softmax(pred["class_logits"], calibration["temperature"])[:, 2]
     target = calibration["malignant_target_sensitivity"]
-    rng = np.random.default_rng(seed)
-    names, members = np.unique(groups, return_inverse=True)
-    by_group = [np.flatnonzero(members == g) for g in range(len(names))]
+    W = group_bootstrap_weights(groups, n_boot, seed)  # one set of resamples for the refits and the two CIs
     refits = []
-    for _ in range(n_boot):
-        idx = np.concatenate([by_group[g] for g in rng.integers(0, len(names), len(names))])
+    for w in W:
+        idx = np.repeat(np.arange(len(p)), w.astype(int))  # each case as many times as its group was drawn
         if (labels[idx] == 2).any():
             refits.append(cal.malignant_threshold(labels[idx], p[idx], target))
     low, high = percentile_ci(np.array(refits))
     flagged = p >= calibration["malignant_threshold"]
-    W = group_bootstrap_weights(groups, n_boot, seed)
     return {
         "threshold": {"value": calibration["malignant_threshold"], "ci_low": low, "ci_high": high, "n": int(len(p))},
         "sensitivity": bootstrap_metric(sensitivity, (labels == 2, flagged), weights=W).to_dict(),
