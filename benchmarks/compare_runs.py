@@ -1,7 +1,10 @@
 """Training runs against a reference run, paired on the validation split (never the test split).
 
 Each run folder's ``best.pt`` reads the validation images of its own config (flip-TTA, its own
-temperature and mask threshold from ``calibration.json``). Every run must use the same split. For
+temperature and mask threshold from ``calibration.json``). An exported model folder (``metadata.json``
+and ``model.onnx``, or a registered name) is read the same way through ONNX Runtime, its images
+prepared as its metadata says (border crop included), with the calibration in its metadata. Every
+run must use the same split. For
 each run the script reports macro AUC, tumour-vs-normal and malignant-vs-rest AUC, mean Dice
 on tumour images, and the saliency pointing game (the flip-averaged class map of the more likely
 tumour class peaking inside the true mask, as ``osteolens analyze`` draws it), each with its
@@ -34,6 +37,8 @@ from osteolens.evaluation.segmentation import dice, weighted_mean
 from osteolens.errors import OsteolensError
 from osteolens.explain.saliency import pointing_game_hit, saliency_map
 from osteolens.models.export import load_run
+from osteolens.models.recalibrate import predict_onnx, training_data
+from osteolens.models.registry import load_model
 from osteolens.training import calibration as cal
 from osteolens.training.trainer import predict_cached, split_indices
 
@@ -41,14 +46,27 @@ REPO = Path(__file__).resolve().parents[1]
 METRICS = ("macro_auc", "auc_tumour", "auc_malignant", "dice", "pointing_game")
 
 
-def validation_cases(run: Path, device: str = "cpu") -> dict:
-    """Per-case validation results of one run: labels, groups, probabilities, Dice and pointing hits."""
-    cfg, calib, _, model = load_run(run)
-    data = cfg.cached()
+def _predict(run: Path, device: str):
+    """``(config, calibration, validation data, flip-TTA predictions)`` of a run folder or an exported model."""
+    if (run / "best.pt").is_file():
+        cfg, calib, _, model = load_run(run)
+        va = _validation(cfg, cfg.cached())
+        model.to(device)
+        return cfg, calib, va, predict_cached(model, va.images, va.clinical if cfg.clinical else None, tta=True)
+    loaded = load_model(str(run))
+    cfg, data = training_data(loaded.metadata, None, None)
+    va = _validation(cfg, data)
+    return cfg, loaded.metadata["calibration"], va, predict_onnx(loaded, va.images, va.clinical if loaded.uses_clinical else None)
+
+
+def _validation(cfg, data):
     _, val = split_indices(cfg, data.case_ids)
-    va = data.take(val)
-    model.to(device)
-    pred = predict_cached(model, va.images, va.clinical if cfg.clinical else None, tta=True)
+    return data.take(val)
+
+
+def validation_cases(run: Path, device: str = "cpu") -> dict:
+    """Per-case validation results of one run folder or exported model: labels, groups, probabilities, Dice, pointing hits."""
+    cfg, calib, va, pred = _predict(Path(run), device)
     probs = cal.softmax(pred["class_logits"], calib["temperature"])
     truth = va.masks > 0
     tumour = va.labels > 0
@@ -119,7 +137,8 @@ def print_table(result: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="run folders; the first is the reference")
+    ap.add_argument("runs", nargs="+", type=Path,
+                    help="run folders or exported model folders (or registered names); the first is the reference")
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--tag", default="")
     ap.add_argument("--device", default="cpu", help="where the runs' networks read the images: cpu or cuda")

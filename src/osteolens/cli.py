@@ -8,6 +8,7 @@ problem, and the command exits with status 2.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -40,8 +41,10 @@ radiomics_app = typer.Typer(help="IBSI-compliant radiomics features of a lesion 
 app.add_typer(radiomics_app, name="radiomics")
 volume_app = typer.Typer(help="3-D lesions (CT/MR/PET): volume, diameters, SUV, modalities on one grid.", no_args_is_help=True)
 app.add_typer(volume_app, name="volume")
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# piped or logged output gets room for its tables (rich would assume 80 columns and cut the cells short)
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140
+console = Console(soft_wrap=True, width=_WIDTH)
+err_console = Console(stderr=True, soft_wrap=True, width=_WIDTH)
 
 
 def _progress() -> Progress:
@@ -277,6 +280,27 @@ def quantize(
     figures = meta["quantization"]["validation"]["figures"]
     console.print(f"wrote {out}/model.onnx ({meta['name']}, sha256 {meta['sha256'][:16]}...); validation float32 -> int8: "
                   + ", ".join(f"{k} {v['float32']:.3f} -> {v['int8']:.3f}" for k, v in figures.items()))
+
+
+@app.command()
+def ensemble(
+    models: list[str] = typer.Argument(..., help="Two or more registered names or folders of float32 radiograph models "
+                                                 "trained on the same split file; images are prepared as the first does."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write (model.onnx + metadata.json)."),
+    name: Optional[str] = typer.Option(None, help="Name of the ensemble (default: <first name>-ensemble)."),
+    version: Optional[str] = typer.Option(None, help="Its version (default: the first member's)."),
+    manifest: Optional[Path] = typer.Option(None, help="The members' training manifest (default: from the first's metadata)."),
+    splits: Optional[Path] = typer.Option(None, help="The split file they were trained with (default: from its metadata)."),
+) -> None:
+    """Average several models' networks in one ONNX file, calibrated on their validation split."""
+    from osteolens.models.ensemble import ensemble_models
+
+    meta = ensemble_models(models, out, name=name, version=version, manifest=manifest, splits=splits)
+    figures = meta["ensemble"]["validation"]["figures"]
+    console.print(f"wrote {out}/model.onnx ({meta['name']} {meta['version']}, sha256 {meta['sha256'][:16]}...); "
+                  "validation, members -> ensemble: "
+                  + ", ".join(f"{k} {'/'.join(f'{x:.3f}' for x in v['members'])} -> {v['ensemble']:.3f}"
+                              for k, v in figures.items()))
 
 
 @app.command()

@@ -19,6 +19,10 @@ def _changes(figures: dict, before: str, after: str) -> str:
 def _onnx_line(meta: dict) -> str:
     """What the ONNX file is and how it was checked: against PyTorch (float32) or against its float32 source (int8)."""
     q = meta.get("quantization")
+    if not q and "ensemble" in meta:
+        check = meta["ensemble"]["check"]
+        return (f"- ONNX fp32, sha256 `{meta['sha256']}`; on {check['n_images']} validation images its raw outputs equal the "
+                f"mean of its members' within {max(check['max_rel_diff'].values()):.1e} of each output's largest value.")
     if not q:
         return (f"- ONNX fp32, sha256 `{meta['sha256']}`; ONNX vs PyTorch on real validation images: max abs difference of raw "
                 f"outputs {max(meta['export_check']['max_abs_diff'].values()):.1e} (largest on the CAM, whose values reach ~30).")
@@ -53,6 +57,23 @@ def _preparation_lines(meta: dict) -> list[str]:
                      f"images prepared this way ({', '.join(rec['kept_from_source'])} kept from the source), where source -> "
                      f"this model: {figures}.")
     return lines
+
+
+def _ensemble_lines(meta: dict) -> list[str]:
+    """What an ensemble averages, and what each member and the ensemble score on validation."""
+    ens = meta.get("ensemble")
+    if not ens:
+        return []
+    members = "; ".join(f"{m['name']} {m['version']} (sha256 `{m['sha256'][:16]}...`, peak learning rate {m['learning_rate']}, "
+                        f"{m['training']['epochs_run']} epochs in {m['training']['train_minutes']} minutes, best "
+                        f"{m['training']['best_epoch']})" for m in ens["members"])
+    val = ens["validation"]
+    figures = ", ".join(f"{k.removeprefix('val_').replace('_', ' ')} {' / '.join(f'{x:.3f}' for x in v['members'])} -> "
+                        f"{v['ensemble']:.3f}" for k, v in val["figures"].items())
+    return [f"- An ensemble of {len(ens['members'])} networks: {members}. Combined as the {ens['combination']}. Images are "
+            f"prepared as {ens['preprocessing_from']} prepares them. On the {val['n_images']} validation images, each "
+            f"calibrated there, members -> ensemble: {figures}. Each network runs on every image, so the network time is "
+            f"the members' times added."]
 
 
 def _stability(st: dict | None) -> str:
@@ -166,6 +187,7 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
         f"- Input {meta['preprocessing']['image_size']} x {meta['preprocessing']['image_size']} grey; clinical inputs: "
         f"{', '.join(meta['clinical']['features']) or 'none'} ({meta['clinical']['note']}).",
         _onnx_line(meta),
+        *_ensemble_lines(meta),
         *_preparation_lines(meta),
         f"- Calibration on {on}: temperature {cal['temperature']:.3f} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f});",
         f"  malignant threshold {cal['malignant_threshold']:.4f} ({which} sensitivity {cal['val_malignant_sensitivity']:.3f}, specificity {cal['val_malignant_specificity']:.3f});",
@@ -180,7 +202,8 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
         f"- {tr['data']['name']}; licence {tr['data']['licence']}; cite {tr['data']['citation']}.",
         f"- {tr['n_train']} training and {tr['n_val']} validation images, split by patient group (BTXRD has no patient ids: consecutive",
         "  images with the same centre, age, sex and diagnosis form a group; pixel-identical and near-identical images are kept in one split).",
-        f"- Trained on the CPU for {tr['train_minutes']} minutes ({tr['epochs_run']} epochs, best {tr['best_epoch']}; {tr['stop_reason']}).",
+        (f"- Trained on the CPU for {tr['train_minutes']} minutes ({tr['epochs_run']} epochs, best {tr['best_epoch']}; {tr['stop_reason']})."
+         if "ensemble" not in meta else "- Every member was trained on these images (training times above)."),
         "",
         "## Measured figures (95% CIs: bootstrap over patient groups)",
     ]
