@@ -28,6 +28,8 @@ def test_the_copy_is_the_same_network_with_a_border_crop_and_its_own_calibration
     assert (out / "model.onnx").read_bytes() == (tiny_source / "model.onnx").read_bytes()
     assert meta["sha256"] == source["sha256"] and meta["version"] == "1.0.1" and meta["name"] == source["name"]
     assert meta["preprocessing"]["crop_uniform_border"] == TOL and "crop_uniform_border" not in source["preprocessing"]
+    assert meta["preprocessing"]["resize"].startswith("the image inside its flat borders")  # says what the network reads
+    assert source["preprocessing"]["resize"].startswith("the whole image, inside a DICOM's Pixel Padding Value frame")
     cal = meta["calibration"]
     assert cal["mask_postprocess"] == PP and "val_mask_postprocess" not in cal  # kept; its scores were the source's
     assert cal["temperature"] != source["calibration"]["temperature"]  # cut borders move the logits
@@ -60,6 +62,7 @@ def test_recalibrating_without_the_crop_gives_back_the_sources_calibration(cropp
     back = recalibrate_model(out, tmp_path / "back", crop_uniform_border=None)
     source = json.loads((tiny_source / "metadata.json").read_text())["calibration"]
     assert "crop_uniform_border" not in back["preprocessing"] and back["version"] == "1.0.1"
+    assert back["preprocessing"]["resize"].startswith("the whole image")
     # equal up to ONNX vs PyTorch (a model trained one step has a huge temperature, hence rel)
     for k in ("temperature", "malignant_threshold", "uncertainty_threshold", "val_macro_auc", "val_dice"):
         assert back["calibration"][k] == pytest.approx(source[k], rel=1e-4, abs=2e-3), k

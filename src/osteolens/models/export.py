@@ -25,7 +25,7 @@ from osteolens.data.manifest import LABELS
 from osteolens.errors import OsteolensError
 from osteolens.training.cache import SUBTYPE_NAMES
 from osteolens.training.config import TrainConfig
-from osteolens.transforms.preprocess import IMAGENET_MEAN, IMAGENET_STD, enlarged_size
+from osteolens.transforms.preprocess import IMAGENET_MEAN, IMAGENET_STD, enlarged_size, resize_description
 
 OUTPUTS = ("class_logits", "subtype_logits", "mask_logits", "cam")
 BTXRD_TRAINING_DATA = {
@@ -172,7 +172,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
         "preprocessing": {
             "image_size": size,
             "grey": "to [0, 1] (DICOM: modality + VOI LUT, MONOCHROME1 inverted; colour: BT.601 luma)",
-            "resize": "whole image to image_size x image_size, aspect ratio not kept (as in BTXRD), area interpolation, rounded to uint8",
+            "resize": resize_description(cfg.crop_uniform_border),
             "channels": "grey replicated to 3",
             "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD),

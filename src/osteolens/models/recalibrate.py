@@ -35,7 +35,7 @@ from osteolens import __version__
 from osteolens.checksums import sha256_file
 from osteolens.errors import OsteolensError
 from osteolens.models.registry import LoadedModel, load_model
-from osteolens.transforms.preprocess import normalise
+from osteolens.transforms.preprocess import normalise, resize_description
 
 #: validation figures recorded for the source and the copy
 COMPARED = ("val_macro_auc", "val_auc_tumour", "val_auc_malignant", "val_dice", "ece_after")
@@ -133,6 +133,7 @@ def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_borde
         meta["preprocessing"].pop("crop_uniform_border", None)
     else:
         meta["preprocessing"]["crop_uniform_border"] = float(crop)
+    meta["preprocessing"]["resize"] = resize_description(crop)
     what = "flat borders cropped" if crop is not None else "no border crop"
     record = {
         "crop_uniform_border": {"source": own_crop, "copy": crop},

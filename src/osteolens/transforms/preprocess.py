@@ -127,3 +127,11 @@ def network_box(grey01: np.ndarray, marked: tuple[int, int, int, int] | None,
             x0, y0, x1, y1 = x0 + inner[0], y0 + inner[1], x0 + inner[2], y0 + inner[3]
     box = (int(x0), int(y0), int(x1), int(y1))
     return None if box == (0, 0, w, h) else box
+
+
+def resize_description(crop_uniform_border: float | None) -> str:
+    """The metadata's ``preprocessing.resize`` text: what part of an image reaches the network, and how it is resized."""
+    region = ("the image inside its flat borders (edge rows and columns spanning at most crop_uniform_border of the grey "
+              "range are cut)" if crop_uniform_border is not None else "the whole image")
+    return (f"{region}, inside a DICOM's Pixel Padding Value frame, to image_size x image_size, aspect ratio not kept "
+            "(as in BTXRD), area interpolation, rounded to uint8")
