@@ -46,6 +46,7 @@ def test_the_ensemble_outputs_the_members_mean_and_is_calibrated_on_their_valida
                                                       for f in (tiny_source, second_member)]
     assert ens["check"]["n_images"] == 8 and max(ens["check"]["max_rel_diff"].values()) <= 1e-4
     assert "export_check" not in meta and meta["calibration"]["mask_postprocess"] == PP  # kept from the first member
+    assert len(meta["changes"]) == 1 and meta["changes"][0].startswith("2.0.0: tiny-test-model-ensemble, the mean of")
     # the two networks differ, and the ensemble's flip-TTA logits are their mean, on real images
     data = load_cached(tiny_dataset / "manifest.csv", 64, tiny_dataset / "cache")
     preds = [predict_onnx(load_model(f), data.images[:6], data.clinical[:6]) for f in (tiny_source, second_member, out)]

@@ -175,7 +175,7 @@ def ensemble_models(models: list[str | Path], out_dir: str | Path, name: str | N
         "software": {**meta.get("software", {}), "osteolens": __version__},
         "sha256": sha256_file(out_dir / "model.onnx"),
     })
-    meta["changes"] = meta.get("changes", []) + [
+    meta["changes"] = [  # a new model: its members' histories are theirs (in their own metadata)
         f"{meta['version']}: {meta['name']}, the mean of " + ", ".join(f"{m['name']} {m['version']}" for m in member_info)
         + "; on the validation split, each calibrated there, members -> ensemble: "
         + ", ".join(f"{k} {'/'.join(f'{x:.3f}' for x in v['members'])} -> {v['ensemble']:.3f}" for k, v in figures.items())]
