@@ -110,6 +110,8 @@ def test_the_ensembles_card_names_its_members_and_their_validation_figures(tiny_
 def test_members_that_cannot_be_averaged_are_refused(tiny_source, second_member, tmp_path):
     with pytest.raises(OsteolensError, match="two or more"):
         ensemble_models([tiny_source], tmp_path / "one")
+    with pytest.raises(OsteolensError, match="the same network as"):
+        ensemble_models([tiny_source, second_member, tiny_source], tmp_path / "twice")
     with pytest.raises(OsteolensError, match="a member's own folder"):
         ensemble_models([tiny_source, second_member], second_member)
     for field, value, message in (("splits_sha256", "0" * 64, "another split file"), ("image_size", 96, "image_size"),

@@ -88,8 +88,13 @@ def average_networks(onnx_paths: list[str | Path], out_path: str | Path) -> None
 def _check_members(members: list[LoadedModel]) -> None:
     """Refuse members that cannot be averaged or calibrated together, naming the first difference."""
     first = members[0].metadata
+    seen = {}
     for m in members:
         meta, where = m.metadata, m.folder
+        if meta["sha256"] in seen:
+            raise OsteolensError(f"{where}: the same network as {seen[meta['sha256']]}; an ensemble of copies only "
+                                 "doubles the time")
+        seen[meta["sha256"]] = where
         if "quantization" in meta:
             raise OsteolensError(f"{where}: an int8 copy; ensemble the float32 models, then quantize the ensemble")
         if "ensemble" in meta:
