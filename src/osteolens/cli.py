@@ -293,14 +293,11 @@ def ensemble(
     splits: Optional[Path] = typer.Option(None, help="The split file they were trained with (default: from its metadata)."),
 ) -> None:
     """Average several models' networks in one ONNX file, calibrated on their validation split."""
-    from osteolens.models.ensemble import ensemble_models
+    from osteolens.models.ensemble import ensemble_models, members_to_ensemble
 
     meta = ensemble_models(models, out, name=name, version=version, manifest=manifest, splits=splits)
-    figures = meta["ensemble"]["validation"]["figures"]
     console.print(f"wrote {out}/model.onnx ({meta['name']} {meta['version']}, sha256 {meta['sha256'][:16]}...); "
-                  "validation, members -> ensemble: "
-                  + ", ".join(f"{k} {'/'.join(f'{x:.3f}' for x in v['members'])} -> {v['ensemble']:.3f}"
-                              for k, v in figures.items()))
+                  f"validation, members -> ensemble: {members_to_ensemble(meta['ensemble']['validation']['figures'])}")
 
 
 @app.command()

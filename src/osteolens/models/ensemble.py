@@ -183,9 +183,14 @@ def ensemble_models(models: list[str | Path], out_dir: str | Path, name: str | N
     meta["changes"] = [  # a new model: its members' histories are theirs (in their own metadata)
         f"{meta['version']}: {meta['name']}, the mean of " + ", ".join(f"{m['name']} {m['version']}" for m in member_info)
         + "; on the validation split, each calibrated there, members -> ensemble: "
-        + ", ".join(f"{k} {'/'.join(f'{x:.3f}' for x in v['members'])} -> {v['ensemble']:.3f}" for k, v in figures.items())]
+        + members_to_ensemble(figures)]
     (out_dir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def members_to_ensemble(figures: dict) -> str:
+    """``val_macro_auc 0.908/0.903 -> 0.918, ...`` from an ensemble's validation figures."""
+    return ", ".join(f"{k} {'/'.join(f'{x:.3f}' for x in v['members'])} -> {v['ensemble']:.3f}" for k, v in figures.items())
 
 
 def _check_mean(merged: LoadedModel, members: list[LoadedModel], images_u8: np.ndarray, clinical: np.ndarray | None,
