@@ -15,6 +15,9 @@ images that differ from the training data in these ways. Storage variants that a
 (``png16``, ``dicom_monochrome1_j2k``) must reproduce the control exactly. ``dicom_padded``
 frames the 12-bit DICOM in Pixel Padding Value, which analysis leaves out: it should match
 ``dicom_monochrome1_j2k`` (the same 8-to-12-bit rounding), not lose what ``black_frame`` (the same frame in a PNG, where nothing marks it) costs.
+``noisy_dark_frame``, ``bright_frame`` and ``text_frame`` are borders that are not flat (detector noise on a dark
+level, a bright collimated edge with a scatter ramp, black with burnt-in text): models that cut noisy borders
+(``crop_noisy_border``) should lose little on them.
 
 Usage:
     python benchmarks/radiograph_robustness.py --model osteolens-radiograph --tag holdout
@@ -96,7 +99,7 @@ def _dicom_monochrome1_j2k(grey: np.ndarray, path: Path) -> Path:
 
 
 PAD_PX = 32  # the frame of ``dicom_padded`` and ``black_frame``, each side
-FRAMED = ("dicom_padded", "black_frame")  # their masks are scored inside the frame
+FRAMED = ("dicom_padded", "black_frame", "noisy_dark_frame", "bright_frame", "text_frame")  # masks scored inside the frame
 
 
 def _dicom_padded(grey: np.ndarray, path: Path) -> Path:
@@ -119,6 +122,46 @@ def _black_frame(grey: np.ndarray, path: Path) -> Path:
     return _png8(np.pad(grey, PAD_PX), path)
 
 
+def _seeded(path: Path) -> np.random.Generator:
+    """The same random numbers for the same file on every run."""
+    return np.random.default_rng(zlib.crc32(path.stem.encode()))
+
+
+def _frame(grey: np.ndarray, border: np.ndarray, path: Path) -> Path:
+    """``grey`` inside a 32-px frame whose pixels are ``border`` (an array of the framed shape)."""
+    framed = border.copy()
+    framed[PAD_PX:-PAD_PX, PAD_PX:-PAD_PX] = grey
+    return _png8(framed, path)
+
+
+def _noisy_dark_frame(grey: np.ndarray, path: Path) -> Path:
+    """A 32-px border of detector noise on a dark level (grey 0.03, sigma 0.01): an unexposed edge
+    exported without an electronic shutter, so nothing in it is exactly flat."""
+    shape = (grey.shape[0] + 2 * PAD_PX, grey.shape[1] + 2 * PAD_PX)
+    return _frame(grey, 0.03 + _seeded(path).normal(0, 0.01, shape), path)
+
+
+def _bright_frame(grey: np.ndarray, path: Path) -> Path:
+    """A 32-px collimated edge shown bright, as film behind the collimator's lead: grey 0.85 falling
+    to 0.75 across the image (scatter), with noise of sigma 0.01."""
+    shape = (grey.shape[0] + 2 * PAD_PX, grey.shape[1] + 2 * PAD_PX)
+    ramp = np.linspace(0.85, 0.75, shape[1])[None, :]
+    return _frame(grey, ramp + _seeded(path).normal(0, 0.01, shape), path)
+
+
+def _text_frame(grey: np.ndarray, path: Path) -> Path:
+    """A 32-px black border with white text burnt into it (side marker and an annotation line), as
+    screenshots and secondary captures carry."""
+    from PIL import ImageDraw
+
+    shape = (grey.shape[0] + 2 * PAD_PX, grey.shape[1] + 2 * PAD_PX)
+    canvas = Image.new("L", shape[::-1], 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((6, 6), "R", fill=255)
+    draw.text((PAD_PX + 10, shape[0] - PAD_PX + 10), "AP 2019-03-14  70 kV", fill=255)
+    return _frame(grey, np.asarray(canvas, dtype=np.float64) / 255.0, path)
+
+
 def _resampled(factor: float) -> Callable[[np.ndarray, Path], Path]:
     def write(grey: np.ndarray, path: Path) -> Path:
         h, w = grey.shape
@@ -132,8 +175,7 @@ def _intensity(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray, 
 
 def _noise(sigma: float) -> Callable[[np.ndarray, Path], Path]:
     def write(grey: np.ndarray, path: Path) -> Path:
-        rng = np.random.default_rng(zlib.crc32(path.stem.encode()))  # the same noise on every run
-        return _png8(grey + rng.normal(0, sigma, grey.shape), path)
+        return _png8(grey + _seeded(path).normal(0, sigma, grey.shape), path)
     return write
 
 
@@ -143,6 +185,9 @@ VARIANTS: dict[str, tuple[str, Callable[[np.ndarray, Path], Path]]] = {
     "dicom_monochrome1_j2k": ("DICOM, 12-bit MONOCHROME1, JPEG 2000 lossless (lossless)", _dicom_monochrome1_j2k),
     "dicom_padded": ("DICOM, 12-bit, in a 32-px frame of Pixel Padding Value", _dicom_padded),
     "black_frame": ("8-bit PNG in a 32-px black border (no padding attribute)", _black_frame),
+    "noisy_dark_frame": ("8-bit PNG in a 32-px dark border of noise (grey 0.03, sigma 0.01)", _noisy_dark_frame),
+    "bright_frame": ("8-bit PNG in a 32-px bright collimated border (0.85 to 0.75, sigma 0.01)", _bright_frame),
+    "text_frame": ("8-bit PNG in a 32-px black border with burnt-in white text", _text_frame),
     "jpeg_q75": ("JPEG, quality 75", _jpeg(75)),
     "jpeg_q40": ("JPEG, quality 40", _jpeg(40)),
     "half_resolution": ("half the pixels a side", _resampled(0.5)),

@@ -309,6 +309,10 @@ def recalibrate(
         help="Cut flat image borders (rows/columns spanning at most this much of the [0, 1] grey range) before the "
              "network reads the image. Default: as the source model does."),
     no_crop: bool = typer.Option(False, "--no-crop", help="Read whole images (no border crop)."),
+    noisy_border: Optional[bool] = typer.Option(
+        None, "--noisy-border/--flat-border-only",
+        help="With a border crop, cut noisy borders too (an even border with noise, a ramp or burnt-in text, ending in "
+             "a straight edge), or flat ones only. Default: as the source model does."),
     version: Optional[str] = typer.Option(None, help="Version of the copy (default: the source's)."),
     manifest: Optional[Path] = typer.Option(None, help="The model's training manifest (default: from its metadata)."),
     splits: Optional[Path] = typer.Option(None, help="The split file it was trained with (default: from its metadata)."),
@@ -331,12 +335,14 @@ def recalibrate(
         if local_splits or target_sensitivity or skip_overlap_check:
             raise OsteolensError("--local-splits, --target-sensitivity and --skip-overlap-check go with --local")
         crop = {} if not no_crop and crop_border is None else {"crop_uniform_border": crop_border}  # {}: the source's
+        if noisy_border is not None:
+            crop["crop_noisy_border"] = noisy_border
         meta = recalibrate_model(model, out, version=version, manifest=manifest, splits=splits, **crop)
         figures, on = meta["recalibration"]["validation"]["figures"], "validation"
     else:
-        if no_crop or crop_border is not None or manifest or splits:
+        if no_crop or crop_border is not None or noisy_border is not None or manifest or splits:
             raise OsteolensError("--local keeps the model's own preparation and needs no training data: "
-                                 "leave out --crop-border, --no-crop, --manifest and --splits")
+                                 "leave out --crop-border, --no-crop, --noisy-border, --manifest and --splits")
         meta = recalibrate_on_local_data(model, out, local, local_splits, local_split, version, target_sensitivity,
                                          check_overlap=not skip_overlap_check)
         rec = meta["recalibration"]["local"]

@@ -289,3 +289,43 @@ def test_the_cli_fits_on_local_images_and_refuses_options_that_do_not_go_with_it
     assert "tiny-test-model 1.0.0+site" in r.output and "44 local images" in r.output and "ece" in r.output
     cal = json.loads((tmp_path / "c" / "metadata.json").read_text())["calibration"]
     assert cal["malignant_target_sensitivity"] == 0.95 and cal["val_malignant_sensitivity"] >= 0.95
+
+
+def test_a_copy_that_cuts_noisy_borders_too_records_it_and_reads_a_noisy_frame_as_the_radiograph(
+        cropping_copy, btxrd_dir, tmp_path):
+    """``--noisy-border``: from the flat-cropping copy, a copy that also cuts noisy borders
+    (:func:`osteolens.transforms.preprocess.border_box`). It says so in its metadata, its record and
+    its card, and a radiograph inside a 32-px border of detector noise reads as the radiograph alone
+    does, placed in the border's pixels (the flat-cropping copy reads the border as image)."""
+    from osteolens.reporting.model_card import write_model_card
+
+    flat_copy, _ = cropping_copy
+    runner = CliRunner()
+    out = tmp_path / "noisy"
+    r = runner.invoke(app, ["recalibrate", str(flat_copy), "--out", str(out), "--noisy-border", "--version", "1.0.3"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["preprocessing"]["crop_noisy_border"] is True and meta["preprocessing"]["crop_uniform_border"] == TOL
+    assert "and its noisy ones" in meta["preprocessing"]["resize"]
+    assert meta["recalibration"]["crop_noisy_border"] == {"source": False, "copy": True}
+    assert "flat and noisy borders cropped" in meta["changes"][-1]
+    assert "Noisy borders are cut too" in write_model_card(out, accuracy=[]).read_text()
+
+    grey = np.asarray(Image.open(btxrd_dir / "images" / "IMG000004.png").convert("L"))
+    noise = np.random.default_rng(0).normal(8, 2.5, (256 + 64, 256 + 64))
+    framed = np.clip(np.round(noise), 0, 255).astype(np.uint8)
+    framed[32:-32, 32:-32] = grey
+    Image.fromarray(framed).save(tmp_path / "framed.png")
+    Image.fromarray(grey).save(tmp_path / "plain.png")
+    noisy = load_model(out)
+    inside = analyze_image(noisy, *read_image(tmp_path / "framed.png"))
+    plain = analyze_image(noisy, *read_image(tmp_path / "plain.png"))
+    assert inside.content_box == [32, 32, 288, 288] and inside.p_malignant == plain.p_malignant
+    assert analyze_image(load_model(flat_copy), *read_image(tmp_path / "framed.png")).content_box is None
+
+    # back to flat borders only; and noisy borders without the flat crop are refused
+    back = recalibrate_model(out, tmp_path / "flat", crop_noisy_border=False)
+    assert "crop_noisy_border" not in back["preprocessing"] and back["preprocessing"]["crop_uniform_border"] == TOL
+    with pytest.raises(OsteolensError, match="needs the flat-border crop"):
+        recalibrate_model(out, tmp_path / "x", crop_uniform_border=None, crop_noisy_border=True)
+    assert "crop_noisy_border" not in recalibrate_model(out, tmp_path / "none", crop_uniform_border=None)["preprocessing"]

@@ -193,6 +193,9 @@ def test_config_errors_name_the_field(tmp_path):
     p.write_text('{"manifest": "m.csv", "splits": "s.csv", "image_size": 320, "low_res_size": 320, "low_res_epochs": 5}')
     with pytest.raises(OsteolensError, match="low_res_size must be .*below image_size \\(320\\), got 320"):
         load_config(p)
+    p.write_text('{"manifest": "m.csv", "splits": "s.csv", "crop_noisy_border": true}')
+    with pytest.raises(OsteolensError, match="crop_noisy_border needs crop_uniform_border"):
+        load_config(p)
     p.write_text('{"manifest": "m.csv", "splits": "s.csv", "decoder_widths": [96, 64, 32]}')
     with pytest.raises(OsteolensError, match="decoder_widths"):
         load_config(p)

@@ -121,7 +121,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     Returns:
         The :class:`Analysis` (mask and saliency at the input's size). Where the reader found
         the image inside a padded frame (``props.content_box``), or the model's preprocessing
-        crops flat borders (``crop_uniform_border``) and the image has one, the network reads
+        crops flat borders (``crop_uniform_border``; noisy ones too with ``crop_noisy_border``) and the image has one, the network reads
         only the box inside, and the mask, saliency and boxes are placed back in the frame
         (``Analysis.content_box`` records the box).
     """
@@ -130,7 +130,8 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     calib = meta["calibration"]
     size = model.image_size
     framed = to_unit_grey(arr, props)
-    box = network_box(framed, props.content_box, meta["preprocessing"].get("crop_uniform_border"))
+    box = network_box(framed, props.content_box, meta["preprocessing"].get("crop_uniform_border"),
+                      bool(meta["preprocessing"].get("crop_noisy_border", False)))
     x_off, y_off, x_end, y_end = box or (0, 0, framed.shape[1], framed.shape[0])
     grey = framed[y_off:y_end, x_off:x_end]
     check_analysable(grey, props.path)

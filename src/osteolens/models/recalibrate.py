@@ -9,7 +9,7 @@ second look are kept from the source, without their validation scores, which wer
 (re-choose them with ``benchmarks/radiograph_postprocess.py --write``).
 
 Its use: changing how images are prepared for the network, such as cutting flat borders
-(``crop_uniform_border``, :func:`osteolens.transforms.preprocess.uniform_border_box`), moves the
+(``crop_uniform_border``, and noisy ones with ``crop_noisy_border``, :func:`osteolens.transforms.preprocess.border_box`), moves the
 logits a little, so the thresholds are fitted again on validation images prepared the new way.
 Both the source and the copy are scored on the same validation images, each prepared its own way
 and each calibrated there, and the copy records both.
@@ -69,7 +69,8 @@ def predict_onnx(model: LoadedModel, images_u8: np.ndarray, clinical: np.ndarray
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
-def training_data(meta: dict, manifest: str | Path | None, splits: str | Path | None, crop_tolerance=_SOURCE):
+def training_data(meta: dict, manifest: str | Path | None, splits: str | Path | None, crop_tolerance=_SOURCE,
+                  crop_noisy=_SOURCE):
     """A model's training config (paths overridden) and its data cached as the model prepares images.
 
     Args:
@@ -78,6 +79,7 @@ def training_data(meta: dict, manifest: str | Path | None, splits: str | Path | 
             model was trained with, so that its validation split holds no training image.
         crop_tolerance: prepare the images with this flat-border crop instead of the model's own
             (``None``: no crop).
+        crop_noisy: with a crop, cut noisy borders too (default: as the model does).
 
     Raises:
         OsteolensError: a file is missing, or the split file differs from the model's.
@@ -87,8 +89,10 @@ def training_data(meta: dict, manifest: str | Path | None, splits: str | Path | 
     tr = meta["training"]
     if crop_tolerance is _SOURCE:
         crop_tolerance = meta["preprocessing"].get("crop_uniform_border")
+    if crop_noisy is _SOURCE:
+        crop_noisy = bool(meta["preprocessing"].get("crop_noisy_border", False))
     cfg = TrainConfig(**{**tr["config"], "manifest": manifest or tr["manifest"], "splits": splits or tr["splits"],
-                         "crop_uniform_border": crop_tolerance})
+                         "crop_uniform_border": crop_tolerance, "crop_noisy_border": bool(crop_noisy and crop_tolerance is not None)})
     for label, path in (("manifest", cfg.manifest), ("splits", cfg.splits)):
         if not Path(path).is_file():
             raise OsteolensError(f"{path}: {label} of the model's training data not found; pass --{label}")
@@ -99,7 +103,8 @@ def training_data(meta: dict, manifest: str | Path | None, splits: str | Path | 
 
 
 def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_border=_SOURCE, version: str | None = None,
-                      manifest: str | Path | None = None, splits: str | Path | None = None) -> dict:
+                      manifest: str | Path | None = None, splits: str | Path | None = None,
+                      crop_noisy_border=_SOURCE) -> dict:
     """Write a copy of ``model`` into ``out_dir``, its calibration fitted again on its validation split.
 
     Args:
@@ -107,6 +112,7 @@ def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_borde
         out_dir: the model folder to write (``model.onnx``, a byte copy of the source's, and ``metadata.json``);
             not the source's own folder.
         crop_uniform_border: the copy's flat-border crop tolerance (``None``: none); default: the source's.
+        crop_noisy_border: whether the copy cuts noisy borders too (needs a crop); default: the source's.
         version: the copy's version (default: the source's).
         manifest, splits: the model's training data (default: the paths in its metadata).
 
@@ -117,15 +123,24 @@ def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_borde
 
     source, meta, out_dir = _source_and_copy(model, out_dir)
     own_crop = meta["preprocessing"].get("crop_uniform_border")
+    own_noisy = bool(meta["preprocessing"].get("crop_noisy_border", False))
     crop = own_crop if crop_uniform_border is _SOURCE else crop_uniform_border
-    by_tolerance = {}  # one prediction per preparation: the same one twice when the crop does not change
-    for tolerance in dict.fromkeys((own_crop, crop)):
-        cfg, data = training_data(meta, manifest, splits, tolerance)
+    if crop_noisy_border is _SOURCE:  # the source's, unless the copy cuts no border at all
+        noisy = own_noisy and crop is not None
+    else:
+        noisy = bool(crop_noisy_border)
+    if noisy and crop is None:
+        raise OsteolensError("cutting noisy borders needs the flat-border crop too (crop_uniform_border); give both")
+    own, new = (own_crop, own_noisy), (crop, noisy)
+    by_preparation = {}  # one prediction per preparation: the same one twice when it does not change
+    for tolerance, cut_noisy in dict.fromkeys((own, new)):
+        cfg, data = training_data(meta, manifest, splits, tolerance, cut_noisy)
         _, val_idx = split_indices(cfg, data.case_ids)
         clinical = data.clinical[val_idx] if source.uses_clinical else None
         pred = predict_onnx(source, data.images[val_idx], clinical)
-        by_tolerance[tolerance] = calibration_from_predictions(pred, data.labels[val_idx], data.masks[val_idx], cfg)
-    before, after = by_tolerance[own_crop], by_tolerance[crop]
+        by_preparation[(tolerance, cut_noisy)] = calibration_from_predictions(pred, data.labels[val_idx],
+                                                                              data.masks[val_idx], cfg)
+    before, after = by_preparation[own], by_preparation[new]
     figures = {k: {"source": round(before[k], 4), "copy": round(after[k], 4), "change": round(after[k] - before[k], 4)}
                for k in COMPARED}
 
@@ -133,10 +148,14 @@ def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_borde
         meta["preprocessing"].pop("crop_uniform_border", None)
     else:
         meta["preprocessing"]["crop_uniform_border"] = float(crop)
-    meta["preprocessing"]["resize"] = resize_description(crop)
-    what = "flat borders cropped" if crop is not None else "no border crop"
+    meta["preprocessing"].pop("crop_noisy_border", None)
+    if noisy:
+        meta["preprocessing"]["crop_noisy_border"] = True
+    meta["preprocessing"]["resize"] = resize_description(crop, noisy)
+    what = ("flat and noisy borders cropped" if noisy else "flat borders cropped") if crop is not None else "no border crop"
     record = {
         "crop_uniform_border": {"source": own_crop, "copy": crop},
+        **({"crop_noisy_border": {"source": own_noisy, "copy": noisy}} if noisy or own_noisy else {}),
         "validation": {"n_images": int(len(val_idx)), "figures": figures,
                        "note": "each model's images prepared its own way and calibrated on them; Dice at each one's "
                                "best mask threshold, before post-processing, on the grid the network read"},
@@ -332,7 +351,8 @@ def recalibrate_on_local_data(model: str | Path, out_dir: str | Path, manifest: 
             raise OsteolensError(f"{manifest}: {len(overlap)} image(s) are ones {meta['name']} was trained on, e.g. "
                                  f"{', '.join(overlap[:5])}; leave them out of a local calibration")
     crop = meta["preprocessing"].get("crop_uniform_border")
-    data = load_cached(manifest, source.image_size, manifest.parent / ".osteolens_cache", crop_tolerance=crop)
+    data = load_cached(manifest, source.image_size, manifest.parent / ".osteolens_cache", crop_tolerance=crop,
+                       crop_noisy=bool(meta["preprocessing"].get("crop_noisy_border", False)))
     idx = np.flatnonzero(np.isin(data.case_ids, ids))
     labels = data.labels[idx]
     tumour_masked = [bool(c.mask) for c in cases if c.label != "normal"]

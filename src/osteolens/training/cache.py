@@ -41,10 +41,10 @@ class CachedData:
         return CachedData(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
 
 
-def _one(manifest: Manifest, case, size: int, crop_tolerance: float | None):
+def _one(manifest: Manifest, case, size: int, crop_tolerance: float | None, crop_noisy: bool = False):
     arr, props = read_image(manifest.resolve(case.image))
     unit = to_unit_grey(arr, props)
-    x0, y0, x1, y1 = network_box(unit, props.content_box, crop_tolerance) or (0, 0, unit.shape[1], unit.shape[0])
+    x0, y0, x1, y1 = network_box(unit, props.content_box, crop_tolerance, crop_noisy) or (0, 0, unit.shape[1], unit.shape[0])
     grey = to_uint8(resize(unit[y0:y1, x0:x1], size))
     if case.mask:
         m = read_mask(manifest.resolve(case.mask), expected_shape=arr.shape[:2]).astype(np.uint8)
@@ -55,7 +55,7 @@ def _one(manifest: Manifest, case, size: int, crop_tolerance: float | None):
 
 
 def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, progress=None,
-                crop_tolerance: float | None = None) -> CachedData:
+                crop_tolerance: float | None = None, crop_noisy: bool = False) -> CachedData:
     """Load (building on first use) the cache of a manifest at ``size``.
 
     Args:
@@ -66,6 +66,7 @@ def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, pro
         crop_tolerance: cut each image and its mask to the box inside a flat border (rows and
             columns spanning at most this much grey, :func:`~osteolens.transforms.preprocess.uniform_border_box`);
             ``None``: keep the whole image.
+        crop_noisy: with ``crop_tolerance``, cut noisy borders too (:func:`~osteolens.transforms.preprocess.border_box`).
 
     Returns:
         The cached arrays.
@@ -76,7 +77,8 @@ def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, pro
     manifest_path = Path(manifest_path)
     manifest = load_manifest(manifest_path)
     key = hashlib.sha256(manifest_path.read_bytes() + str(manifest.root).encode() + f"|{size}|v2".encode()
-                         + (b"" if crop_tolerance is None else f"|crop{crop_tolerance!r}".encode())).hexdigest()[:16]
+                         + (b"" if crop_tolerance is None else f"|crop{crop_tolerance!r}".encode())
+                         + (b"|noisy" if crop_noisy and crop_tolerance is not None else b"")).hexdigest()[:16]
     cache_dir = Path(cache_dir)
     path = cache_dir / f"cache_{key}_{size}.npz"
     if path.is_file():
@@ -86,7 +88,7 @@ def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, pro
     out_img = np.zeros((len(cases), size, size), np.uint8)
     out_mask = np.zeros((len(cases), size, size), np.uint8)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(_one, manifest, c, size, crop_tolerance) for c in cases]
+        futures = [pool.submit(_one, manifest, c, size, crop_tolerance, crop_noisy) for c in cases]
         for i, fut in enumerate(futures):
             try:
                 out_img[i], out_mask[i] = fut.result()

@@ -35,6 +35,9 @@ class TrainConfig(BaseModel):
         "resizing: edge rows and columns whose grey spans at most this much of [0, 1] (a black letterbox, a collimated "
         "field saved without its DICOM padding attribute); the exported model asks analysis to do the same. None: "
         "keep whole images")
+    crop_noisy_border: bool = Field(
+        False, description="with crop_uniform_border, cut noisy borders too: an even border with detector noise, a ramp "
+        "or burnt-in text that ends in a straight edge (osteolens.transforms.preprocess.noisy_border_box)")
     epochs: int = 30
     max_minutes: float = 55.0
     fit_epochs_to_budget: bool = Field(
@@ -98,6 +101,8 @@ class TrainConfig(BaseModel):
                              f"({self.image_size}), got {self.low_res_size}")
         if self.low_res_epochs and self.low_res_size is None:
             raise ValueError("low_res_epochs needs low_res_size")
+        if self.crop_noisy_border and self.crop_uniform_border is None:
+            raise ValueError("crop_noisy_border needs crop_uniform_border (the flat borders are cut first)")
         return self
 
     @property
@@ -109,7 +114,8 @@ class TrainConfig(BaseModel):
         """The manifest's images and masks as this run sees them (:func:`~osteolens.training.cache.load_cached`)."""
         from osteolens.training.cache import load_cached
 
-        return load_cached(self.manifest, self.image_size, self.cache_folder, progress, self.crop_uniform_border)
+        return load_cached(self.manifest, self.image_size, self.cache_folder, progress, self.crop_uniform_border,
+                           self.crop_noisy_border)
 
     def resolved(self, base: Path) -> "TrainConfig":
         """A copy with relative paths made absolute against ``base``."""
