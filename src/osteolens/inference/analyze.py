@@ -34,7 +34,7 @@ from osteolens.explain.saliency import saliency_map
 from osteolens.io.images import ImageProperties, read_image, save_png, to_unit_grey
 from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
 from osteolens.training.calibration import normalised_entropy, softmax
-from osteolens.transforms.preprocess import network_box, preprocess, resize
+from osteolens.transforms.preprocess import crop_settings, network_box, preprocess, resize
 
 PREDICTION_COLUMNS = (
     "image", "status", "error", "p_normal", "p_benign", "p_malignant", "label", "subtype", "p_subtype",
@@ -130,8 +130,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     calib = meta["calibration"]
     size = model.image_size
     framed = to_unit_grey(arr, props)
-    box = network_box(framed, props.content_box, meta["preprocessing"].get("crop_uniform_border"),
-                      bool(meta["preprocessing"].get("crop_noisy_border", False)))
+    box = network_box(framed, props.content_box, *crop_settings(meta["preprocessing"]))
     x_off, y_off, x_end, y_end = box or (0, 0, framed.shape[1], framed.shape[0])
     grey = framed[y_off:y_end, x_off:x_end]
     check_analysable(grey, props.path)

@@ -25,7 +25,7 @@ from osteolens.data.manifest import LABELS
 from osteolens.errors import OsteolensError
 from osteolens.training.cache import SUBTYPE_NAMES
 from osteolens.training.config import TrainConfig
-from osteolens.transforms.preprocess import IMAGENET_MEAN, IMAGENET_STD, enlarged_size, resize_description
+from osteolens.transforms.preprocess import IMAGENET_MEAN, IMAGENET_STD, crop_preprocessing, enlarged_size
 
 OUTPUTS = ("class_logits", "subtype_logits", "mask_logits", "cam")
 BTXRD_TRAINING_DATA = {
@@ -172,12 +172,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
         "preprocessing": {
             "image_size": size,
             "grey": "to [0, 1] (DICOM: modality + VOI LUT, MONOCHROME1 inverted; colour: BT.601 luma)",
-            "resize": resize_description(cfg.crop_uniform_border, cfg.crop_noisy_border),
             "channels": "grey replicated to 3",
             "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD),
-            **({"crop_uniform_border": cfg.crop_uniform_border} if cfg.crop_uniform_border is not None else {}),
-            **({"crop_noisy_border": True} if cfg.crop_noisy_border else {}),
+            **crop_preprocessing(cfg.crop_uniform_border, cfg.crop_noisy_border),
         },
         "clinical": {"used": bool(n_clin), "features": list(CLINICAL_FEATURES) if n_clin else [],
                      "note": "anatomical site is not used: in BTXRD it is annotated only for tumour images"},

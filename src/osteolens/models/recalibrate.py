@@ -35,7 +35,7 @@ from osteolens import __version__
 from osteolens.checksums import sha256_file
 from osteolens.errors import OsteolensError
 from osteolens.models.registry import LoadedModel, load_model
-from osteolens.transforms.preprocess import normalise, resize_description
+from osteolens.transforms.preprocess import crop_preprocessing, crop_settings, normalise
 
 #: validation figures recorded for the source and the copy
 COMPARED = ("val_macro_auc", "val_auc_tumour", "val_auc_malignant", "val_dice", "ece_after")
@@ -87,10 +87,9 @@ def training_data(meta: dict, manifest: str | Path | None, splits: str | Path | 
     from osteolens.training.config import TrainConfig
 
     tr = meta["training"]
-    if crop_tolerance is _SOURCE:
-        crop_tolerance = meta["preprocessing"].get("crop_uniform_border")
-    if crop_noisy is _SOURCE:
-        crop_noisy = bool(meta["preprocessing"].get("crop_noisy_border", False))
+    own_tolerance, own_noisy = crop_settings(meta["preprocessing"])
+    crop_tolerance = own_tolerance if crop_tolerance is _SOURCE else crop_tolerance
+    crop_noisy = own_noisy if crop_noisy is _SOURCE else crop_noisy
     cfg = TrainConfig(**{**tr["config"], "manifest": manifest or tr["manifest"], "splits": splits or tr["splits"],
                          "crop_uniform_border": crop_tolerance, "crop_noisy_border": bool(crop_noisy and crop_tolerance is not None)})
     for label, path in (("manifest", cfg.manifest), ("splits", cfg.splits)):
@@ -122,8 +121,7 @@ def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_borde
     from osteolens.training.trainer import calibration_from_predictions, split_indices
 
     source, meta, out_dir = _source_and_copy(model, out_dir)
-    own_crop = meta["preprocessing"].get("crop_uniform_border")
-    own_noisy = bool(meta["preprocessing"].get("crop_noisy_border", False))
+    own_crop, own_noisy = crop_settings(meta["preprocessing"])
     crop = own_crop if crop_uniform_border is _SOURCE else crop_uniform_border
     if crop_noisy_border is _SOURCE:  # the source's, unless the copy cuts no border at all
         noisy = own_noisy and crop is not None
@@ -144,14 +142,9 @@ def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_borde
     figures = {k: {"source": round(before[k], 4), "copy": round(after[k], 4), "change": round(after[k] - before[k], 4)}
                for k in COMPARED}
 
-    if crop is None:
-        meta["preprocessing"].pop("crop_uniform_border", None)
-    else:
-        meta["preprocessing"]["crop_uniform_border"] = float(crop)
-    meta["preprocessing"].pop("crop_noisy_border", None)
-    if noisy:
-        meta["preprocessing"]["crop_noisy_border"] = True
-    meta["preprocessing"]["resize"] = resize_description(crop, noisy)
+    for key in ("crop_uniform_border", "crop_noisy_border"):
+        meta["preprocessing"].pop(key, None)
+    meta["preprocessing"].update(crop_preprocessing(crop, noisy))
     what = ("flat and noisy borders cropped" if noisy else "flat borders cropped") if crop is not None else "no border crop"
     record = {
         "crop_uniform_border": {"source": own_crop, "copy": crop},
@@ -350,9 +343,9 @@ def recalibrate_on_local_data(model: str | Path, out_dir: str | Path, manifest: 
         if overlap:
             raise OsteolensError(f"{manifest}: {len(overlap)} image(s) are ones {meta['name']} was trained on, e.g. "
                                  f"{', '.join(overlap[:5])}; leave them out of a local calibration")
-    crop = meta["preprocessing"].get("crop_uniform_border")
+    crop, noisy = crop_settings(meta["preprocessing"])
     data = load_cached(manifest, source.image_size, manifest.parent / ".osteolens_cache", crop_tolerance=crop,
-                       crop_noisy=bool(meta["preprocessing"].get("crop_noisy_border", False)))
+                       crop_noisy=noisy)
     idx = np.flatnonzero(np.isin(data.case_ids, ids))
     labels = data.labels[idx]
     tumour_masked = [bool(c.mask) for c in cases if c.label != "normal"]

@@ -9,6 +9,7 @@ from osteolens import RESEARCH_NOTICE
 from osteolens.evaluation.summary import format_metric as _fmt
 from osteolens.evaluation.summary import subtype_table
 from osteolens.inference.postprocess import MaskPostprocess
+from osteolens.transforms.preprocess import crop_settings
 
 
 def _changes(figures: dict, before: str, after: str) -> str:
@@ -36,12 +37,12 @@ def _onnx_line(meta: dict) -> str:
 
 def _preparation_lines(meta: dict) -> list[str]:
     """How images are cut before the network reads them, and the recalibration that came with a change of it."""
-    crop = meta["preprocessing"].get("crop_uniform_border")
+    crop, noisy = crop_settings(meta["preprocessing"])
     lines = [] if crop is None else [
         f"- Flat borders are cut before the network reads the image: edge rows and columns whose grey spans at most "
         f"{255 * crop:.1f} of 255 levels (a black letterbox, a collimated field saved without its padding attribute); "
         "a DICOM's Pixel Padding Value frame is cut first. The box read is `content_box` in each image's JSON."]
-    if crop is not None and meta["preprocessing"].get("crop_noisy_border"):
+    if crop is not None and noisy:
         lines.append("- Noisy borders are cut too: an even border with detector noise, a ramp or burnt-in text, cut only "
                      "where it ends in a straight edge along at least half the side (a frame, a collimator's shadow), "
                      "so a radiograph's own air, which fades into the skin, is kept.")

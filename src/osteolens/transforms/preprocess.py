@@ -245,12 +245,27 @@ def network_box(grey01: np.ndarray, marked: tuple[int, int, int, int] | None,
     return None if box == (0, 0, w, h) else box
 
 
+def crop_settings(preprocessing: dict) -> tuple[float | None, bool]:
+    """A model's border crop from its metadata's ``preprocessing``: ``(crop_uniform_border, crop_noisy_border)``."""
+    return preprocessing.get("crop_uniform_border"), bool(preprocessing.get("crop_noisy_border", False))
+
+
+def crop_preprocessing(crop_uniform_border: float | None, noisy: bool = False) -> dict:
+    """The metadata's ``preprocessing`` entries for a border crop (what :func:`crop_settings` reads back),
+    with the ``resize`` text that says what reaches the network."""
+    return {"resize": resize_description(crop_uniform_border, noisy),
+            **({"crop_uniform_border": float(crop_uniform_border)} if crop_uniform_border is not None else {}),
+            **({"crop_noisy_border": True} if noisy and crop_uniform_border is not None else {})}
+
+
 def resize_description(crop_uniform_border: float | None, noisy: bool = False) -> str:
     """The metadata's ``preprocessing.resize`` text: what part of an image reaches the network, and how it is resized."""
-    region = ("the image inside its flat borders (edge rows and columns spanning at most crop_uniform_border of the grey "
-              "range are cut)" if crop_uniform_border is not None else "the whole image")
-    if crop_uniform_border is not None and noisy:
-        region = region.replace("are cut)", "are cut) and its noisy ones (an even border, noise, ramp or burnt-in "
-                                "text allowed, that ends in a straight edge; crop_noisy_border)")
+    region = "the whole image"
+    if crop_uniform_border is not None:
+        region = ("the image inside its flat borders (edge rows and columns spanning at most crop_uniform_border of the "
+                  "grey range are cut)")
+        if noisy:
+            region += (" and its noisy ones (an even border, noise, ramp or burnt-in text allowed, that ends in a "
+                       "straight edge; crop_noisy_border)")
     return (f"{region}, inside a DICOM's Pixel Padding Value frame, to image_size x image_size, aspect ratio not kept "
             "(as in BTXRD), area interpolation, rounded to uint8")
