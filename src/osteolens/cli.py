@@ -390,9 +390,14 @@ def analyze(
     dicom_out: bool = typer.Option(False, "--dicom-out", help="For DICOM inputs also write SEG, SR (TID 1500) and an overlay secondary capture."),
 ) -> None:
     """Detect, segment and classify bone tumours; write predictions.csv, masks, overlays, report.html."""
-    from osteolens.inference.analyze import analyze as run, collect_inputs
+    from osteolens.inference.analyze import analyze as run, collect_inputs, left_out_note, no_images_message
 
-    total = len(collect_inputs(inputs))
+    left_out: list[Path] = []
+    total = len(collect_inputs(inputs, left_out, output=out))
+    if not total:
+        raise OsteolensError(no_images_message(inputs, left_out))
+    if left_out:
+        err_console.print(f"[yellow]note[/] {left_out_note(left_out)}", highlight=False)
     with _progress() as bar:
         task = bar.add_task("analysing", total=total)
         results = run(inputs, out, model=model, clinical_csv=clinical, progress=lambda d, t: bar.update(task, completed=d),

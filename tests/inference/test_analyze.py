@@ -86,6 +86,33 @@ def test_cli_analyze(tiny_model, btxrd_dir, tmp_path):
     assert "1 analysed, 0 failed" in r.output and "research use only" in r.output
 
 
+def test_folders_name_what_they_leave_out_and_skip_the_batch_s_own_output(tiny_model, btxrd_dir, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    Image.open(btxrd_dir / "images" / "IMG000001.png").save(scans / "knee.png")
+    Image.open(btxrd_dir / "images" / "IMG000001.png").save(scans / "knee_copy.gif")
+    (scans / "notes.txt").write_text("request form")
+    runner = CliRunner()
+    args = ["analyze", str(scans), "--out", str(scans / "out"), "--model", str(tiny_model)]
+    for _ in range(2):  # the second run must not read the first one's masks and overlays as radiographs
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, r.output
+        assert "1 analysed, 0 failed" in r.output
+        assert "left out 2 file(s)" in r.output and "knee_copy.gif" in r.output and "notes.txt" in r.output
+    table = pd.read_csv(scans / "out" / "predictions.csv", dtype=str, keep_default_na=False)
+    assert list(table.image) == ["knee.png"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("request form")
+    r = runner.invoke(app, ["analyze", str(empty), "--out", str(tmp_path / "o"), "--model", str(tiny_model)])
+    assert r.exit_code != 0 and not (tmp_path / "o" / "predictions.csv").exists()
+    from osteolens.errors import OsteolensError
+
+    with pytest.raises(OsteolensError, match=r"no radiographs to analyse in .*empty.*left out 1 file\(s\).*notes\.txt"):
+        analyze([empty], tmp_path / "o2", model=tiny_model)
+
+
 def test_mask_from_an_enlarged_view(tiny_model, btxrd_dir):
     """``calibration.mask_input_size`` reads the mask from a larger view; the classes are unchanged."""
     from dataclasses import replace

@@ -263,17 +263,56 @@ def render_overlay(res: Analysis) -> np.ndarray:
     return draw_overlay(res.grey, res.mask, res.boxes, res.saliency, caption)
 
 
-def collect_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files as given, and the image-like files inside folders (recursively, sorted)."""
+def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
+                   output: str | Path | None = None) -> list[Path]:
+    """Files as given, and the image-like files inside folders (recursively, sorted).
+
+    Inside folders a file is taken by its name: one of :data:`IMAGE_SUFFIXES` (no suffix
+    included, as PACS exports often have none). Hidden files are ignored, and so is everything
+    under ``output`` (a batch's own output folder inside an input folder: a second run must not
+    read the first one's masks and overlays as radiographs); the other files a folder holds are
+    appended to ``left_out`` when a list is given, so that a caller can say what it did not
+    read. A file given by its own path is always taken (a missing or unreadable one becomes an
+    error row).
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> for name in ("a.png", "b", "notes.txt", ".hidden.png"):
+        ...     _ = (d / name).write_bytes(b"")
+        >>> skipped = []
+        >>> [f.name for f in collect_inputs([d], skipped)], [f.name for f in skipped]
+        (['a.png', 'b'], ['notes.txt'])
+    """
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
-                                and f.suffix.lower() in IMAGE_SUFFIXES))
+            own = Path(output).resolve() if output is not None else None
+            for f in sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")):
+                if own is not None and f.resolve().is_relative_to(own):
+                    continue
+                if f.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append(f)
+                elif left_out is not None:
+                    left_out.append(f)
         else:
             files.append(p)  # a missing file becomes an error row
     return files
+
+
+def no_images_message(inputs: list[str | Path], left_out: list[Path]) -> str:
+    """Why a batch has nothing to analyse: the inputs, and what their folders held instead."""
+    names = ", ".join(str(i) for i in inputs) or "(no inputs)"
+    msg = f"no radiographs to analyse in {names}: folders are searched for {', '.join(sorted(s for s in IMAGE_SUFFIXES if s))} files and files without a suffix"
+    return msg + (f"; {left_out_note(left_out)}" if left_out else "")
+
+
+def left_out_note(left_out: list[Path], show: int = 5) -> str:
+    """One line naming the files :func:`collect_inputs` left out of folders (the first ``show`` of them)."""
+    shown = ", ".join(str(f) for f in left_out[:show]) + (", ..." if len(left_out) > show else "")
+    return (f"left out {len(left_out)} file(s) in the folders that are not images by their name ({shown}); "
+            "give a file by its path to try it anyway")
 
 
 def read_clinical_csv(path: str | Path) -> dict[str, dict]:
@@ -331,7 +370,10 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
     (out / "masks").mkdir(parents=True, exist_ok=True)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     clinical = {**(read_clinical_csv(clinical_csv) if clinical_csv else {}), **(clinical or {})}
-    files = collect_inputs(inputs)
+    left_out: list[Path] = []
+    files = collect_inputs(inputs, left_out, output=out)
+    if not files:
+        raise OsteolensError(no_images_message(inputs, left_out))
     results: list[Analysis] = []
     stems = _unique_stems(files)
     for i, (path, stem) in enumerate(zip(files, stems)):
