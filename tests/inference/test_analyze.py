@@ -113,6 +113,25 @@ def test_folders_name_what_they_leave_out_and_skip_the_batch_s_own_output(tiny_m
         analyze([empty], tmp_path / "o2", model=tiny_model)
 
 
+def test_a_ct_slice_is_refused_and_a_dx_radiograph_is_read(tiny_model, btxrd_dir, tmp_path):
+    """A real CT slice (Modality CT) gets an error row naming the modality, not a radiograph answer."""
+    from tests.conftest import shared
+    from tests.io.test_dicom import make_dicom
+
+    ct = next(iter(sorted((shared("sts_ct_mr_pet") / "dicom" / "STS_001" / "CT" / "image").glob("*.dcm"))))
+    src = np.asarray(Image.open(btxrd_dir / "images" / "IMG000004.png")).astype(np.uint16) * 16
+    make_dicom(tmp_path / "dx.dcm", src)
+    make_dicom(tmp_path / "mislabelled_mr.dcm", src, Modality="MR")
+    results = analyze([ct, tmp_path / "dx.dcm", tmp_path / "mislabelled_mr.dcm"], tmp_path / "out", model=tiny_model)
+    status = {r.image: (r.status, r.error) for r in results}
+    assert status[ct.name][0] == "error" and "a CT image (DICOM Modality CT), not a projection radiograph" in status[ct.name][1]
+    assert "osteolens volume report" in status[ct.name][1]
+    assert status["dx.dcm"] == ("ok", "")
+    assert status["mislabelled_mr.dcm"][0] == "error" and "an MR image (DICOM Modality MR)" in status["mislabelled_mr.dcm"][1]
+    info = json.loads((tmp_path / "out" / "dx.json").read_text())
+    assert info["input"]["properties"]["modality"] == "DX"
+
+
 def test_mask_from_an_enlarged_view(tiny_model, btxrd_dir):
     """``calibration.mask_input_size`` reads the mask from a larger view; the classes are unchanged."""
     from dataclasses import replace

@@ -125,6 +125,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         only the box inside, and the mask, saliency and boxes are placed back in the frame
         (``Analysis.content_box`` records the box).
     """
+    check_modality(props.modality, props.path)
     t0 = time.perf_counter()
     meta = model.metadata
     calib = meta["calibration"]
@@ -195,6 +196,34 @@ def _in_frame(a: np.ndarray, shape: tuple[int, int], x: int, y: int) -> np.ndarr
     out = np.zeros(shape, dtype=a.dtype)
     out[y:y + a.shape[0], x:x + a.shape[1]] = a
     return out
+
+
+#: DICOM modalities that are not projection radiographs: their images get no radiograph answer
+NOT_RADIOGRAPH_MODALITIES = {
+    "CT": "a CT image", "MR": "an MR image", "PT": "a PET image", "NM": "a nuclear-medicine image",
+    "US": "an ultrasound image", "MG": "a mammogram", "SM": "a slide-microscopy image", "XC": "an external-camera photo",
+    "OP": "an ophthalmic photo", "OPT": "an ophthalmic tomogram", "ES": "an endoscopy image", "GM": "a general microscopy image",
+    "IVUS": "an intravascular ultrasound image", "IVOCT": "an intravascular OCT image", "RTIMAGE": "a radiotherapy portal image",
+}
+
+
+def check_modality(modality: str | None, path: str | Path) -> None:
+    """Refuse a DICOM image whose Modality says it is not a projection radiograph.
+
+    CR, DX, RG, RF, OT and files without a Modality are read as radiographs; the modalities in
+    :data:`NOT_RADIOGRAPH_MODALITIES` (a CT slice, an MR image, a PET image, ...) are refused:
+    the model has only seen radiographs and would give such an image a made-up answer.
+
+    >>> check_modality("CT", "slice.dcm")
+    Traceback (most recent call last):
+    ...
+    osteolens.errors.ImageReadError: slice.dcm: a CT image (DICOM Modality CT), not a projection radiograph: the radiograph model reads CR, DX and other plain X-ray images only; for CT, MR or PET volumes use 'osteolens volume report'
+    >>> check_modality("DX", "knee.dcm")
+    """
+    if modality in NOT_RADIOGRAPH_MODALITIES:
+        raise ImageReadError(path, f"{NOT_RADIOGRAPH_MODALITIES[modality]} (DICOM Modality {modality}), not a projection "
+                             "radiograph: the radiograph model reads CR, DX and other plain X-ray images only; for CT, MR or "
+                             "PET volumes use 'osteolens volume report'")
 
 
 def check_analysable(grey: np.ndarray, path: str | Path) -> None:

@@ -131,6 +131,7 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         value_range=(float(low), float(high)),
         notes=notes + [f"source photometric {photometric}"],
         content_box=content_box,
+        modality=str(getattr(ds, "Modality", "") or "").strip().upper() or None,
     )
     return arr, props
 

@@ -58,6 +58,8 @@ class ImageProperties:
         notes: what was applied (rescale, VOI, inversion), for the record.
         content_box: ``(x0, y0, x1, y1)`` (end-exclusive) of the pixels that are image, where a
             DICOM's Pixel Padding Value frames it; ``None`` when the whole array is image.
+        modality: a DICOM file's Modality (0008,0060), such as ``CR``, ``DX`` or ``CT``; ``None``
+            for other formats or when the file does not say.
     """
 
     path: str
@@ -72,6 +74,7 @@ class ImageProperties:
     value_range: tuple[float, float] = (0.0, 255.0)
     notes: list[str] = field(default_factory=list)
     content_box: tuple[int, int, int, int] | None = None
+    modality: str | None = None
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""
