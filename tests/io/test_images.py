@@ -37,6 +37,21 @@ def test_sixteen_bit_png_keeps_its_values(tmp_path):
     assert np.allclose(to_unit_grey(arr, props), values / 65535.0)
 
 
+@pytest.mark.parametrize("depth", [10, 12, 14])
+def test_a_detector_image_in_a_sixteen_bit_file_is_scaled_to_its_own_depth(tmp_path, btxrd_dir, depth):
+    """A 12-bit radiograph saved as 16-bit PNG or TIFF reads as the same grey as its 8-bit copy, not nearly black."""
+    grey8 = np.asarray(Image.open(btxrd_dir / "images" / "IMG000004.png"))
+    values = (grey8.astype(np.uint16) << (depth - 8))  # 0 .. 2**depth - 2**(depth - 8)
+    for suffix in ("png", "tif"):
+        path = tmp_path / f"r{depth}.{suffix}"
+        Image.fromarray(values).save(path)
+        arr, props = read_image(path)
+        assert props.bits == 16 and props.value_range == (0.0, float(2**depth - 1))
+        assert any(f"values fit {depth} of the 16 bits" in n for n in props.notes)
+        ref, ref_props = read_image(btxrd_dir / "images" / "IMG000004.png")
+        assert np.abs(to_unit_grey(arr, props) - to_unit_grey(ref, ref_props)).max() < 1.01 / 255
+
+
 def test_truncated_jpeg_is_refused_with_its_name(tmp_path, btxrd_dir):
     arr, _ = read_image(btxrd_dir / "images" / "IMG000001.png")
     full = tmp_path / "full.jpg"

@@ -54,7 +54,8 @@ class ImageProperties:
         spacing_mm: ``(row, column)`` pixel spacing in millimetres, or ``None`` when unknown.
         spacing_source: the DICOM attribute the spacing came from, or ``None``.
         value_range: ``(low, high)`` of the intensity scale the array lives on, used to map
-            it to ``[0, 1]`` (the VOI window for DICOM, the dtype's range otherwise).
+            it to ``[0, 1]`` (the VOI window for DICOM; for a 16-bit PNG or TIFF the depth its values
+            fit, :func:`container_depth`; the dtype's range otherwise).
         notes: what was applied (rescale, VOI, inversion), for the record.
         content_box: ``(x0, y0, x1, y1)`` (end-exclusive) of the pixels that are image, where a
             DICOM's Pixel Padding Value frames it; ``None`` when the whole array is image.
@@ -165,7 +166,15 @@ def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
         raise ImageReadError(path, f"has {n_frames} frames/pages; osteolens reads single 2-D images")
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     bits = 16 if arr.dtype == np.uint16 else (32 if arr.dtype.itemsize == 4 else 8)
-    high = float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" else float(np.nanmax(arr))
+    notes = [f"pillow mode {mode}"]
+    if arr.dtype == np.uint16:
+        depth = container_depth(arr)
+        high = float(2**depth - 1)
+        if depth < 16:
+            notes.append(f"values fit {depth} of the 16 bits stored: scaled to 0-{2**depth - 1} (the file records no "
+                         "bit depth; detectors store 10-, 12- and 14-bit images in 16-bit files)")
+    else:
+        high = float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" else float(np.nanmax(arr))
     props = ImageProperties(
         path=str(path),
         format=fmt,
@@ -175,9 +184,30 @@ def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
         channels=channels,
         photometric="MONOCHROME2" if channels == 1 else "RGB",
         value_range=(0.0, high),
-        notes=[f"pillow mode {mode}"],
+        notes=notes,
     )
     return arr, props
+
+
+#: bit depths an image may fill inside a 16-bit PNG or TIFF
+CONTAINER_DEPTHS = (8, 10, 12, 14, 16)
+
+
+def container_depth(arr: np.ndarray) -> int:
+    """The smallest of :data:`CONTAINER_DEPTHS` that holds every value of a 16-bit image.
+
+    A 12-bit detector image saved as a 16-bit PNG uses values 0-4095 only; scaled to the 16-bit
+    range it would read as nearly black (0-6% grey), which changes the model's answer. PNG and
+    TIFF files do not reliably record the depth, so it is told from the values: a radiograph
+    meant for display fills most of its scale.
+
+    >>> container_depth(np.array([[0, 4095]], np.uint16)), container_depth(np.array([[0, 4096]], np.uint16))
+    (12, 14)
+    >>> container_depth(np.array([[0, 65280]], np.uint16))
+    16
+    """
+    top = int(arr.max()) if arr.size else 0
+    return next(d for d in CONTAINER_DEPTHS if top <= 2**d - 1)
 
 
 def _pillow_to_array(im: Image.Image, path: Path) -> np.ndarray:
