@@ -57,6 +57,11 @@ def test_bad_inputs_get_4xx_and_service_keeps_serving(server, tmp_path, btxrd_di
     Image.fromarray(np.zeros((300, 300), np.uint8)).save(blank)
     r = post(server, blank)
     assert r.status_code == 400 and r.json()["detail"] == "blank.png: image is blank (every pixel has the same value)"
+    from tests.conftest import shared
+
+    ct = sorted((shared("sts_ct_mr_pet") / "dicom" / "STS_001" / "CT" / "image").glob("*.dcm"))[0]
+    r = post(server, ct)  # a real CT slice: no radiograph answer
+    assert r.status_code == 400 and "a CT image (DICOM Modality CT), not a projection radiograph" in r.json()["detail"]
     bad_age = post(server, btxrd_dir / "images" / "IMG000004.png", age="300")
     assert bad_age.status_code == 400 and "age" in bad_age.json()["detail"]
     assert httpx.get(server + "/healthz").status_code == 200
