@@ -111,6 +111,7 @@ def test_folders_name_what_they_leave_out_and_skip_the_batch_s_own_output(tiny_m
 
     with pytest.raises(OsteolensError, match=r"no radiographs to analyse in .*empty.*left out 1 file\(s\).*notes\.txt"):
         analyze([empty], tmp_path / "o2", model=tiny_model)
+    assert not (tmp_path / "o2").exists()  # nothing written for a batch with nothing to read
 
 
 def test_a_ct_slice_is_refused_and_a_dx_radiograph_is_read(tiny_model, btxrd_dir, tmp_path):

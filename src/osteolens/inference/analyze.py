@@ -391,18 +391,23 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         report: write ``report.html`` (the service writes it when first asked for).
 
     Returns:
-        One :class:`Analysis` per input, in input order.
+        One :class:`Analysis` per input, in input order (an unreadable or refused file is an
+        ``error`` row; the batch goes on).
+
+    Raises:
+        OsteolensError: nothing to analyse (folders without image-like files, and no file given
+            by its path); nothing is written then.
     """
     from osteolens.reporting.html import write_batch_report
 
     out = Path(out)
+    left_out: list[Path] = []
+    files = collect_inputs(inputs, left_out, output=out)
+    if not files:  # before anything is loaded or written
+        raise OsteolensError(no_images_message(inputs, left_out))
     (out / "masks").mkdir(parents=True, exist_ok=True)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     clinical = {**(read_clinical_csv(clinical_csv) if clinical_csv else {}), **(clinical or {})}
-    left_out: list[Path] = []
-    files = collect_inputs(inputs, left_out, output=out)
-    if not files:
-        raise OsteolensError(no_images_message(inputs, left_out))
     results: list[Analysis] = []
     stems = _unique_stems(files)
     for i, (path, stem) in enumerate(zip(files, stems)):
