@@ -25,6 +25,20 @@ from osteolens.radiomics.extract import MIRP_VERSION, extract_features, to_wide
 from osteolens.radiomics.settings import RadiomicsSettings
 
 
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes started fresh ('spawn'), never forked from this one.
+
+    A forked child inherits the parent's objects but not its threads: an ONNX Runtime session
+    (or an OpenMP pool) made earlier in the same process can then deadlock the child when it is
+    freed, waiting on threads that do not exist there. This hung the test suite once, in the
+    IBSI run after the analysis tests. Spawned workers import what they need and cost about a
+    second each to start.
+    """
+    import multiprocessing
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def settings_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.stem + ".settings.json")
@@ -69,7 +83,7 @@ def extract_batch(cases: list[tuple[str, str, str]], settings: RadiomicsSettings
     """
     jobs = [(c, str(i), str(m), settings.model_dump_json()) for c, i, m in cases]
     rows = []
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
+    with worker_pool(workers) if workers > 1 else nullcontext() as pool:
         outputs = pool.map(_batch_one, jobs, chunksize=4) if pool else map(_batch_one, jobs)
         for k, out in enumerate(outputs, 1):
             rows.append(out)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -129,7 +128,9 @@ def run_ibsi(ibsi_dir: str | Path, data_sets: list[str] | None = None, workers: 
     tables: dict[str, list[pd.DataFrame]] = {}
     seconds: dict[str, float] = {}
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        from osteolens.radiomics.batch import worker_pool
+
+        with worker_pool(workers) as pool:
             results = list(pool.map(_extract_job, jobs))
     else:
         results = [_extract_job(j) for j in jobs]
