@@ -390,13 +390,11 @@ def analyze(
     dicom_out: bool = typer.Option(False, "--dicom-out", help="For DICOM inputs also write SEG, SR (TID 1500) and an overlay secondary capture."),
 ) -> None:
     """Detect, segment and classify bone tumours; write predictions.csv, masks, overlays, report.html."""
-    from osteolens.inference.analyze import analyze as run, collect_inputs, left_out_note, no_images_message
+    from osteolens.inference.analyze import analyze as run, collect_inputs, left_out_note
 
     left_out: list[Path] = []
-    total = len(collect_inputs(inputs, left_out, output=out))
-    if not total:
-        raise OsteolensError(no_images_message(inputs, left_out))
-    if left_out:
+    total = len(collect_inputs(inputs, left_out, output=out))  # nothing to read: run() says so
+    if left_out and total:
         err_console.print(f"[yellow]note[/] {left_out_note(left_out)}", highlight=False)
     with _progress() as bar:
         task = bar.add_task("analysing", total=total)

@@ -42,7 +42,7 @@ def _preparation_lines(meta: dict) -> list[str]:
         f"- Flat borders are cut before the network reads the image: edge rows and columns whose grey spans at most "
         f"{255 * crop:.1f} of 255 levels (a black letterbox, a collimated field saved without its padding attribute); "
         "a DICOM's Pixel Padding Value frame is cut first. The box read is `content_box` in each image's JSON."]
-    if crop is not None and noisy:
+    if noisy:
         lines.append("- Noisy borders are cut too: an even border with detector noise, a ramp or burnt-in text, cut only "
                      "where it ends in a straight edge along at least half the side (a frame, a collimator's shadow), "
                      "so a radiograph's own air, which fades into the skin, is kept.")

@@ -246,8 +246,10 @@ def network_box(grey01: np.ndarray, marked: tuple[int, int, int, int] | None,
 
 
 def crop_settings(preprocessing: dict) -> tuple[float | None, bool]:
-    """A model's border crop from its metadata's ``preprocessing``: ``(crop_uniform_border, crop_noisy_border)``."""
-    return preprocessing.get("crop_uniform_border"), bool(preprocessing.get("crop_noisy_border", False))
+    """A model's border crop from its metadata's ``preprocessing``: ``(crop_uniform_border, crop_noisy_border)``;
+    noisy borders count only with the flat-border crop, which comes first."""
+    tolerance = preprocessing.get("crop_uniform_border")
+    return tolerance, tolerance is not None and bool(preprocessing.get("crop_noisy_border", False))
 
 
 def crop_preprocessing(crop_uniform_border: float | None, noisy: bool = False) -> dict:
