@@ -107,3 +107,46 @@ def test_tiff_sixteen_bit_and_colour(tmp_path):
     arr, props = read_image(tmp_path / "c.tiff")
     assert arr.shape == (4, 5, 3) and props.channels == 3
     assert np.allclose(to_unit_grey(arr, props), 200 * 0.299 / 255, atol=1e-6)
+
+
+# the transpose that turns a stored image upright, for each EXIF Orientation (TIFF 6.0 tag 274)
+UPRIGHT = {
+    2: np.fliplr, 3: lambda a: np.rot90(a, 2), 4: np.flipud, 5: np.transpose,
+    6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).T, 8: lambda a: np.rot90(a, 1),
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(UPRIGHT))
+def test_exif_orientation_is_applied_so_the_image_reads_upright(tmp_path, btxrd_dir, orientation):
+    """A radiograph stored sideways with an EXIF Orientation tag (phone photos, some exports) is read
+    the way every viewer shows it; its stored size is in the notes. A non-square crop shows the turn."""
+    upright = np.asarray(Image.open(btxrd_dir / "images" / "IMG000004.png"))[:, 40:240]  # 256 x 200
+    inverse = {6: 8, 8: 6}.get(orientation, orientation)  # 2, 3, 4, 5, 7 are their own inverses
+    stored = np.ascontiguousarray(UPRIGHT[inverse](upright))
+    assert np.array_equal(UPRIGHT[orientation](stored), upright)
+    for suffix in ("tif", "jpg"):
+        path = tmp_path / f"turned{orientation}.{suffix}"
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(stored).save(path, exif=exif, **({"quality": 95} if suffix == "jpg" else {}))
+        arr, props = read_image(path)
+        assert props.orientation == orientation and arr.shape == upright.shape
+        assert any(f"EXIF Orientation {orientation} applied" in n and f"stored {stored.shape[1]}x{stored.shape[0]}" in n
+                   for n in props.notes)
+        error = np.abs(arr.astype(int) - upright.astype(int))
+        if suffix == "tif":  # lossless (uncompressed: Pillow 13's memory-mapped read scrambled 5-8)
+            assert error.max() == 0
+        else:  # JPEG at quality 95; a wrong turn or mirror would differ by tens of grey levels
+            assert error.mean() < 1.5
+
+
+def test_exif_orientation_1_and_no_exif_leave_the_pixels_as_stored(tmp_path, btxrd_dir):
+    grey = np.asarray(Image.open(btxrd_dir / "images" / "IMG000004.png"))[:, 40:240]
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    Image.fromarray(grey).save(tmp_path / "one.tif", exif=exif)
+    Image.fromarray(grey).save(tmp_path / "none.tif")
+    for name in ("one.tif", "none.tif"):
+        arr, props = read_image(tmp_path / name)
+        assert props.orientation is None and np.array_equal(arr, grey)
+        assert not any("EXIF" in n for n in props.notes)

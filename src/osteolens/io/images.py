@@ -61,6 +61,9 @@ class ImageProperties:
             DICOM's Pixel Padding Value frames it; ``None`` when the whole array is image.
         modality: a DICOM file's Modality (0008,0060), such as ``CR``, ``DX`` or ``CT``; ``None``
             for other formats or when the file does not say.
+        orientation: the EXIF Orientation (1-8) a JPEG, TIFF or PNG carried and that was applied, so
+            that the array, and every mask and box made from it, is upright as viewers show the file;
+            ``None`` when the file has none or it is 1 (upright already).
     """
 
     path: str
@@ -76,6 +79,7 @@ class ImageProperties:
     notes: list[str] = field(default_factory=list)
     content_box: tuple[int, int, int, int] | None = None
     modality: str | None = None
+    orientation: int | None = None
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""
@@ -146,11 +150,15 @@ def read_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
 
 def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
     try:
-        with Image.open(path) as im:
+        # From an open file, not a path: Pillow 13.0 memory-maps uncompressed single-strip TIFFs opened by path
+        # and then lays out those with an EXIF Orientation of 5-8 with width and height swapped (scrambled pixels).
+        with open(path, "rb") as fh, Image.open(fh) as im:
+            orientation = exif_orientation(im)
             im.load()  # decodes everything: a truncated file fails here
             n_frames = getattr(im, "n_frames", 1)
             mode = im.mode
-            arr = _pillow_to_array(im, path)
+            pending = exif_orientation(im)  # Pillow's TIFF reader turns the image itself and drops the tag; JPEG's does not
+            arr = _pillow_to_array(im.transpose(ORIENTATIONS[pending][1]) if pending else im, path)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -167,6 +175,10 @@ def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     bits = 16 if arr.dtype == np.uint16 else (32 if arr.dtype.itemsize == 4 else 8)
     notes = [f"pillow mode {mode}"]
+    if orientation:
+        stored_w, stored_h = arr.shape[:2] if orientation >= 5 else arr.shape[1::-1]  # 5-8 swap width and height
+        notes.append(f"EXIF Orientation {orientation} applied ({ORIENTATIONS[orientation][0]}): the image, its mask and "
+                     f"boxes are upright as viewers show it; stored {stored_w}x{stored_h} (width x height)")
     if arr.dtype == np.uint16:
         depth = container_depth(arr)
         high = float(2**depth - 1)
@@ -185,8 +197,39 @@ def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
         photometric="MONOCHROME2" if channels == 1 else "RGB",
         value_range=(0.0, high),
         notes=notes,
+        orientation=orientation,
     )
     return arr, props
+
+
+#: what each EXIF Orientation value (TIFF 6.0 tag 274) asks a viewer to do to the stored pixels, and
+#: the Pillow transpose that does it
+ORIENTATIONS = {
+    2: ("mirrored left-right", Image.Transpose.FLIP_LEFT_RIGHT),
+    3: ("turned 180 degrees", Image.Transpose.ROTATE_180),
+    4: ("mirrored top-bottom", Image.Transpose.FLIP_TOP_BOTTOM),
+    5: ("mirrored about the main diagonal", Image.Transpose.TRANSPOSE),
+    6: ("turned 90 degrees clockwise", Image.Transpose.ROTATE_270),
+    7: ("mirrored about the anti-diagonal", Image.Transpose.TRANSVERSE),
+    8: ("turned 90 degrees anticlockwise", Image.Transpose.ROTATE_90),
+}
+
+
+def exif_orientation(im: Image.Image) -> int | None:
+    """The EXIF Orientation of an open Pillow image when it asks for a turn or mirror (2-8), else ``None``.
+
+    Phones, cameras and some export tools store a radiograph sideways and set this tag
+    instead of turning the pixels; every viewer turns it back, so the model must too, or it
+    reads (and draws its mask on) a sideways image. Values outside 1-8 are ignored.
+
+    >>> exif_orientation(Image.new("L", (4, 2))) is None
+    True
+    """
+    try:
+        value = im.getexif().get(0x0112)
+    except (OSError, ValueError, SyntaxError):  # a corrupt EXIF block: read the pixels as stored
+        return None
+    return int(value) if isinstance(value, int) and value in ORIENTATIONS else None
 
 
 #: bit depths an image may fill inside a 16-bit PNG or TIFF
