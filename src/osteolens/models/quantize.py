@@ -34,7 +34,7 @@ from osteolens import __version__
 from osteolens.checksums import sha256_file
 from osteolens.errors import OsteolensError
 from osteolens.models.registry import load_model
-from osteolens.models.recalibrate import COMPARED, flip_batches, predict_onnx, training_data
+from osteolens.models.recalibrate import COMPARED, KEPT, flip_batches, predict_onnx, training_data
 
 #: node-name parts of the layers kept in float32 (see the module docstring)
 KEEP_FLOAT = ("/encoder/stem", "/encoder/blocks.0/", "/encoder/blocks.1/", "/encoder/blocks.2/", "/encoder/blocks.3/")
@@ -127,8 +127,7 @@ def quantize_model(model: str | Path, out_dir: str | Path, manifest: str | Path 
                              f"loses {', '.join(f'{k} {d:.3f}' for k, d in too_much.items())} (allowed: AUC "
                              f"{max_auc_drop}, Dice {max_dice_drop})")
 
-    kept_from_source = {k: meta["calibration"][k] for k in ("mask_input_size", "mask_postprocess", "second_look")
-                        if k in meta["calibration"]}
+    kept_from_source = {k: meta["calibration"][k] for k in KEPT if k in meta["calibration"]}
     source_info = {"name": meta["name"], "version": meta["version"], "sha256": source.metadata["sha256"]}
     meta.update({
         "name": name or f"{meta['name']}-int8",
