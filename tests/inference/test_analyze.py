@@ -342,3 +342,31 @@ def test_a_radiograph_stored_sideways_with_an_exif_orientation_is_analysed_uprig
     overlap = (tagged.mask & plain.mask).sum() / max(plain.mask.sum(), 1)
     assert plain.mask.sum() > 100 and overlap > 0.8
     assert plain.p_malignant - untagged.p_malignant > 0.3  # what reading the stored pixels would have cost
+
+
+def test_a_full_size_radiograph_gets_the_same_lesion_in_its_own_pixels(btxrd_dir, tmp_path):
+    """A CR or DX radiograph is 2,000-4,000 px a side. Its mask is post-processed at 640 px
+    (``POSTPROCESS_MAX_SIDE``; closing and labelling a 20-megapixel map took 2.4 s) and scaled back:
+    the lesion must be the one the 256-px image gets, at the input's size, inside its boxes."""
+    from osteolens.inference.analyze import analyze_image
+    from osteolens.io.images import read_image
+    from osteolens.models.registry import load_model
+    from osteolens.transforms.preprocess import resize
+
+    model = load_model("osteolens-radiograph", threads=1)
+    src = Image.open(btxrd_dir / "images" / "IMG000004.png").convert("L")
+    src.save(tmp_path / "small.png")
+    src.resize((2048, 2560), Image.BICUBIC).save(tmp_path / "large.png")
+    small = analyze_image(model, *read_image(tmp_path / "small.png"))
+    large = analyze_image(model, *read_image(tmp_path / "large.png"))
+    assert small.label == large.label == "malignant" and abs(small.p_malignant - large.p_malignant) < 0.05
+    assert large.mask.shape == large.mask_probability.shape == large.saliency.shape == (2560, 2048)
+    down = resize(large.mask.astype(np.uint8) * 255, small.mask.shape) >= 128
+    assert 2 * (down & small.mask).sum() / (down.sum() + small.mask.sum()) > 0.9
+    assert large.lesion_area_px == pytest.approx(small.lesion_area_px * 80, rel=0.1)  # 8 x 10 times the pixels
+    x0, y0, x1, y1 = large.boxes[0]
+    assert np.allclose([x0 / 8, y0 / 10, x1 / 8, y1 / 10], small.boxes[0], atol=2)
+    inside = np.zeros(large.mask.shape, bool)
+    for x0, y0, x1, y1 in large.boxes:
+        inside[y0:y1, x0:x1] = True
+    assert not (large.mask & ~inside).any()

@@ -26,3 +26,27 @@ def test_holes_and_defaults_from_older_models():
     assert lesion_components(prob, 1.0, MaskPostprocess(fill_holes=True))[0][50, 50]
     assert MaskPostprocess.from_calibration({"mask_threshold": 0.3}) == MaskPostprocess(threshold=0.3)
     assert lesion_components(np.zeros((10, 10)), 0.9, MaskPostprocess())[1:] == ([], [])
+
+
+def test_a_large_map_is_post_processed_smaller_and_scaled_back_to_its_pixels():
+    from osteolens.inference.postprocess import POSTPROCESS_MAX_SIDE, to_input_size, working_shape
+
+    assert working_shape((300, 200)) == (300, 200)
+    assert working_shape((5000, 4096)) == (POSTPROCESS_MAX_SIDE, 524)
+    prob = np.zeros((640, 524))
+    prob[100:180, 200:260] = 0.9
+    prob[400:405, 50:58] = 0.8
+    mask, boxes, _ = lesion_components(prob, 1.0, MaskPostprocess(min_component=0))
+    big, big_boxes = to_input_size(mask, boxes, (5000, 4096))
+    assert big.shape == (5000, 4096)
+    scale = 5000 * 4096 / (640 * 524)
+    assert abs(big.sum() / (mask.sum() * scale) - 1) < 0.02  # the same area, in input pixels
+    assert big_boxes[0] == (1563, 781, 2033, 1407)  # (200, 100, 260, 180) times 4096/524 and 5000/640, outwards
+    for x0, y0, x1, y1 in big_boxes:  # each box holds its component's enlarged pixels, and nothing is left outside
+        assert big[y0:y1, x0:x1].any() and not big[y0 - 1, x0:x1].any() and not big[y1, x0:x1].any()
+    inside = np.zeros_like(big)
+    for x0, y0, x1, y1 in big_boxes:
+        inside[y0:y1, x0:x1] = True
+    assert not (big & ~inside).any()
+    same, same_boxes = to_input_size(mask, boxes, mask.shape)
+    assert same is mask and same_boxes is boxes

@@ -28,7 +28,8 @@ import numpy as np
 from osteolens import RESEARCH_NOTICE, __version__
 from osteolens.data.clinical import encode_clinical
 from osteolens.errors import ImageReadError, OsteolensError
-from osteolens.inference.postprocess import MaskPostprocess, flip_mean_probability, lesions_for_label
+from osteolens.inference.postprocess import (MaskPostprocess, flip_mean_probability, lesions_for_label, to_input_size,
+                                              working_shape)
 from osteolens.inference.second_look import second_look
 from osteolens.explain.saliency import saliency_map
 from osteolens.io.images import ImageProperties, read_image, save_png, to_unit_grey
@@ -163,10 +164,13 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     else:
         label = ("normal", "benign")[int(np.argmax(probs[:2]))]
     p_tumour = float(probs[1] + probs[2])
-    full_prob = resize(mask_prob.astype(np.float32), (h, w))
+    work = working_shape((h, w))  # a large radiograph is post-processed at a smaller size, then mask and boxes scaled up
+    work_prob = resize(mask_prob.astype(np.float32), work)
     if calib.get("second_look") and label != "normal":  # a zoomed-in look at the top lesion (chosen on validation)
-        full_prob = second_look(model, grey, full_prob, p_tumour, clin_vec, calib["second_look"])
-    mask, boxes, scores = lesions_for_label(full_prob, label, p_tumour, MaskPostprocess.from_calibration(calib))
+        work_prob = second_look(model, resize(grey, work), work_prob, p_tumour, clin_vec, calib["second_look"])
+    mask, boxes, scores = lesions_for_label(work_prob, label, p_tumour, MaskPostprocess.from_calibration(calib))
+    mask, boxes = to_input_size(mask, boxes, (h, w))
+    full_prob = resize(work_prob, (h, w))
     sub_probs = softmax(out["subtype_logits"].mean(axis=0))
     names = meta["subtypes"]
     k = 1 + int(np.argmax(probs[1:]))  # the more likely tumour class names the subtype and explains "why tumour"

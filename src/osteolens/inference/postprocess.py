@@ -4,7 +4,9 @@ The network's mask is often fragmented: one lesion comes out as a large blob and
 Post-processing, with parameters chosen on the validation split and stored in the model's
 metadata (``calibration.mask_postprocess``), turns it into lesions:
 
-1. threshold the probability map (at the input's size);
+1. threshold the probability map (at the input's size, or at :func:`working_shape` for a
+   radiograph larger than :data:`POSTPROCESS_MAX_SIDE`; :func:`to_input_size` then brings the
+   mask and boxes to the input's pixels);
 2. morphological closing with a disc of radius ``closing`` x the image's shorter side
    (joins the pieces of one lesion);
 3. drop components under ``min_component`` of the image area and those under
@@ -29,6 +31,10 @@ import numpy as np
 from scipy import ndimage
 
 MIN_COMPONENT_FRACTION = 0.001  # components under 0.1% of the image are specks
+#: Longest side at which a probability map is post-processed. The network's mask has at most its
+#: input's resolution (320 px for the shipped model), so a 3,000-px radiograph holds no more detail
+#: in its interpolated map than a 640-px one, while closing and labelling it took seconds.
+POSTPROCESS_MAX_SIDE = 640
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,43 @@ def lesion_components(mask_prob: np.ndarray, p_tumour: float, pp: MaskPostproces
         scores.append(round(float(p_tumour) * float(mean), 6))
     order = np.argsort(scores)[::-1]
     return mask, [boxes[i] for i in order], [scores[i] for i in order]
+
+
+def working_shape(shape: tuple[int, int], max_side: int = POSTPROCESS_MAX_SIDE) -> tuple[int, int]:
+    """The ``(H, W)`` at which a map for an image of ``shape`` is post-processed: the shape itself
+    up to ``max_side``, beyond it scaled down to that longest side, keeping the aspect ratio.
+
+    >>> working_shape((256, 256)), working_shape((3000, 2500))
+    ((256, 256), (640, 533))
+    """
+    h, w = shape
+    if max(h, w) <= max_side:
+        return h, w
+    f = max_side / max(h, w)
+    return max(1, round(h * f)), max(1, round(w * f))
+
+
+def to_input_size(mask: np.ndarray, boxes: list, shape: tuple[int, int]) -> tuple[np.ndarray, list]:
+    """A mask and boxes found at :func:`working_shape`, in the pixels of an image of ``shape``.
+
+    The mask is enlarged bilinearly and cut at one half (smooth edges, no blocks); each box is
+    scaled outwards to whole pixels, so it still holds its component's enlarged pixels.
+
+    >>> m = np.zeros((4, 4), bool); m[1:3, 1:3] = True
+    >>> big, boxes = to_input_size(m, [(1, 1, 3, 3)], (8, 12))
+    >>> int(big.sum()), boxes
+    (20, [(3, 2, 9, 6)])
+    """
+    h, w = mask.shape
+    if (h, w) == tuple(shape):
+        return mask, boxes
+    import cv2
+
+    big = cv2.resize(mask.astype(np.uint8) * 255, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) >= 128
+    sx, sy = shape[1] / w, shape[0] / h
+    scaled = [(int(np.floor(x0 * sx)), int(np.floor(y0 * sy)), min(shape[1], int(np.ceil(x1 * sx))),
+               min(shape[0], int(np.ceil(y1 * sy)))) for x0, y0, x1, y1 in boxes]
+    return big, scaled
 
 
 def lesions_for_label(mask_prob: np.ndarray, label: str, p_tumour: float, pp: MaskPostprocess) -> tuple[np.ndarray, list, list]:
