@@ -67,7 +67,7 @@ def main() -> None:
     clinical.to_csv(work / "clinical.csv", index=False)
     model = load_model(args.model)
     results = analyze([manifest.resolve(c.image) for c in cases], work / "analysis", model=model,
-                      clinical_csv=work / "clinical.csv", overlays=False)
+                      clinical_csv=work / "clinical.csv", overlays=False, keep_arrays=True)
     pred = pd.read_csv(work / "analysis" / "predictions.csv", dtype=str, keep_default_na=False)
     pred["mask"] = "masks/" + pred["image"].map(lambda s: Path(s).stem) + ".png"
     pred["boxes"] = [";".join(f"{' '.join(map(str, b))} {s}" for b, s in zip(r.boxes, r.box_scores)) for r in results]

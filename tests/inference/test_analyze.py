@@ -76,8 +76,23 @@ def test_masks_overlays_json_and_report(batch):
     b = json.loads((out / "b_sixteen.json").read_text())
     assert set(b["clinical_missing"]) == {"age", "sex", "region", "view"}
     html = (out / "report.html").read_text()
-    assert "research use only" in html and "Could not be analysed" in html and "data:image/png;base64" in html
+    assert "research use only" in html and "Could not be analysed" in html
+    assert html.count("data:image/png;base64") == 5  # a_plain.png twice, and the other three analysed
     assert "http://" not in html and "https://" not in html
+
+
+def test_a_batch_keeps_thumbnails_not_full_size_arrays(batch, tiny_model, btxrd_dir, tmp_path):
+    """A full-size radiograph's arrays take about 100 MB: a batch that kept them all ran out of memory
+    after a few hundred films. It keeps the report's thumbnail; ``keep_arrays`` keeps the rest."""
+    d, out, results = batch
+    ok = [r for r in results if r.status == "ok"]
+    assert len(ok) == 5
+    for r in ok:
+        assert r.mask is r.saliency is r.grey is r.overlay is r.mask_probability is None
+        assert r.thumbnail.dtype == np.uint8 and r.thumbnail.shape[2] == 3 and r.thumbnail.shape[0] >= 200
+    kept = analyze([btxrd_dir / "images" / "IMG000004.png"], tmp_path, model=tiny_model, keep_arrays=True)[0]
+    assert kept.mask.shape == kept.saliency.shape == kept.grey.shape == (256, 256)
+    assert int(kept.mask.sum()) == kept.lesion_area_px
 
 
 def test_cli_analyze(tiny_model, btxrd_dir, tmp_path):

@@ -64,7 +64,7 @@ def test_int8_copy_runs_the_analysis_and_its_card_says_what_it_is(tiny_int8, tin
     import pandas as pd
 
     images = list(pd.read_csv(tiny_dataset / "manifest.csv")["image"].iloc[[0, -1]])
-    results = analyze(images, tmp_path / "analysis", model=out, report=False)
+    results = analyze(images, tmp_path / "analysis", model=out, report=False, keep_arrays=True)
     assert all(r.status == "ok" for r in results)
     written = json.loads(next((tmp_path / "analysis").glob("*.json")).read_text())
     assert written["model"] == {"name": "tiny-test-model-int8", "version": meta["version"], "sha256": meta["sha256"]}

@@ -47,7 +47,7 @@ MIN_SIDE_PX = 64  # smaller than any radiograph; the network reads a 256-px view
 MAX_ASPECT = 10.0  # long-leg and spine films reach about 4:1
 
 
-ARRAY_FIELDS = ("mask", "saliency", "grey", "overlay", "mask_probability")
+ARRAY_FIELDS = ("mask", "saliency", "grey", "overlay", "mask_probability", "thumbnail")
 
 
 @dataclass
@@ -78,6 +78,7 @@ class Analysis:
     grey: np.ndarray | None = field(default=None, repr=False)
     overlay: np.ndarray | None = field(default=None, repr=False)
     mask_probability: np.ndarray | None = field(default=None, repr=False)
+    thumbnail: np.ndarray | None = field(default=None, repr=False)
 
     def row(self) -> dict:
         """The ``predictions.csv`` row."""
@@ -375,7 +376,7 @@ def _unique_stems(files: list[Path]) -> list[str]:
 def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | LoadedModel = DEFAULT_MODEL,
             clinical_csv: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
             overlays: bool = True, clinical: dict[str, dict] | None = None, layers: bool | str = False,
-            dicom_out: bool = False, report: bool = True) -> list[Analysis]:
+            dicom_out: bool = False, report: bool = True, keep_arrays: bool = False) -> list[Analysis]:
     """Analyse files and folders and write the outputs listed in the module docstring.
 
     Args:
@@ -393,16 +394,20 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         dicom_out: for DICOM inputs, also write ``dicom/<stem>/seg.dcm``, ``sr.dcm`` (TID 1500)
             and ``sc.dcm`` (overlay), in the source's study.
         report: write ``report.html`` (the service writes it when first asked for).
+        keep_arrays: keep each result's mask, saliency, grey image and overlay in memory. Off by
+            default: they are in the files written, and a full-size radiograph's take about 100 MB,
+            so a batch of a few hundred films would not fit in memory; the report keeps a
+            384-px thumbnail per image instead.
 
     Returns:
         One :class:`Analysis` per input, in input order (an unreadable or refused file is an
-        ``error`` row; the batch goes on).
+        ``error`` row; the batch goes on); its arrays are ``None`` unless ``keep_arrays``.
 
     Raises:
         OsteolensError: nothing to analyse (folders without image-like files, and no file given
             by its path); nothing is written then.
     """
-    from osteolens.reporting.html import write_batch_report
+    from osteolens.reporting.html import report_thumbnail, write_batch_report
 
     out = Path(out)
     left_out: list[Path] = []
@@ -443,6 +448,10 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
                      "mask_file": f"masks/{stem}.png", "overlay_file": f"{stem}_overlay.png" if overlays else None,
                      "dicom_files": dicom_files}
             (out / f"{stem}.json").write_text(json.dumps(res.to_json(loaded, extra), indent=2) + "\n")
+            if report and overlays:
+                res.thumbnail = report_thumbnail(overlay)
+            if not keep_arrays:
+                res.mask = res.saliency = res.grey = res.overlay = None
         except OsteolensError as exc:
             res = Analysis(image=path.name, status="error", error=str(exc))
             (out / f"{stem}.json").write_text(json.dumps(res.to_json(loaded, {"input": {"path": str(path)}}), indent=2) + "\n")

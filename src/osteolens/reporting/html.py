@@ -13,13 +13,27 @@ import numpy as np
 from osteolens import RESEARCH_NOTICE, __version__
 
 
-def _thumb(rgb: np.ndarray, max_side: int = 384) -> str:
+THUMBNAIL_SIDE = 384  # px, the longest side of a report's pictures
+
+
+def report_thumbnail(rgb: np.ndarray, max_side: int = THUMBNAIL_SIDE) -> np.ndarray:
+    """An overlay shrunk to the size a report shows it (aspect ratio kept; never enlarged).
+
+    >>> report_thumbnail(np.zeros((3000, 2500, 3), np.uint8)).shape
+    (384, 320, 3)
+    """
     from PIL import Image
 
     im = Image.fromarray(rgb)
     im.thumbnail((max_side, max_side))
+    return np.asarray(im)
+
+
+def _thumb(rgb: np.ndarray) -> str:
+    from PIL import Image
+
     buf = io.BytesIO()
-    im.save(buf, format="PNG", compress_level=1)
+    Image.fromarray(report_thumbnail(rgb)).save(buf, format="PNG", compress_level=1)
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -39,8 +53,10 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
             cards.append(f"<div class='card err'><h3>{e(r.image)}</h3><p><b>Could not be analysed:</b> {e(r.error)}</p></div>")
             continue
         img = ""
-        if overlays and (r.overlay is not None or r.grey is not None):
-            picture = r.overlay if r.overlay is not None else draw_overlay(r.grey, r.mask, r.boxes, r.saliency, r.label)
+        if overlays and any(a is not None for a in (r.thumbnail, r.overlay, r.grey)):
+            picture = next((a for a in (r.thumbnail, r.overlay) if a is not None), None)
+            if picture is None:
+                picture = draw_overlay(r.grey, r.mask, r.boxes, r.saliency, r.label)
             img = f"<img alt='overlay of {e(r.image)}' src='data:image/png;base64,{_thumb(picture)}'>"
         decision = "<b class='refer'>Indeterminate: refer to a specialist</b>" if r.label == "indeterminate" else f"<b>{e(r.label)}</b>"
         area = f"{r.lesion_area_px} px" + (f" ({r.lesion_area_mm2:.1f} mm&sup2;)" if r.lesion_area_mm2 is not None else " (no pixel spacing)")
