@@ -589,13 +589,15 @@ def serve(
     max_upload_mb: float = typer.Option(50.0, help="Upload size limit in MB (413 beyond)."),
     storage: Optional[Path] = typer.Option(None, help="Folder for analyses (default: a temporary folder)."),
     concurrent_analyses: Optional[int] = typer.Option(None, help="Analyses run at once, the rest queue (default: one per CPU core)."),
+    keep_hours: float = typer.Option(24.0, help="Delete analyses, and the uploads they hold, this many hours after they "
+                                                "are made (0: keep them until a client deletes them)."),
 ) -> None:
     """Run the HTTP API (API keys required; /healthz open; OpenAPI docs at /docs)."""
     import uvicorn
 
     from osteolens.service.app import create_app, load_api_keys
 
-    app_ = create_app(model, load_api_keys(keys_file), max_upload_mb, storage, concurrent_analyses)
+    app_ = create_app(model, load_api_keys(keys_file), max_upload_mb, storage, concurrent_analyses, keep_hours)
     console.print(f"osteolens API on http://{host}:{port} (docs at /docs). {RESEARCH_NOTICE}")
     uvicorn.run(app_, host=host, port=port, log_level="info")
 

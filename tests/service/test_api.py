@@ -94,3 +94,53 @@ def test_scores_route(server):
     assert httpx.post(server + "/v1/scores/nope", headers=h, json={}).status_code == 404
     assert httpx.post(server + "/v1/scores/mirels", json={}).status_code == 401
     assert httpx.get(server + "/healthz").status_code == 200  # still serving
+
+
+def test_a_client_deletes_its_analysis_and_the_upload_goes_with_it(server, btxrd_dir):
+    h = {"X-API-Key": KEY}
+    body = post(server, btxrd_dir / "images" / "IMG000001.png").json()
+    url = server + body["links"]["self"]
+    assert httpx.delete(url).status_code == 401
+    assert httpx.delete(url, headers=h).status_code == 204
+    gone = httpx.get(url, headers=h)
+    assert gone.status_code == 404 and "deleted 24 h after" in gone.json()["detail"]
+    assert httpx.get(server + body["links"]["mask"], headers=h).status_code == 404
+    assert httpx.delete(url, headers=h).status_code == 404
+
+
+def test_analyses_older_than_the_retention_are_deleted(tiny_model, btxrd_dir, tmp_path, monkeypatch):
+    """Uploads hold patient data: the service keeps them ``keep_hours``, then deletes them, at start and as it runs."""
+    import json
+    import os
+    import time
+
+    from osteolens.service import app as service
+
+    store = tmp_path / "store"
+    stale = store / ("c" * 32)
+    stale.mkdir(parents=True)
+    (stale / "old.dcm").write_bytes(b"patient data")
+    (stale / "old.json").write_text(json.dumps({"label": "normal"}))
+    os.utime(stale / "old.json", (time.time() - 3 * 3600,) * 2)
+    (store / "not-an-analysis").mkdir()  # only folders named like analysis ids are touched
+    app = service.create_app(tiny_model, api_keys={KEY}, storage=store, keep_hours=2)
+    assert not stale.exists() and (store / "not-an-analysis").is_dir()  # swept at start
+    monkeypatch.setattr(service, "SWEEP_SECONDS", 0.0)  # then at most once a minute; here at every request
+    h = {"X-API-Key": KEY}
+    base, srv = service.serve_in_background(app)
+    img = btxrd_dir / "images" / "IMG000001.png"
+    old, new = (post(base, img).json()["id"] for _ in range(2))
+    for f in (store / old).glob("*.json"):
+        os.utime(f, (time.time() - 2.5 * 3600,) * 2)
+    (store / old / "IMG000001_overlay.png").write_bytes(b"")  # asked for later: does not make the analysis younger
+    assert httpx.get(f"{base}/v1/analyses/{new}", headers=h).status_code == 200
+    r = httpx.get(f"{base}/v1/analyses/{old}", headers=h)
+    assert r.status_code == 404 and "deleted 2 h after they are made" in r.json()["detail"]
+    assert not (store / old).exists() and (store / new / "input" / "IMG000001.png").is_file()
+    srv.should_exit = True
+    forever = service.create_app(tiny_model, api_keys={KEY}, storage=store, keep_hours=0)
+    for f in (store / new).glob("*.json"):
+        os.utime(f, (0, 0))
+    base, srv = service.serve_in_background(forever)
+    assert httpx.get(f"{base}/v1/analyses/{new}", headers=h).status_code == 200
+    srv.should_exit = True

@@ -2,7 +2,8 @@
 
 - ``POST /v1/analyses``: multipart upload of a radiograph (DICOM, PNG, JPEG, TIFF) with
   optional form fields ``age``, ``sex``, ``region``, ``view``; returns the analysis JSON.
-- ``GET /v1/analyses/{id}`` and ``.../mask``, ``.../overlay``, ``.../report``.
+- ``GET /v1/analyses/{id}`` and ``.../mask``, ``.../overlay``, ``.../report``;
+  ``DELETE /v1/analyses/{id}`` removes an analysis and the upload it was made from.
 - ``POST /v1/scores/mirels`` and ``/v1/scores/sins``: JSON body with the score's fields;
   the total, its parts and the published interpretation (an invalid value: 422 naming it).
 - ``GET /healthz``: no key needed.
@@ -12,6 +13,11 @@ Every other route needs an API key in the ``X-API-Key`` header. Keys come from t
 Uploads over the size limit get 413, unreadable images 400, missing fields 422. The model is
 loaded once and shared; analyses run in worker threads and write to their own folders. Logs
 carry the analysis id, status and duration, never file names or clinical data.
+
+An analysis folder holds the uploaded file, often a DICOM with the patient's name and IDs, so
+the service does not keep it for ever: analyses older than ``keep_hours`` (24 by default) are
+deleted (:func:`expire_analyses`, run at start and then at most once a minute as requests come),
+and a client may delete its own at once.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import uuid
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from osteolens import RESEARCH_NOTICE, __version__
 from osteolens.errors import OsteolensError
@@ -37,6 +43,42 @@ from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
 
 log = logging.getLogger("osteolens.service")
 _ID = re.compile(r"^[0-9a-f]{32}$")
+DEFAULT_KEEP_HOURS = 24.0
+SWEEP_SECONDS = 60.0
+
+
+def expire_analyses(store: str | Path, keep_seconds: float, now: float | None = None) -> list[str]:
+    """Delete the analysis folders in ``store`` made more than ``keep_seconds`` ago.
+
+    An analysis's age is that of its result JSON, written once when it finished (files a client
+    asks for later, such as the overlay, do not make it younger); a folder without one (an upload
+    that is still being analysed, or one cut short) counts from its own last change. Only folders
+    named like analysis ids are touched.
+
+    Returns:
+        The ids deleted.
+
+    Example:
+        >>> import os, tempfile
+        >>> store = Path(tempfile.mkdtemp()); old = store / ("a" * 32); old.mkdir()
+        >>> _ = (old / "x.json").write_text("{}"); os.utime(old / "x.json", (0, 0))
+        >>> (store / ("b" * 32)).mkdir()
+        >>> expire_analyses(store, keep_seconds=3600) == ["a" * 32], sorted(p.name[0] for p in store.iterdir())
+        (True, ['b'])
+    """
+    now = time.time() if now is None else now
+    gone = []
+    for folder in Path(store).iterdir():
+        if not (_ID.match(folder.name) and folder.is_dir()):
+            continue
+        try:
+            made = max((f.stat().st_mtime for f in folder.glob("*.json")), default=folder.stat().st_mtime)
+        except FileNotFoundError:  # deleted meanwhile (by a client)
+            continue
+        if now - made > keep_seconds:
+            shutil.rmtree(folder, ignore_errors=True)
+            gone.append(folder.name)
+    return gone
 
 
 def load_api_keys(keys_file: str | Path | None = None) -> set[str]:
@@ -52,7 +94,7 @@ def load_api_keys(keys_file: str | Path | None = None) -> set[str]:
 
 def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[str] | None = None,
                max_upload_mb: float = 50.0, storage: str | Path | None = None,
-               concurrent_analyses: int | None = None) -> FastAPI:
+               concurrent_analyses: int | None = None, keep_hours: float | None = DEFAULT_KEEP_HOURS) -> FastAPI:
     """Build the service.
 
     Args:
@@ -72,6 +114,8 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
             27.7/s and p95 308 ms (benchmarks/results/service_load_v150.json). On a 2-core CPU
             with AVX2 only, 1.5.1 gave 13.3/s and p95 680 ms, and its int8 copy
             (``osteolens-radiograph-int8``) 18.6/s and p95 513 ms (service_load_avx2[_int8].json).
+        keep_hours: analyses (and their uploads) older than this are deleted; ``None`` or 0 keeps
+            them until a client deletes them.
 
     The model runs once on a synthetic grey ramp before the app is returned (:func:`osteolens.inference.analyze.warm_up`), so the
     first client does not wait for lazy imports and ONNX Runtime's first allocations.
@@ -89,6 +133,23 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
     store = Path(storage) if storage else Path(tempfile.mkdtemp(prefix="osteolens-service-"))
     store.mkdir(parents=True, exist_ok=True)
     limit = int(max_upload_mb * 1024 * 1024)
+    keep_seconds = 3600.0 * keep_hours if keep_hours and keep_hours > 0 else None
+    sweep = {"last": float("-inf"), "lock": threading.Lock()}
+
+    def sweep_now_and_then() -> None:
+        """Delete expired analyses, at most once every :data:`SWEEP_SECONDS`."""
+        if keep_seconds is None or time.monotonic() - sweep["last"] < SWEEP_SECONDS:
+            return
+        if sweep["lock"].acquire(blocking=False):
+            try:
+                sweep["last"] = time.monotonic()
+                gone = expire_analyses(store, keep_seconds)
+                if gone:
+                    log.info("deleted %d analyses older than %g h", len(gone), keep_hours)
+            finally:
+                sweep["lock"].release()
+
+    sweep_now_and_then()
     gate = threading.BoundedSemaphore(max(1, concurrent_analyses))
     app = FastAPI(title="osteolens", version=__version__,
                   description=f"AI-assisted analysis of bone-tumour radiographs. {RESEARCH_NOTICE}")
@@ -103,6 +164,8 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
         length = request.headers.get("content-length")
         if request.method == "POST" and length and length.isdigit() and int(length) > limit:
             return JSONResponse(status_code=413, content={"detail": f"upload of {int(length)} bytes exceeds the limit of {limit} bytes"})
+        if request.url.path.startswith("/v1/analyses"):
+            sweep_now_and_then()
         return await call_next(request)
 
     @app.get("/healthz")
@@ -170,11 +233,20 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
         log.info("analysis %s ok (%.0f ms)", analysis_id, 1000 * (time.perf_counter() - t0))
         return JSONResponse(status_code=201, content=body)
 
+    kept_for = f" (analyses are deleted {keep_hours:g} h after they are made)" if keep_seconds else ""
+
     def _folder(analysis_id: str) -> Path:
         folder = store / analysis_id
         if not _ID.match(analysis_id) or not folder.is_dir():
-            raise HTTPException(status_code=404, detail=f"no analysis {analysis_id!r}")
+            raise HTTPException(status_code=404, detail=f"no analysis {analysis_id!r}{kept_for}")
         return folder
+
+    @app.delete("/v1/analyses/{analysis_id}", status_code=204, dependencies=[Depends(require_key)])
+    def delete_analysis(analysis_id: str) -> Response:
+        """Delete an analysis, its outputs and the uploaded file it was made from."""
+        shutil.rmtree(_folder(analysis_id), ignore_errors=True)
+        log.info("analysis %s deleted by a client", analysis_id)
+        return Response(status_code=204)
 
     def _stem(folder: Path) -> str:
         return next(folder.glob("*.json")).stem
