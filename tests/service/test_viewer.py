@@ -34,6 +34,7 @@ def test_upload_view_toggle_and_download(browser, server, btxrd_dir, tmp_path): 
     page.on("request", lambda r: requests.append(r.url))
     page.goto(server + "/")
     assert "research use only" in page.inner_text("#notice")
+    assert page.is_hidden("#result")  # no empty result panel before an analysis
     page.fill("#key", KEY)
     page.set_input_files("#file", str(btxrd_dir / "images" / "IMG000004.png"))
     page.fill("#age", "52")
@@ -59,6 +60,11 @@ def test_upload_view_toggle_and_download(browser, server, btxrd_dir, tmp_path): 
     page.fill("#analysis-id", analysis_id)
     page.click("#open-button")
     page.wait_for_function("document.getElementById('status').textContent === 'opened'")
+    page.click("#delete")  # the upload holds patient data: the user can remove it
+    page.wait_for_function(f"document.getElementById('status').textContent === 'deleted {analysis_id}'")
+    assert page.is_hidden("#result")
+    page.click("#open-button")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('404: no analysis')")
     # everything came from this server: the viewer works offline
     assert all(u.startswith(server) or u.startswith("blob:") or u.startswith("data:") for u in requests)
     page.close()

@@ -110,3 +110,10 @@ for (const kind of ["seg", "sr", "sc"]) {
 for (const id of ["show-mask", "show-boxes", "show-heat"]) $(id).addEventListener("change", draw);
 $("download-report").addEventListener("click", () => download(state.analysis.links.report, `osteolens_${state.analysis.id}.html`).catch((e) => status(e.message, true)));
 $("download-json").addEventListener("click", () => download(state.analysis.links.self, `osteolens_${state.analysis.id}.json`).catch((e) => status(e.message, true)));
+$("delete").addEventListener("click", async () => {
+  const id = state.analysis.id;  // the analysis and the uploaded file go; the server also deletes them after its retention time
+  try {
+    await api(state.analysis.links.self, { method: "DELETE" });
+    state.analysis = null; $("result").hidden = true; status(`deleted ${id}`);
+  } catch (e) { status(e.message, true); }
+});
