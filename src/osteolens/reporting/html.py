@@ -29,11 +29,11 @@ def report_thumbnail(rgb: np.ndarray, max_side: int = THUMBNAIL_SIDE) -> np.ndar
     return np.asarray(im)
 
 
-def _thumb(rgb: np.ndarray) -> str:
+def _png_base64(rgb: np.ndarray) -> str:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(report_thumbnail(rgb)).save(buf, format="PNG", compress_level=1)
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -42,9 +42,8 @@ def _pct(x) -> str:
 
 
 def write_batch_report(results: list, model, path: Path, overlays: bool = True) -> Path:
-    """Write ``report.html`` for a batch: notice, model, one card per image, errors."""
-    from osteolens.explain.overlay import draw_overlay
-
+    """Write ``report.html`` for a batch: notice, model, one card per image (with its
+    :func:`report_thumbnail`, ``Analysis.thumbnail``, when ``overlays``), errors."""
     e = html.escape
     ok = [r for r in results if r.status == "ok"]
     cards = []
@@ -53,11 +52,8 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
             cards.append(f"<div class='card err'><h3>{e(r.image)}</h3><p><b>Could not be analysed:</b> {e(r.error)}</p></div>")
             continue
         img = ""
-        if overlays and any(a is not None for a in (r.thumbnail, r.overlay, r.grey)):
-            picture = next((a for a in (r.thumbnail, r.overlay) if a is not None), None)
-            if picture is None:
-                picture = draw_overlay(r.grey, r.mask, r.boxes, r.saliency, r.label)
-            img = f"<img alt='overlay of {e(r.image)}' src='data:image/png;base64,{_thumb(picture)}'>"
+        if overlays and r.thumbnail is not None:
+            img = f"<img alt='overlay of {e(r.image)}' src='data:image/png;base64,{_png_base64(r.thumbnail)}'>"
         decision = "<b class='refer'>Indeterminate: refer to a specialist</b>" if r.label == "indeterminate" else f"<b>{e(r.label)}</b>"
         area = f"{r.lesion_area_px} px" + (f" ({r.lesion_area_mm2:.1f} mm&sup2;)" if r.lesion_area_mm2 is not None else " (no pixel spacing)")
         sub = f"{e(r.subtype)} ({_pct(r.p_subtype)})" if r.subtype else "-"

@@ -313,10 +313,10 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
         page = folder / "report.html"
         if not page.is_file():  # written when first asked for, from the stored arrays (read once)
             from osteolens.inference.analyze import render_overlay
-            from osteolens.reporting.html import write_batch_report
+            from osteolens.reporting.html import report_thumbnail, write_batch_report
 
             result = _rebuilt(folder)
-            result.overlay = render_overlay(result)
+            result.thumbnail = report_thumbnail(render_overlay(result))
             write_batch_report([result], loaded, page)
         return HTMLResponse(page.read_text())
 
