@@ -150,3 +150,27 @@ def test_exif_orientation_1_and_no_exif_leave_the_pixels_as_stored(tmp_path, btx
         arr, props = read_image(tmp_path / name)
         assert props.orientation is None and np.array_equal(arr, grey)
         assert not any("EXIF" in n for n in props.notes)
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA"])
+def test_transparency_is_composited_over_black(tmp_path, btxrd_dir, mode):
+    """A radiograph exported with a transparent surround (white under the alpha) reads as a viewer shows it: the
+    surround black, the image as stored; an opaque alpha changes nothing and is not mentioned."""
+    grey = np.asarray(Image.open(btxrd_dir / "images" / "IMG000004.png").convert("L"))
+    alpha = np.full(grey.shape, 255, np.uint8)
+    alpha[:, :40] = 0
+    stored = grey.copy()
+    stored[:, :40] = 255  # what the file keeps under the transparent pixels
+    if mode == "LA":
+        im = Image.merge("LA", [Image.fromarray(stored), Image.fromarray(alpha)])
+    else:
+        im = Image.merge("RGBA", [Image.fromarray(stored)] * 3 + [Image.fromarray(alpha)])
+    im.save(tmp_path / "t.png")
+    arr, props = read_image(tmp_path / "t.png")
+    luma = arr if arr.ndim == 2 else arr.mean(axis=2)
+    assert (luma[:, :40] == 0).all()
+    assert np.array_equal(luma[:, 40:], grey[:, 40:])
+    assert "transparency composited over black (15.6% of pixels not opaque)" in props.notes
+    Image.merge("LA", [Image.fromarray(grey), Image.fromarray(np.full(grey.shape, 255, np.uint8))]).save(tmp_path / "o.png")
+    arr, props = read_image(tmp_path / "o.png")
+    assert np.array_equal(arr, grey) and not any("transparency" in n for n in props.notes)

@@ -158,7 +158,8 @@ def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
             n_frames = getattr(im, "n_frames", 1)
             mode = im.mode
             pending = exif_orientation(im)  # Pillow's TIFF reader turns the image itself and drops the tag; JPEG's does not
-            arr = _pillow_to_array(im.transpose(ORIENTATIONS[pending][1]) if pending else im, path)
+            alpha_notes: list[str] = []
+            arr = _pillow_to_array(im.transpose(ORIENTATIONS[pending][1]) if pending else im, path, alpha_notes)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -174,7 +175,7 @@ def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
         raise ImageReadError(path, f"has {n_frames} frames/pages; osteolens reads single 2-D images")
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     bits = 16 if arr.dtype == np.uint16 else (32 if arr.dtype.itemsize == 4 else 8)
-    notes = [f"pillow mode {mode}"]
+    notes = [f"pillow mode {mode}", *alpha_notes]
     if orientation:
         stored_w, stored_h = arr.shape[:2] if orientation >= 5 else arr.shape[1::-1]  # 5-8 swap width and height
         notes.append(f"EXIF Orientation {orientation} applied ({ORIENTATIONS[orientation][0]}): the image, its mask and "
@@ -253,17 +254,14 @@ def container_depth(arr: np.ndarray) -> int:
     return next(d for d in CONTAINER_DEPTHS if top <= 2**d - 1)
 
 
-def _pillow_to_array(im: Image.Image, path: Path) -> np.ndarray:
+def _pillow_to_array(im: Image.Image, path: Path, notes: list[str]) -> np.ndarray:
     mode = im.mode
     if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "CMYK", "YCbCr"):
-        if mode == "1":
-            return np.asarray(im.convert("L"))
-        if mode in ("L", "LA"):
-            return np.asarray(im.convert("L"))
         if mode in ("P", "PA"):
-            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        rgb = np.asarray(im.convert("RGB"))
-        return rgb
+            im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+        if im.mode in ("LA", "RGBA"):
+            im = flatten_alpha(im, notes)
+        return np.asarray(im.convert("L" if mode in ("1", "L", "LA") else "RGB"))
     if mode.startswith("I;16") or mode == "I":
         arr = np.asarray(im)
         if arr.dtype != np.uint16:
@@ -274,6 +272,26 @@ def _pillow_to_array(im: Image.Image, path: Path) -> np.ndarray:
     if mode == "F":
         return np.asarray(im, dtype=np.float32)
     raise ImageReadError(path, f"unsupported pixel mode {mode!r}")
+
+
+def flatten_alpha(im: Image.Image, notes: list[str]) -> Image.Image:
+    """An ``LA`` or ``RGBA`` image without its alpha: composited over black where it is not opaque.
+
+    A radiograph viewer shows transparent pixels on its black background, and black is air on a
+    radiograph, so the flat black that results is cut with the other flat borders. Dropping the
+    alpha instead would show whatever the file keeps under it (often white, or stale pixels).
+    Adds a note when any pixel was not opaque.
+
+    >>> im = Image.new("LA", (4, 2), (200, 255)); im.putpixel((0, 0), (200, 0))
+    >>> notes = []; np.asarray(flatten_alpha(im, notes)).tolist(), notes
+    ([[0, 200, 200, 200], [200, 200, 200, 200]], ['transparency composited over black (12.5% of pixels not opaque)'])
+    """
+    alpha = np.asarray(im.getchannel("A"))
+    colour = im.convert(im.mode[:-1])
+    if alpha.min() == 255:
+        return colour
+    notes.append(f"transparency composited over black ({np.mean(alpha < 255):.1%} of pixels not opaque)")
+    return Image.composite(colour, Image.new(colour.mode, colour.size, 0), Image.fromarray(alpha))
 
 
 def to_unit_grey(arr: np.ndarray, props: ImageProperties) -> np.ndarray:
