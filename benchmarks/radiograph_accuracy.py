@@ -120,6 +120,8 @@ def main() -> None:
         ("indeterminate (referred) rate", c["indeterminate_rate"], None),
         ("saliency pointing game (tumour images)", sal["pointing_game"], None),
         ("saliency energy inside mask", sal["energy_inside_mask"], None),
+        ("largest lesion long axis within 20% (tumours)", metrics["segmentation"]["long_axis_within_20pct_tumour"], None),
+        ("long axis, found / true (geometric mean)", metrics["segmentation"]["long_axis_ratio_geomean_found"], None),
     ]
     if "subtype_balanced_accuracy" in c:  # the 9 BTXRD subtypes, on tumour images
         rows += [("subtype accuracy (tumour images)", c["subtype_accuracy"], None),

@@ -43,6 +43,7 @@ def test_evaluate_writes_real_values(subset, btxrd_manifest):
     # predicted masks are the truth masks: perfect segmentation and detection
     s = on_disk["segmentation"]
     assert s["dice_mean_tumour"]["value"] == 1.0 and s["hd95_mean_tumour_px"]["value"] == 0.0
+    assert s["long_axis_within_20pct_tumour"]["value"] == 1.0 and s["long_axis_ratio_geomean_found"]["value"] == pytest.approx(1.0)
     assert s["dice_mean_tumour"]["n"] == int((y > 0).sum())
     assert on_disk["detection"]["ap50"]["value"] == pytest.approx(1.0, abs=0.05)
     assert {"centre", "subtype", "sex", "age_band", "lesion_size", "site"} <= set(on_disk["strata"])
@@ -97,24 +98,50 @@ def test_hd95_in_mm_for_dicom_with_spacing(tmp_path, btxrd_dir):
 
     from tests.io.test_dicom import make_dicom
 
-    rows, preds = [], []
-    for i, name in enumerate(("IMG000001", "IMG000004")):
+    cases = {}
+    for name in ("IMG000001", "IMG000004"):
         pixels = np.asarray(Image.open(btxrd_dir / "images" / f"{name}.png")).astype(np.uint16)
         make_dicom(tmp_path / f"{name}.dcm", pixels, PixelSpacing=[0.5, 0.5])
         truth = np.zeros((256, 256), np.uint8)
         truth[100:140, 100:140] = 255
-        shifted = np.roll(truth, 3, axis=0)
-        Image.fromarray(truth).save(tmp_path / f"{name}_mask.png")
-        Image.fromarray(shifted).save(tmp_path / f"{name}_pred.png")
-        rows.append({"case_id": name, "group_id": f"g{i}", "image": f"{name}.dcm", "mask": f"{name}_mask.png", "label": "malignant"})
-        preds.append({"case_id": name, "p_normal": 0.1, "p_benign": 0.1, "p_malignant": 0.8, "mask": f"{name}_pred.png"})
-    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
-    pd.DataFrame(preds).to_csv(tmp_path / "pred.csv", index=False)
-    m = evaluate(tmp_path / "pred.csv", tmp_path / "manifest.csv", tmp_path / "out", n_boot=50, plots=False, stratify=False)
-    s = m["segmentation"]
+        cases[name] = (f"{name}.dcm", truth, np.roll(truth, 3, axis=0))
+    s = _segmentation_of(tmp_path, cases)
     assert s["hd95_mean_tumour_px"]["value"] == pytest.approx(3.0)
     assert s["hd95_mean_tumour_mm"]["value"] == pytest.approx(1.5)
     assert s["dice_mean_tumour"]["value"] == pytest.approx(2 * 37 * 40 / 3200)
+
+
+def _segmentation_of(tmp_path, cases):
+    """``evaluate``'s segmentation metrics for tumour cases ``{name: (image file, true mask, predicted mask)}``."""
+    from PIL import Image
+
+    rows, preds = [], []
+    for i, (name, (image, truth, pred)) in enumerate(cases.items()):
+        Image.fromarray(truth).save(tmp_path / f"{name}_mask.png")
+        Image.fromarray(pred).save(tmp_path / f"{name}_pred.png")
+        rows.append({"case_id": name, "group_id": f"g{i}", "image": image, "mask": f"{name}_mask.png", "label": "malignant"})
+        preds.append({"case_id": name, "p_normal": 0.1, "p_benign": 0.1, "p_malignant": 0.8, "mask": f"{name}_pred.png"})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    pd.DataFrame(preds).to_csv(tmp_path / "pred.csv", index=False)
+    return evaluate(tmp_path / "pred.csv", tmp_path / "manifest.csv", tmp_path / "out", n_boot=50, plots=False,
+                    stratify=False)["segmentation"]
+
+
+def test_long_axis_agreement(tmp_path):
+    """The largest lesion's long axis against the truth's: one found at its size, one 25% short, one missed."""
+    from PIL import Image
+
+    truth = np.zeros((128, 128), np.uint8)
+    truth[40:81, 30:71] = 255  # 41 x 41 px: long axis 40 * sqrt(2)
+    preds = {"same": truth, "short": np.zeros_like(truth), "missed": np.zeros_like(truth)}
+    preds["short"][40:71, 30:61] = 255  # 31 x 31 px: 0.75 of the long axis
+    preds["same"] = np.roll(truth, 5, axis=1)  # shifted: the size is right, the place is not
+    for name in preds:
+        Image.fromarray(truth).save(tmp_path / f"{name}.png")
+    s = _segmentation_of(tmp_path, {name: (f"{name}.png", truth, pred) for name, pred in preds.items()})
+    assert s["long_axis_within_20pct_tumour"]["value"] == pytest.approx(1 / 3) and s["long_axis_within_20pct_tumour"]["n"] == 3
+    assert s["long_axis_ratio_geomean_found"]["value"] == pytest.approx(np.sqrt(0.75))  # the two found: 1 and 0.75
+    assert s["long_axis_abs_rel_error_found"]["value"] == pytest.approx(0.125) and s["long_axis_abs_rel_error_found"]["n"] == 2
 
 
 def test_subtype_metrics_on_real_cases(btxrd_manifest, tmp_path):

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from osteolens.cli import app
 from osteolens.inference.analyze import PREDICTION_COLUMNS, analyze
+from osteolens.volumes.measure import largest_lesion_axes
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ def batch(tiny_model, btxrd_dir, tmp_path_factory):
     (d / "f_truncated.jpg").write_bytes(full[: len(full) // 3])
     Image.fromarray(np.zeros((400, 300), np.uint8)).save(d / "g_blank.png")
     Image.fromarray(src[:, 100:106]).save(d / "h_sliver.png")
+    Image.open(btxrd_dir / "masks" / "IMG000004.png").save(d / "i_mask.png")  # a tumour mask given as an image
     out = tmp_path_factory.mktemp("out")
     clinical = d / "clinical.csv"
     pd.DataFrame({"image": ["a_plain.png"], "age": [48], "sex": ["F"], "site": ["hip bone"], "region": ["pelvis"], "view": ["frontal"]}).to_csv(clinical, index=False)
@@ -38,16 +40,18 @@ def test_csv_contract(batch):
     d, out, results = batch
     table = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
     assert tuple(table.columns) == PREDICTION_COLUMNS
-    # a_plain.png given twice (file and folder), eight folder files, one missing file
-    assert len(table) == 10
+    # a_plain.png given twice (file and folder), nine folder files, one missing file
+    assert len(table) == 11
     ok = table[table.status == "ok"]
     err = table[table.status == "error"]
     assert set(ok.image) == {"a_plain.png", "b_sixteen.png", "c_colour.jpg", "d_radiograph.dcm"}
-    assert set(err.image) == {"e_text.png", "f_truncated.jpg", "g_blank.png", "h_sliver.png", "missing.png"}
+    assert set(err.image) == {"e_text.png", "f_truncated.jpg", "g_blank.png", "h_sliver.png", "i_mask.png", "missing.png"}
     errors = err.set_index("image").error
     assert "truncated" in errors["f_truncated.jpg"]
     assert errors["g_blank.png"].endswith("g_blank.png: image is blank (every pixel has the same value)")
     assert "image is 6 x 256 px; a radiograph needs at least 64 px a side" in errors["h_sliver.png"]
+    assert errors["i_mask.png"].endswith("i_mask.png: image has only two grey levels (0 and 255 of 255): a mask or a "
+                                         "black-and-white picture, not a radiograph")
     assert "file not found" in err.set_index("image").loc["missing.png", "error"]
     for _, r in ok.iterrows():
         p = np.array([float(r.p_normal), float(r.p_benign), float(r.p_malignant)])
@@ -59,6 +63,14 @@ def test_csv_contract(batch):
     dcm = ok.set_index("image").loc["d_radiograph.dcm"]
     assert dcm.lesion_area_mm2 != "" and float(dcm.lesion_area_mm2) == pytest.approx(float(dcm.lesion_area_px) * 0.2, abs=0.01)
     assert ok.set_index("image").loc["b_sixteen.png", "lesion_area_mm2"] == ""
+    # the largest lesion's axes, from the mask written (these images are post-processed at their own size)
+    d_mask = np.asarray(Image.open(out / "masks" / "d_radiograph.png")) > 0
+    long_px, short_px = largest_lesion_axes(d_mask)
+    long_mm, short_mm = largest_lesion_axes(d_mask, (0.5, 0.4))
+    assert long_px > short_px > 0 and long_mm > short_mm > 0
+    assert [float(dcm[c]) for c in ("lesion_long_axis_px", "lesion_short_axis_px", "lesion_long_axis_mm",
+                                    "lesion_short_axis_mm")] == pytest.approx([long_px, short_px, long_mm, short_mm], abs=0.05)
+    assert ok.set_index("image").loc["b_sixteen.png", "lesion_long_axis_mm"] == ""
 
 
 def test_masks_overlays_json_and_report(batch):
@@ -385,3 +397,6 @@ def test_a_full_size_radiograph_gets_the_same_lesion_in_its_own_pixels(btxrd_dir
     for x0, y0, x1, y1 in large.boxes:
         inside[y0:y1, x0:x1] = True
     assert not (large.mask & ~inside).any()
+    # its size, measured on the 640-px working mask and scaled, is the size of the mask it writes
+    assert [large.lesion_long_axis_px, large.lesion_short_axis_px] == pytest.approx(
+        largest_lesion_axes(large.mask), rel=0.03)

@@ -53,3 +53,19 @@ def test_from_image_analyze_dicom_out_round_trip(tiny_model, btxrd_dir, tmp_path
     assert "Probability of malignant bone tumour" in text and "Imaging Measurement Report" in text
     assert "tiny-test-model" in text
     assert sc.SamplesPerPixel == 3 and sc.ReferencedImageSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID
+    # the largest lesion's axes, in the file's 0.4-mm pixels, as the JSON gives them
+    from osteolens.volumes.measure import largest_lesion_axes
+
+    long_axis, short_axis = largest_lesion_axes(mask, (0.4, 0.4))
+    assert long_axis > short_axis > 0
+    sr_axes = {item.ConceptNameCodeSequence[0].CodeMeaning: float(item.MeasuredValueSequence[0].NumericValue)
+               for item in _content_items(sr) if "MeasuredValueSequence" in item}
+    assert sr_axes["Long axis"] == pytest.approx(long_axis, abs=0.01)
+    assert sr_axes["Short axis"] == pytest.approx(short_axis, abs=0.01)
+
+
+def _content_items(ds):
+    """Every item of an SR content tree, depth first."""
+    for item in getattr(ds, "ContentSequence", []):
+        yield item
+        yield from _content_items(item)

@@ -71,10 +71,16 @@ def _card_with_metrics(tiny_model, tmp_path, metrics: dict) -> str:
 
 def test_model_card_shows_how_detection_and_dice_fall_with_lesion_size(tiny_model, tmp_path):
     card = _card_with_metrics(tiny_model, tmp_path, {"strata": {"lesion_size": [
-        {"stratum": "small (<2% of image)", "n": 6, "tumour_sensitivity": _ci(0.77), "dice_mean_tumour": _ci(0.37)},
+        {"stratum": "small (<2% of image)", "n": 6, "tumour_sensitivity": _ci(0.77), "dice_mean_tumour": _ci(0.37),
+         "long_axis_within_20pct_tumour": _ci(0.25)},
         {"stratum": "large (>=8%)", "n": 4, "tumour_sensitivity": _ci(1.0), "dice_mean_tumour": None}]}})
-    assert "| small (<2% of image) | 6 | 0.770 (0.720-0.820) | 0.370 (0.320-0.420) |" in card
-    assert "| large (>=8%) | 4 | 1.000 (0.950-1.050) | n/a |" in card
+    assert "| small (<2% of image) | 6 | 0.770 (0.720-0.820) | 0.370 (0.320-0.420) | 0.250 (0.200-0.300) |" in card
+    assert "| large (>=8%) | 4 | 1.000 (0.950-1.050) | n/a | n/a |" in card
+    # a record from before the size was measured gets no size column
+    card = _card_with_metrics(tiny_model, tmp_path, {"strata": {"lesion_size": [
+        {"stratum": "small (<2% of image)", "n": 6, "tumour_sensitivity": _ci(0.77), "dice_mean_tumour": _ci(0.37)}]}})
+    assert "| small (<2% of image) | 6 | 0.770 (0.720-0.820) | 0.370 (0.320-0.420) |\n" in card
+    assert "long axis within 20%" not in card
 
 
 def test_model_card_shows_each_subtype_against_always_answering_the_commonest(tiny_model, tmp_path):

@@ -83,6 +83,8 @@ def test_dicom_upload_offers_dicom_downloads(browser, server, btxrd_dir, tmp_pat
     page.click("#analyse")
     page.wait_for_selector("#dicom-downloads:not([hidden])", timeout=30000)
     assert "mm²" in page.inner_text("#area")
+    long_axis, short_axis = (float(v) for v in page.inner_text("#size").removesuffix(" mm").split(" x "))
+    assert long_axis >= short_axis > 0  # IMG000001's lesion, measured in the file's 0.3-mm pixels
     with page.expect_download() as info:
         page.click("#download-seg")
     seg = pydicom.dcmread(info.value.path())

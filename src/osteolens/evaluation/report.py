@@ -237,6 +237,7 @@ def _segmentation_and_detection(inp: EvaluationInputs, W: np.ndarray, boot: dict
         }
         if pred_mask is not None and truth is not None:
             record.update(seg.segmentation_case_metrics(truth, pred_mask))
+            record.update(seg.long_axis_case_metrics(truth, pred_mask))
             spacing = _spacing_of(inp.manifest.resolve(row["image"]))
             record["hd95_mm"] = seg.hausdorff95(truth, pred_mask, spacing) if spacing else np.nan
         dets = []
@@ -273,6 +274,17 @@ def _segmentation_and_detection(inp: EvaluationInputs, W: np.ndarray, boot: dict
             "false_positive_mask_rate_normal": m(seg.weighted_mean, (pc["pred_area"] > 0).to_numpy(float), subset=normal),
             "hd95_undefined_tumour_cases": int(np.isnan(pc.loc[tumour, "hd95"]).sum()),
         }
+        # the largest lesion's long axis, as the analysis reports it, against the truth's
+        measurable = tumour & (pc["truth_long_axis"] > 0).to_numpy()
+        found = measurable & (pc["pred_long_axis"] > 0).to_numpy()
+        ratio = pc["pred_long_axis"].to_numpy(float) / pc["truth_long_axis"].where(measurable).to_numpy(float)
+        pc["long_axis_within_20pct"] = np.where(measurable, np.abs(ratio - 1) <= 0.2, np.nan)  # a missed lesion is not
+        out_seg["long_axis_within_20pct_tumour"] = m(seg.weighted_mean, pc["long_axis_within_20pct"].to_numpy(float),
+                                                     subset=measurable)
+        log_ratio = np.log(np.where(found, ratio, 1.0))
+        out_seg["long_axis_ratio_geomean_found"] = m(lambda v, weights=None: np.exp(seg.weighted_mean(v, weights)), log_ratio,
+                                                     subset=found)
+        out_seg["long_axis_abs_rel_error_found"] = m(seg.weighted_mean, np.abs(ratio - 1), subset=found)
         with_mm = tumour & pc["hd95_mm"].notna().to_numpy()
         if with_mm.any():
             out_seg["hd95_mean_tumour_mm"] = m(seg.weighted_mean, pc["hd95_mm"].to_numpy(float), subset=with_mm)
@@ -335,6 +347,9 @@ def _stratified(t: pd.DataFrame, pc: pd.DataFrame, W: np.ndarray, boot: dict) ->
             if "dice" in pc.columns:
                 ok = s & (pc["truth_area"] > 0).to_numpy() & pc["dice"].notna().to_numpy()
                 row["dice_mean_tumour"] = m(seg.weighted_mean, pc["dice"].to_numpy(float), subset=ok) if ok.any() else None
+                ok = s & pc["long_axis_within_20pct"].notna().to_numpy()
+                row["long_axis_within_20pct_tumour"] = (m(seg.weighted_mean, pc["long_axis_within_20pct"].to_numpy(float), subset=ok)
+                                                        if ok.any() else None)
             rows.append(row)
         out[name] = rows
     return out

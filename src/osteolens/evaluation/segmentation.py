@@ -1,4 +1,4 @@
-"""Segmentation metrics per case (Dice, IoU, 95% Hausdorff) and their pooled aggregates.
+"""Segmentation metrics per case (Dice, IoU, 95% Hausdorff, the largest lesion's long axis) and their aggregates.
 
 Per-case values are computed once; bootstrap intervals then aggregate them with case weights
 (:func:`weighted_mean`, :func:`pooled_dice`).
@@ -70,6 +70,22 @@ def segmentation_case_metrics(truth: np.ndarray, pred: np.ndarray, spacing=None)
         "truth_area": float(t.sum()),
         "pred_area": float(p.sum()),
     }
+
+
+def long_axis_case_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """The long axis (px) of the largest lesion in the truth and in the prediction; 0 where a mask is empty.
+
+    The same measurement as :func:`osteolens.inference.analyze.lesion_axes` reports, so a size read
+    from the analysis can be checked against the truth.
+
+    >>> t = np.zeros((20, 20), bool); t[5:10, 2:12] = True
+    >>> {k: round(v, 2) for k, v in long_axis_case_metrics(t, np.zeros_like(t)).items()}
+    {'truth_long_axis': 9.85, 'pred_long_axis': 0.0}
+    """
+    from osteolens.volumes.measure import largest_lesion_axes
+
+    axes = [largest_lesion_axes(m) for m in (truth, pred)]
+    return {"truth_long_axis": axes[0][0] if axes[0] else 0.0, "pred_long_axis": axes[1][0] if axes[1] else 0.0}
 
 
 def weighted_mean(values, weights=None):

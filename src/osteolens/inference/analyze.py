@@ -40,6 +40,7 @@ from osteolens.transforms.preprocess import crop_settings, network_box, preproce
 PREDICTION_COLUMNS = (
     "image", "status", "error", "p_normal", "p_benign", "p_malignant", "label", "subtype", "p_subtype",
     "uncertainty", "lesion_area_px", "lesion_area_mm2", "boxes",
+    "lesion_long_axis_px", "lesion_short_axis_px", "lesion_long_axis_mm", "lesion_short_axis_mm",
 )
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ""}
 REFER = "indeterminate: refer to a specialist"
@@ -66,6 +67,10 @@ class Analysis:
     uncertainty: float | None = None
     lesion_area_px: int | None = None
     lesion_area_mm2: float | None = None
+    lesion_long_axis_px: float | None = None
+    lesion_short_axis_px: float | None = None
+    lesion_long_axis_mm: float | None = None
+    lesion_short_axis_mm: float | None = None
     boxes: list = field(default_factory=list)
     box_scores: list = field(default_factory=list)
     subtype_probabilities: dict = field(default_factory=dict)
@@ -92,6 +97,8 @@ class Analysis:
             "uncertainty": r(self.uncertainty), "lesion_area_px": r(self.lesion_area_px),
             "lesion_area_mm2": r(self.lesion_area_mm2, 2),
             "boxes": ";".join(" ".join(str(int(v)) for v in b) for b in self.boxes),
+            "lesion_long_axis_px": r(self.lesion_long_axis_px, 1), "lesion_short_axis_px": r(self.lesion_short_axis_px, 1),
+            "lesion_long_axis_mm": r(self.lesion_long_axis_mm, 1), "lesion_short_axis_mm": r(self.lesion_short_axis_mm, 1),
         }
 
     def to_json(self, model: LoadedModel | None = None, extra: dict | None = None) -> dict:
@@ -170,6 +177,8 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     if calib.get("second_look") and label != "normal":  # a zoomed-in look at the top lesion (chosen on validation)
         work_prob = second_look(model, resize(grey, work), work_prob, p_tumour, clin_vec, calib["second_look"])
     mask, boxes, scores = lesions_for_label(work_prob, label, p_tumour, MaskPostprocess.from_calibration(calib))
+    spacing = props.spacing_mm
+    axes = lesion_axes(mask, (h, w), spacing)
     mask, boxes = to_input_size(mask, boxes, (h, w))
     full_prob = resize(work_prob, (h, w))
     sub_probs = softmax(out["subtype_logits"].mean(axis=0))
@@ -180,20 +189,42 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     cam = (out["cam"][0, k] + out["cam"][1, k][:, ::-1]) / 2
     sal = saliency_map(cam, (h, w))
     area = int(mask.sum())
-    spacing = props.spacing_mm
     if grey.shape != framed.shape:
         mask, sal, full_prob = (_in_frame(a, framed.shape, x_off, y_off) for a in (mask, sal, full_prob))
         boxes = [(b[0] + x_off, b[1] + y_off, b[2] + x_off, b[3] + y_off) for b in boxes]
     return Analysis(
         image=Path(props.path).name, p_normal=float(probs[0]), p_benign=float(probs[1]), p_malignant=float(probs[2]),
         label=label, subtype=subtype, p_subtype=p_sub, uncertainty=uncertainty, lesion_area_px=area,
-        lesion_area_mm2=float(area * spacing[0] * spacing[1]) if spacing else None,
+        lesion_area_mm2=float(area * spacing[0] * spacing[1]) if spacing else None, **axes,
         boxes=[list(map(int, b)) for b in boxes], box_scores=scores,
         subtype_probabilities={n: round(float(p), 6) for n, p in zip(names, sub_probs)},
         spacing_mm=list(spacing) if spacing else None, clinical_missing=missing,
         content_box=list(box) if box else None,
         seconds=round(time.perf_counter() - t0, 4), mask=mask, saliency=sal, grey=framed, mask_probability=full_prob,
     )
+
+
+def lesion_axes(mask: np.ndarray, shape: tuple[int, int], spacing_mm=None) -> dict:
+    """The largest lesion's long and short axis (:func:`~osteolens.volumes.measure.largest_lesion_axes`).
+
+    ``mask`` may be the post-processing's smaller working copy of an image of ``shape``: the
+    distances are scaled to the image's own pixels, and to mm with its ``(row, column)`` spacing.
+    Values are None where the mask is empty (and the mm ones without spacing).
+
+    >>> m = np.zeros((100, 100), bool); m[40:50, 20:61] = True
+    >>> lesion_axes(m, (200, 200), (0.1, 0.1))
+    {'lesion_long_axis_px': 82.0, 'lesion_short_axis_px': 18.0, 'lesion_long_axis_mm': 8.2, 'lesion_short_axis_mm': 1.8}
+    """
+    from osteolens.volumes.measure import largest_lesion_axes
+
+    scale = (shape[0] / mask.shape[0], shape[1] / mask.shape[1])
+    px = largest_lesion_axes(mask, scale)
+    mm = largest_lesion_axes(mask, (scale[0] * spacing_mm[0], scale[1] * spacing_mm[1])) if px and spacing_mm else None
+    out = {}
+    for unit, axes in (("px", px), ("mm", mm)):
+        out[f"lesion_long_axis_{unit}"], out[f"lesion_short_axis_{unit}"] = (
+            (round(axes[0], 2), round(axes[1], 2)) if axes else (None, None))
+    return out
 
 
 def _in_frame(a: np.ndarray, shape: tuple[int, int], x: int, y: int) -> np.ndarray:
@@ -236,12 +267,18 @@ def check_analysable(grey: np.ndarray, path: str | Path) -> None:
 
     Raises:
         ImageReadError: shorter side under :data:`MIN_SIDE_PX`, sides more than
-            :data:`MAX_ASPECT` to one, or every pixel the same value (a blank image).
+            :data:`MAX_ASPECT` to one, every pixel the same value (a blank image), or only two
+            values (a mask, or a black-and-white drawing or dithered print of a radiograph).
 
     >>> check_analysable(np.zeros((300, 200)), "blank.png")
     Traceback (most recent call last):
     ...
     osteolens.errors.ImageReadError: blank.png: image is blank (every pixel has the same value)
+    >>> mask = np.zeros((300, 200)); mask[100:150, 50:90] = 1.0
+    >>> check_analysable(mask, "IMG000004_mask.png")
+    Traceback (most recent call last):
+    ...
+    osteolens.errors.ImageReadError: IMG000004_mask.png: image has only two grey levels (0 and 255 of 255): a mask or a black-and-white picture, not a radiograph
     """
     h, w = grey.shape[:2]
     if min(h, w) < MIN_SIDE_PX:
@@ -250,6 +287,10 @@ def check_analysable(grey: np.ndarray, path: str | Path) -> None:
         raise ImageReadError(path, f"image is {w} x {h} px, more than {MAX_ASPECT:g} to 1; not a radiograph")
     if float(np.ptp(grey)) == 0.0:
         raise ImageReadError(path, "image is blank (every pixel has the same value)")
+    step = max(1, int(np.sqrt(grey.size / 65536)))  # a radiograph shows many levels in any sample of its pixels
+    if len(np.unique(grey[::step, ::step])) <= 2 and len(levels := np.unique(grey)) == 2:
+        raise ImageReadError(path, f"image has only two grey levels ({levels[0] * 255:.0f} and {levels[1] * 255:.0f} of 255): "
+                                   "a mask or a black-and-white picture, not a radiograph")
 
 
 def choose_subtype(sub_probs: np.ndarray, names: list[str], tumour_class: str) -> tuple[str, float]:

@@ -6,8 +6,8 @@ attributes given or generated) so that plain images can enter the DICOM path.
 
 - a binary DICOM Segmentation of the tumour, referencing the source image;
 - a Comprehensive SR measurement report (TID 1500): tumour finding, benign and malignant
-  probabilities, subtype, lesion area, uncertainty and the indeterminate flag, with the model's
-  name, version and sha256 as algorithm identification;
+  probabilities, subtype, lesion area, the largest lesion's long and short axis (mm), uncertainty and
+  the indeterminate flag, with the model's name, version and sha256 as algorithm identification;
 - a secondary-capture image of the overlay for viewers that cannot show SEG.
 
 All three share the source's study and patient, and sit in new series.
@@ -258,6 +258,10 @@ def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir
     if analysis.lesion_area_mm2 is not None:
         measurements.append(hd.sr.Measurement(name=codes.SCT.Area, value=round(float(analysis.lesion_area_mm2), 3),
                                               unit=codes.UCUM.SquareMillimeter, algorithm_id=sr_algo))
+    if analysis.lesion_long_axis_mm is not None:  # the largest lesion's; its short axis is its narrowest width
+        for name, value in ((codes.SCT.LongAxis, analysis.lesion_long_axis_mm), (codes.SCT.ShortAxis, analysis.lesion_short_axis_mm)):
+            measurements.append(hd.sr.Measurement(name=name, value=round(float(value), 2), unit=codes.UCUM.Millimeter,
+                                                  algorithm_id=sr_algo))
     finding = analysis.label in ("benign", "malignant", "indeterminate")
     evaluations = [
         hd.sr.QualitativeEvaluation(

@@ -41,6 +41,22 @@ def _pct(x) -> str:
     return "" if x is None else f"{100 * x:.1f}%"
 
 
+def lesion_size_text(r) -> str:
+    """The largest lesion's axes as a report shows them: in mm where the image has a pixel spacing.
+
+    >>> from types import SimpleNamespace as NS
+    >>> lesion_size_text(NS(lesion_long_axis_px=120.4, lesion_short_axis_px=45.0, lesion_long_axis_mm=None))
+    '120 x 45 px (no pixel spacing)'
+    >>> lesion_size_text(NS(lesion_long_axis_px=None, lesion_short_axis_px=None, lesion_long_axis_mm=None))
+    '-'
+    """
+    if r.lesion_long_axis_mm is not None:
+        return f"{r.lesion_long_axis_mm:.1f} x {r.lesion_short_axis_mm:.1f} mm"
+    if r.lesion_long_axis_px is not None:
+        return f"{r.lesion_long_axis_px:.0f} x {r.lesion_short_axis_px:.0f} px (no pixel spacing)"
+    return "-"
+
+
 def write_batch_report(results: list, model, path: Path, overlays: bool = True) -> Path:
     """Write ``report.html`` for a batch: notice, model, one card per image (with its
     :func:`report_thumbnail`, ``Analysis.thumbnail``, when ``overlays``), errors."""
@@ -57,6 +73,7 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
         decision = "<b class='refer'>Indeterminate: refer to a specialist</b>" if r.label == "indeterminate" else f"<b>{e(r.label)}</b>"
         area = f"{r.lesion_area_px} px" + (f" ({r.lesion_area_mm2:.1f} mm&sup2;)" if r.lesion_area_mm2 is not None else " (no pixel spacing)")
         sub = f"{e(r.subtype)} ({_pct(r.p_subtype)})" if r.subtype else "-"
+        size = lesion_size_text(r)
         cards.append(
             f"<div class='card'><h3>{e(r.image)}</h3>{img}<table>"
             f"<tr><td>decision</td><td>{decision}</td></tr>"
@@ -64,6 +81,7 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
             f"<tr><td>likely subtype (of the likelier tumour class)</td><td>{sub}</td></tr>"
             f"<tr><td>uncertainty (0-1)</td><td>{r.uncertainty:.3f}</td></tr>"
             f"<tr><td>lesion area</td><td>{area}</td></tr>"
+            f"<tr><td>largest lesion, long x short axis</td><td>{size}</td></tr>"
             f"<tr><td>boxes (x0 y0 x1 y1)</td><td>{e('; '.join(' '.join(map(str, b)) for b in r.boxes)) or '-'}</td></tr>"
             "</table></div>"
         )

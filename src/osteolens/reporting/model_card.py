@@ -230,10 +230,14 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
                     lines.append(f"| {r['stratum']} | {r['n']} | {_fmt(r['accuracy'])} | {_fmt(r['auc_malignant'])} | "
                                  f"{_fmt(r['auc_tumour_vs_normal'])} |")
         if strata.get("lesion_size"):  # where the masks fail: most lesions are small
-            lines += ["", "By lesion size (true mask over image area; tumour images):", "",
-                      "| lesion size | n | called a tumour | Dice |", "|---|---|---|---|"]
-            lines += [f"| {r['stratum']} | {r['n']} | {_fmt(r.get('tumour_sensitivity'))} | "
-                      f"{_fmt(r.get('dice_mean_tumour'))} |" for r in strata["lesion_size"]]
+            sized = any("long_axis_within_20pct_tumour" in r for r in strata["lesion_size"])  # records from 2026-11-24 on
+            lines += ["", "By lesion size (true mask over image area; tumour images" + (
+                "; the size reported is the largest lesion's long axis, within 20% of the true one's or not, a missed "
+                "lesion counting as not" if sized else "") + "):", "",
+                "| lesion size | n | called a tumour | Dice |" + (" long axis within 20% |" if sized else ""),
+                "|---|---|---|---|" + ("---|" if sized else "")]
+            lines += [f"| {r['stratum']} | {r['n']} | {_fmt(r.get('tumour_sensitivity'))} | {_fmt(r.get('dice_mean_tumour'))} |"
+                      + (f" {_fmt(r.get('long_axis_within_20pct_tumour'))} |" if sized else "") for r in strata["lesion_size"]]
         by_subtype = strata.get("subtype") or []
         if by_subtype and "subtype_recall" in by_subtype[0]:  # what the subtype head is worth, subtype by subtype
             common = acc["metrics"]["classification"]["subtype_most_common"]

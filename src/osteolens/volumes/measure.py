@@ -1,9 +1,12 @@
-"""Lesion measurements on a 3-D grid, as pure functions of (array, mask, spacing).
+"""Lesion measurements, as pure functions of (array, mask, spacing).
 
 - volume in mL (voxel count x voxel volume);
 - longest diameters: the maximum 3-D diameter (between surface voxel centres), the longest
-  axial (in-slice) diameter as RECIST measures it, and the longest diameter perpendicular to it
+  axial (in-slice) diameter as RECIST measures it, and the lesion's extent perpendicular to it
   on the same slice;
+- in a plane (a slice, or a radiograph's mask): :func:`planar_axes` (those two diameters) and
+  :func:`largest_lesion_axes` (of the largest connected lesion, as a radiograph report gives its
+  size);
 - PET: SUVmax, SUVmean, SUVpeak (the highest mean SUV in a 1 mL sphere centred on a lesion
   voxel, as PERCIST defines it) and the metabolic tumour volume (MTV) at SUV >= 2.5 and at
   >= 41% of SUVmax, both inside the lesion contour.
@@ -44,28 +47,55 @@ def max_diameter_mm(mask: np.ndarray, spacing) -> float:
     return float(pdist(pts).max())
 
 
+def planar_axes(mask: np.ndarray, spacing=(1.0, 1.0)) -> tuple[float, float]:
+    """Long and short axis of a 2-D lesion, in the unit of ``spacing`` (row, column).
+
+    The long axis is the largest distance between two lesion pixel centres (the maximum Feret
+    diameter); the short axis is the lesion's narrowest caliper width (the minimum Feret
+    diameter), which for a compact lesion lies close to perpendicular to the long axis, where
+    RECIST measures it. Both come exactly from the convex hull of the pixel centres, so a lesion
+    ``n`` pixels long measures ``n - 1``; an empty or one-pixel mask measures 0 and a line of
+    pixels has no width.
+
+    >>> m = np.zeros((20, 20), bool); m[5:9, 2:14] = True  # 4 rows x 12 columns
+    >>> [round(v, 2) for v in planar_axes(m, (0.5, 1.0))]  # the diagonal, and the width: 3 rows of 0.5
+    [11.1, 1.5]
+    """
+    pts = np.argwhere(np.asarray(mask, bool)) * np.asarray(spacing, float)
+    if len(pts) < 2:
+        return 0.0, 0.0
+    try:
+        hull = pts[ConvexHull(pts).vertices]  # in order round the hull; the extremes are among them
+    except (QhullError, ValueError):  # fewer than 3 points, or all on one line: no width
+        return float(np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1)).max()), 0.0
+    long_axis = float(np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1)).max())
+    edges = np.roll(hull, -1, axis=0) - hull
+    normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1) / np.hypot(edges[:, 0], edges[:, 1])[:, None]
+    heights = np.abs((hull[None] - hull[:, None]) * normals[:, None]).sum(-1).max(axis=1)  # farthest vertex from each edge
+    return long_axis, float(heights.min())
+
+
+def largest_lesion_axes(mask: np.ndarray, spacing=(1.0, 1.0)) -> tuple[float, float] | None:
+    """:func:`planar_axes` of the largest 8-connected component of a 2-D mask; None when it is empty.
+
+    >>> m = np.zeros((20, 20), bool); m[2:4, 2:4] = True; m[10:13, 5:15] = True
+    >>> [round(v, 2) for v in largest_lesion_axes(m)]
+    [9.22, 2.0]
+    """
+    labels, n = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3)))
+    if n == 0:
+        return None
+    sizes = np.bincount(labels.ravel())[1:]
+    return planar_axes(labels == 1 + int(np.argmax(sizes)), spacing)
+
+
 def axial_diameters_mm(mask: np.ndarray, spacing) -> dict:
-    """RECIST-style longest in-slice diameter, its slice, and the longest perpendicular diameter."""
+    """RECIST-style longest in-slice diameter, its slice, and the extent perpendicular to it."""
     best = {"long_axis_mm": 0.0, "short_axis_mm": 0.0, "slice": None}
-    sy, sx = float(spacing[1]), float(spacing[2])
     for z in np.flatnonzero(mask.any(axis=(1, 2))):
-        pts = np.argwhere(mask[z]) * [sy, sx]
-        if len(pts) < 2:
-            continue
-        hull = pts
-        if len(pts) > 3:
-            try:
-                hull = pts[ConvexHull(pts).vertices]
-            except (QhullError, ValueError):
-                pass
-        d = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1))
-        i, j = np.unravel_index(np.argmax(d), d.shape)
-        if d[i, j] > best["long_axis_mm"]:
-            axis = (hull[j] - hull[i]) / d[i, j]
-            normal = np.array([-axis[1], axis[0]])
-            # extent perpendicular to the long axis: project every lesion pixel on the normal
-            proj = pts @ normal
-            best = {"long_axis_mm": float(d[i, j]), "short_axis_mm": float(proj.max() - proj.min()), "slice": int(z)}
+        long_axis, short_axis = planar_axes(mask[z], spacing[1:])
+        if long_axis > best["long_axis_mm"]:
+            best = {"long_axis_mm": long_axis, "short_axis_mm": short_axis, "slice": int(z)}
     return best
 
 

@@ -70,6 +70,8 @@ async function show(a) {
   $("p-malignant").textContent = pct(a.p_malignant); $("uncertainty").textContent = a.uncertainty.toFixed(3);
   $("subtype").textContent = a.subtype ? `${a.subtype} (${pct(a.p_subtype)})` : "-";
   $("area").textContent = a.lesion_area_mm2 !== null ? `${a.lesion_area_px} px (${a.lesion_area_mm2.toFixed(1)} mm²)` : `${a.lesion_area_px} px`;
+  $("size").textContent = a.lesion_long_axis_mm != null ? `${a.lesion_long_axis_mm.toFixed(1)} x ${a.lesion_short_axis_mm.toFixed(1)} mm`
+    : a.lesion_long_axis_px != null ? `${Math.round(a.lesion_long_axis_px)} x ${Math.round(a.lesion_short_axis_px)} px (no pixel spacing)` : "-";
   $("shown-id").textContent = a.id;
   $("refer").hidden = a.label !== "indeterminate";
   $("dicom-downloads").hidden = !a.links.dicom_seg;
