@@ -46,6 +46,21 @@ def test_layers_land_where_they_should(lesion):
         assert tuple(picture[y0, x0]) == RED and tuple(picture[y1 - 1, x1 - 1]) == RED
 
 
+def test_the_measured_long_axis_is_drawn_end_to_end(lesion):
+    from osteolens.volumes.measure import largest_lesion_axes
+
+    grey, mask = lesion
+    r0, c0, r1, c1 = largest_lesion_axes(mask).ends
+    picture = draw_layers(grey, None, [], None, axis_line=[c0, r0, c1, r1])
+    cyan = (picture == (0, 220, 255)).all(axis=2)
+    steps = np.linspace(0, 1, 50)
+    near = np.pad(cyan, 1)
+    near = np.max([near[1 + dy:near.shape[0] - 1 + dy, 1 + dx:near.shape[1] - 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+    assert cyan[r0, c0] and cyan[r1, c1]
+    assert near[np.round(r0 + steps * (r1 - r0)).astype(int), np.round(c0 + steps * (c1 - c0)).astype(int)].all()  # within a pixel
+    assert cyan.sum() <= 2 * max(abs(r1 - r0), abs(c1 - c0)) + 2  # a line, one pixel wide at 256 px, nothing else
+
+
 def test_captions_frame_the_picture_legibly_at_any_size(lesion):
     grey, _ = lesion
     for width in (256, 1500):

@@ -65,12 +65,13 @@ def test_csv_contract(batch):
     assert ok.set_index("image").loc["b_sixteen.png", "lesion_area_mm2"] == ""
     # the largest lesion's axes, from the mask written (these images are post-processed at their own size)
     d_mask = np.asarray(Image.open(out / "masks" / "d_radiograph.png")) > 0
-    long_px, short_px = largest_lesion_axes(d_mask)
-    long_mm, short_mm = largest_lesion_axes(d_mask, (0.5, 0.4))
+    (long_px, short_px, ends), (long_mm, short_mm, _) = largest_lesion_axes(d_mask), largest_lesion_axes(d_mask, (0.5, 0.4))
     assert long_px > short_px > 0 and long_mm > short_mm > 0
     assert [float(dcm[c]) for c in ("lesion_long_axis_px", "lesion_short_axis_px", "lesion_long_axis_mm",
                                     "lesion_short_axis_mm")] == pytest.approx([long_px, short_px, long_mm, short_mm], abs=0.05)
     assert ok.set_index("image").loc["b_sixteen.png", "lesion_long_axis_mm"] == ""
+    line = json.loads((out / "d_radiograph.json").read_text())["lesion_long_axis_line"]
+    assert line == [ends[1], ends[0], ends[3], ends[2]] and d_mask[line[1], line[0]] and d_mask[line[3], line[2]]
 
 
 def test_masks_overlays_json_and_report(batch):
@@ -398,5 +399,7 @@ def test_a_full_size_radiograph_gets_the_same_lesion_in_its_own_pixels(btxrd_dir
         inside[y0:y1, x0:x1] = True
     assert not (large.mask & ~inside).any()
     # its size, measured on the 640-px working mask and scaled, is the size of the mask it writes
-    assert [large.lesion_long_axis_px, large.lesion_short_axis_px] == pytest.approx(
-        largest_lesion_axes(large.mask), rel=0.03)
+    measured = largest_lesion_axes(large.mask)
+    assert [large.lesion_long_axis_px, large.lesion_short_axis_px] == pytest.approx(measured[:2], rel=0.03)
+    x0, y0, x1, y1 = large.lesion_long_axis_line  # its ends lie on the lesion, in the film's pixels
+    assert large.mask[y0, x0] and large.mask[y1, x1] and np.hypot(x1 - x0, y1 - y0) == pytest.approx(measured.long_axis, rel=0.03)

@@ -56,7 +56,7 @@ def test_from_image_analyze_dicom_out_round_trip(tiny_model, btxrd_dir, tmp_path
     # the largest lesion's axes, in the file's 0.4-mm pixels, as the JSON gives them
     from osteolens.volumes.measure import largest_lesion_axes
 
-    long_axis, short_axis = largest_lesion_axes(mask, (0.4, 0.4))
+    long_axis, short_axis, _ = largest_lesion_axes(mask, (0.4, 0.4))
     assert long_axis > short_axis > 0
     sr_axes = {item.ConceptNameCodeSequence[0].CodeMeaning: float(item.MeasuredValueSequence[0].NumericValue)
                for item in _content_items(sr) if "MeasuredValueSequence" in item}

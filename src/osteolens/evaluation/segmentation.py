@@ -85,7 +85,7 @@ def long_axis_case_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, flo
     from osteolens.volumes.measure import largest_lesion_axes
 
     axes = [largest_lesion_axes(m) for m in (truth, pred)]
-    return {"truth_long_axis": axes[0][0] if axes[0] else 0.0, "pred_long_axis": axes[1][0] if axes[1] else 0.0}
+    return {"truth_long_axis": axes[0].long_axis if axes[0] else 0.0, "pred_long_axis": axes[1].long_axis if axes[1] else 0.0}
 
 
 def weighted_mean(values, weights=None):

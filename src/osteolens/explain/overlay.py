@@ -10,7 +10,7 @@ MIN_TEXT_SCALE = 0.45  # OpenCV's plain font at this scale is about 10 px tall: 
 
 
 def draw_overlay(grey01: np.ndarray, mask: np.ndarray | None, boxes: list, saliency: np.ndarray | None,
-                 caption: str, heat_alpha: float = 0.35) -> np.ndarray:
+                 caption: str, heat_alpha: float = 0.35, axis_line: list | None = None) -> np.ndarray:
     """An RGB uint8 image: the radiograph with its layers (:func:`draw_layers`) between a caption
     on top and the research notice at the bottom (:func:`add_captions`).
 
@@ -20,13 +20,13 @@ def draw_overlay(grey01: np.ndarray, mask: np.ndarray | None, boxes: list, salie
         >>> out.shape[1], out.shape[0] > 300 + 2 * 14
         (256, True)
     """
-    return add_captions(draw_layers(grey01, mask, boxes, saliency, heat_alpha), caption)
+    return add_captions(draw_layers(grey01, mask, boxes, saliency, heat_alpha, axis_line), caption)
 
 
 def draw_layers(grey01: np.ndarray, mask: np.ndarray | None, boxes: list, saliency: np.ndarray | None,
-                heat_alpha: float = 0.35) -> np.ndarray:
-    """The radiograph in RGB with the saliency as a heat map, the mask outline (green) and the
-    boxes (red), lines about 1 px per 256 px of the shorter side.
+                heat_alpha: float = 0.35, axis_line: list | None = None) -> np.ndarray:
+    """The radiograph in RGB with the saliency as a heat map, the mask outline (green), the
+    boxes (red) and the measured long axis (cyan), lines about 1 px per 256 px of the shorter side.
 
     Args:
         grey01: ``(H, W)`` radiograph in ``[0, 1]``.
@@ -34,6 +34,7 @@ def draw_layers(grey01: np.ndarray, mask: np.ndarray | None, boxes: list, salien
         boxes: ``[(x0, y0, x1, y1), ...]`` in pixels, end-exclusive.
         saliency: ``(H, W)`` map in ``[0, 1]``, or None; a pixel's colour is
             ``(1 - a) * grey + a * jet(saliency)`` with ``a = heat_alpha * saliency``.
+        axis_line: ``[x0, y0, x1, y1]``, the largest lesion's long axis as measured, or None.
 
     Returns:
         ``(H, W, 3)`` uint8.
@@ -55,6 +56,9 @@ def draw_layers(grey01: np.ndarray, mask: np.ndarray | None, boxes: list, salien
         cv2.drawContours(img, contours, -1, (0, 255, 0), thick)
     for x0, y0, x1, y1 in boxes:
         cv2.rectangle(img, (int(x0), int(y0)), (int(x1) - 1, int(y1) - 1), (255, 40, 40), thick)
+    if axis_line:
+        x0, y0, x1, y1 = (int(v) for v in axis_line)
+        cv2.line(img, (x0, y0), (x1, y1), (0, 220, 255), thick)
     return img
 
 

@@ -71,6 +71,7 @@ class Analysis:
     lesion_short_axis_px: float | None = None
     lesion_long_axis_mm: float | None = None
     lesion_short_axis_mm: float | None = None
+    lesion_long_axis_line: list | None = None
     boxes: list = field(default_factory=list)
     box_scores: list = field(default_factory=list)
     subtype_probabilities: dict = field(default_factory=dict)
@@ -192,6 +193,8 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     if grey.shape != framed.shape:
         mask, sal, full_prob = (_in_frame(a, framed.shape, x_off, y_off) for a in (mask, sal, full_prob))
         boxes = [(b[0] + x_off, b[1] + y_off, b[2] + x_off, b[3] + y_off) for b in boxes]
+        if axes["lesion_long_axis_line"]:
+            axes["lesion_long_axis_line"] = [v + (x_off, y_off)[k % 2] for k, v in enumerate(axes["lesion_long_axis_line"])]
     return Analysis(
         image=Path(props.path).name, p_normal=float(probs[0]), p_benign=float(probs[1]), p_malignant=float(probs[2]),
         label=label, subtype=subtype, p_subtype=p_sub, uncertainty=uncertainty, lesion_area_px=area,
@@ -208,12 +211,14 @@ def lesion_axes(mask: np.ndarray, shape: tuple[int, int], spacing_mm=None) -> di
     """The largest lesion's long and short axis (:func:`~osteolens.volumes.measure.largest_lesion_axes`).
 
     ``mask`` may be the post-processing's smaller working copy of an image of ``shape``: the
-    distances are scaled to the image's own pixels, and to mm with its ``(row, column)`` spacing.
-    Values are None where the mask is empty (and the mm ones without spacing).
+    distances are scaled to the image's own pixels, and to mm with its ``(row, column)`` spacing;
+    ``lesion_long_axis_line`` is the long axis as ``[x0, y0, x1, y1]`` in the image's pixels (for
+    drawing). Values are None where the mask is empty (and the mm ones without spacing).
 
     >>> m = np.zeros((100, 100), bool); m[40:50, 20:61] = True
-    >>> lesion_axes(m, (200, 200), (0.1, 0.1))
-    {'lesion_long_axis_px': 82.0, 'lesion_short_axis_px': 18.0, 'lesion_long_axis_mm': 8.2, 'lesion_short_axis_mm': 1.8}
+    >>> lesion_axes(m, (200, 200), (0.1, 0.1))  # doctest: +NORMALIZE_WHITESPACE
+    {'lesion_long_axis_px': 82.0, 'lesion_short_axis_px': 18.0, 'lesion_long_axis_mm': 8.2, 'lesion_short_axis_mm': 1.8,
+     'lesion_long_axis_line': [40, 80, 120, 98]}
     """
     from osteolens.volumes.measure import largest_lesion_axes
 
@@ -223,7 +228,13 @@ def lesion_axes(mask: np.ndarray, shape: tuple[int, int], spacing_mm=None) -> di
     out = {}
     for unit, axes in (("px", px), ("mm", mm)):
         out[f"lesion_long_axis_{unit}"], out[f"lesion_short_axis_{unit}"] = (
-            (round(axes[0], 2), round(axes[1], 2)) if axes else (None, None))
+            (round(axes.long_axis, 2), round(axes.short_axis, 2)) if axes else (None, None))
+    if px is None:
+        out["lesion_long_axis_line"] = None
+    else:  # a working pixel's centre, in the image's pixels
+        r0, c0, r1, c1 = px.ends
+        out["lesion_long_axis_line"] = [round((c + 0.5) * scale[1] - 0.5) if k % 2 == 0 else round((r + 0.5) * scale[0] - 0.5)
+                                        for k, (r, c) in enumerate(((r0, c0), (r0, c0), (r1, c1), (r1, c1)))]
     return out
 
 
@@ -335,7 +346,7 @@ def render_overlay(res: Analysis) -> np.ndarray:
     from osteolens.explain.overlay import draw_overlay
 
     caption = f"{res.label}  N {res.p_normal:.2f} B {res.p_benign:.2f} M {res.p_malignant:.2f}"
-    return draw_overlay(res.grey, res.mask, res.boxes, res.saliency, caption)
+    return draw_overlay(res.grey, res.mask, res.boxes, res.saliency, caption, axis_line=res.lesion_long_axis_line)
 
 
 def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,

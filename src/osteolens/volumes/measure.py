@@ -20,6 +20,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
@@ -47,7 +49,15 @@ def max_diameter_mm(mask: np.ndarray, spacing) -> float:
     return float(pdist(pts).max())
 
 
-def planar_axes(mask: np.ndarray, spacing=(1.0, 1.0)) -> tuple[float, float]:
+class PlanarAxes(NamedTuple):
+    """A 2-D lesion's long and short axis (in the unit of the spacing) and the long axis's end pixels."""
+
+    long_axis: float
+    short_axis: float
+    ends: tuple[int, int, int, int]  # (row, column) of one end, then of the other
+
+
+def planar_axes(mask: np.ndarray, spacing=(1.0, 1.0)) -> PlanarAxes:
     """Long and short axis of a 2-D lesion, in the unit of ``spacing`` (row, column).
 
     The long axis is the largest distance between two lesion pixel centres (the maximum Feret
@@ -58,29 +68,38 @@ def planar_axes(mask: np.ndarray, spacing=(1.0, 1.0)) -> tuple[float, float]:
     pixels has no width.
 
     >>> m = np.zeros((20, 20), bool); m[5:9, 2:14] = True  # 4 rows x 12 columns
-    >>> [round(v, 2) for v in planar_axes(m, (0.5, 1.0))]  # the diagonal, and the width: 3 rows of 0.5
-    [11.1, 1.5]
+    >>> a = planar_axes(m, (0.5, 1.0))
+    >>> round(a.long_axis, 2), round(a.short_axis, 2), a.ends  # the diagonal, the width (3 rows of 0.5), its ends
+    (11.1, 1.5, (5, 2, 8, 13))
     """
-    pts = np.argwhere(np.asarray(mask, bool)) * np.asarray(spacing, float)
-    if len(pts) < 2:
-        return 0.0, 0.0
+    idx = np.argwhere(np.asarray(mask, bool))
+    if len(idx) < 2:
+        ends = tuple(int(v) for v in idx[0]) * 2 if len(idx) else (0, 0, 0, 0)
+        return PlanarAxes(0.0, 0.0, ends)
+    pts = idx * np.asarray(spacing, float)
     try:
-        hull = pts[ConvexHull(pts).vertices]  # in order round the hull; the extremes are among them
+        keep = ConvexHull(pts).vertices  # in order round the hull; the extremes are among them
     except (QhullError, ValueError):  # fewer than 3 points, or all on one line: no width
-        return float(np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1)).max()), 0.0
-    long_axis = float(np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1)).max())
+        keep = None
+    hull, hull_idx = (pts, idx) if keep is None else (pts[keep], idx[keep])
+    d = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1))
+    i, j = sorted(np.unravel_index(np.argmax(d), d.shape), key=lambda k: tuple(hull_idx[k]))
+    ends = tuple(int(v) for v in (*hull_idx[i], *hull_idx[j]))
+    if keep is None:
+        return PlanarAxes(float(d[i, j]), 0.0, ends)
     edges = np.roll(hull, -1, axis=0) - hull
     normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1) / np.hypot(edges[:, 0], edges[:, 1])[:, None]
     heights = np.abs((hull[None] - hull[:, None]) * normals[:, None]).sum(-1).max(axis=1)  # farthest vertex from each edge
-    return long_axis, float(heights.min())
+    return PlanarAxes(float(d[i, j]), float(heights.min()), ends)
 
 
-def largest_lesion_axes(mask: np.ndarray, spacing=(1.0, 1.0)) -> tuple[float, float] | None:
+def largest_lesion_axes(mask: np.ndarray, spacing=(1.0, 1.0)) -> PlanarAxes | None:
     """:func:`planar_axes` of the largest 8-connected component of a 2-D mask; None when it is empty.
 
     >>> m = np.zeros((20, 20), bool); m[2:4, 2:4] = True; m[10:13, 5:15] = True
-    >>> [round(v, 2) for v in largest_lesion_axes(m)]
-    [9.22, 2.0]
+    >>> a = largest_lesion_axes(m)
+    >>> round(a.long_axis, 2), round(a.short_axis, 2)
+    (9.22, 2.0)
     """
     labels, n = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3)))
     if n == 0:
@@ -93,9 +112,9 @@ def axial_diameters_mm(mask: np.ndarray, spacing) -> dict:
     """RECIST-style longest in-slice diameter, its slice, and the extent perpendicular to it."""
     best = {"long_axis_mm": 0.0, "short_axis_mm": 0.0, "slice": None}
     for z in np.flatnonzero(mask.any(axis=(1, 2))):
-        long_axis, short_axis = planar_axes(mask[z], spacing[1:])
-        if long_axis > best["long_axis_mm"]:
-            best = {"long_axis_mm": long_axis, "short_axis_mm": short_axis, "slice": int(z)}
+        axes = planar_axes(mask[z], spacing[1:])
+        if axes.long_axis > best["long_axis_mm"]:
+            best = {"long_axis_mm": axes.long_axis, "short_axis_mm": axes.short_axis, "slice": int(z)}
     return best
 
 

@@ -59,6 +59,10 @@ function draw() {
   if ($("show-boxes").checked) {
     ctx.strokeStyle = "rgb(255,40,40)"; ctx.lineWidth = Math.max(1, Math.round(Math.min(w, h) / 256));
     for (const [x0, y0, x1, y1] of a.boxes) ctx.strokeRect(x0 + 0.5, y0 + 0.5, x1 - x0 - 1, y1 - y0 - 1);
+    if (a.lesion_long_axis_line) {  // the largest lesion's long axis, as measured
+      const [x0, y0, x1, y1] = a.lesion_long_axis_line;
+      ctx.strokeStyle = "rgb(0,220,255)"; ctx.beginPath(); ctx.moveTo(x0 + 0.5, y0 + 0.5); ctx.lineTo(x1 + 0.5, y1 + 0.5); ctx.stroke();
+    }
   }
 }
 
