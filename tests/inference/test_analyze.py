@@ -92,6 +92,9 @@ def test_masks_overlays_json_and_report(batch):
     assert "research use only" in html and "Could not be analysed" in html
     assert html.count("data:image/png;base64") == 5  # a_plain.png twice, and the other three analysed
     assert "http://" not in html and "https://" not in html
+    d = json.loads((out / "d_radiograph.json").read_text())  # its size in mm (the DICOM has a spacing), the PNG's in px
+    assert f"{d['lesion_long_axis_mm']:.1f} x {d['lesion_short_axis_mm']:.1f} mm" in html
+    assert f"{b['lesion_long_axis_px']:.0f} x {b['lesion_short_axis_px']:.0f} px (no pixel spacing)" in html
 
 
 def test_a_batch_keeps_thumbnails_not_full_size_arrays(batch, tiny_model, btxrd_dir, tmp_path):
