@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from osteolens.volumes.measure import axial_diameters_mm, lesion_measurements, max_diameter_mm, suv_metrics, volume_ml
+from osteolens.volumes.measure import (axial_diameters_mm, lesion_measurements, max_diameter_mm, planar_axes, suv_metrics,
+                                       volume_ml)
 
 
 def test_box_volume_and_diameters():
@@ -36,3 +37,13 @@ def test_suv_metrics_on_a_uniform_and_a_hot_spot_lesion():
     assert r["suv_max"] == 30.0 and 3.0 < r["suv_peak"] < 30.0 / 4
     assert lesion_measurements(suv, lesion, (2.0, 2.0, 2.0), "PT")["suv_max"] == 30.0
     assert "suv_max" not in lesion_measurements(suv, lesion, (2.0, 2.0, 2.0), "CT")
+
+
+def test_planar_axes_of_a_lesion_at_45_degrees():
+    """A band running diagonally (|y - x| <= 2): its width is measured across the band, not along the image's rows
+    and columns."""
+    yy, xx = np.mgrid[0:80, 0:80]
+    band = (np.abs(yy - xx) <= 2) & (yy + xx >= 40) & (yy + xx <= 120)
+    axes = planar_axes(band)
+    assert axes.short_axis == pytest.approx(4 / np.sqrt(2), abs=0.01)  # the outermost diagonals, 4 / sqrt(2) apart
+    assert axes.long_axis == pytest.approx(np.hypot(40, 40), abs=2.5)

@@ -89,7 +89,7 @@ def planar_axes(mask: np.ndarray, spacing=(1.0, 1.0)) -> PlanarAxes:
         return PlanarAxes(float(d[i, j]), 0.0, ends)
     edges = np.roll(hull, -1, axis=0) - hull
     normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1) / np.hypot(edges[:, 0], edges[:, 1])[:, None]
-    heights = np.abs((hull[None] - hull[:, None]) * normals[:, None]).sum(-1).max(axis=1)  # farthest vertex from each edge
+    heights = np.abs(((hull[None] - hull[:, None]) * normals[:, None]).sum(-1)).max(axis=1)  # farthest vertex from each edge
     return PlanarAxes(float(d[i, j]), float(heights.min()), ends)
 
 
