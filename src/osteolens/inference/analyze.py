@@ -194,7 +194,8 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         mask, sal, full_prob = (_in_frame(a, framed.shape, x_off, y_off) for a in (mask, sal, full_prob))
         boxes = [(b[0] + x_off, b[1] + y_off, b[2] + x_off, b[3] + y_off) for b in boxes]
         if axes["lesion_long_axis_line"]:
-            axes["lesion_long_axis_line"] = [v + (x_off, y_off)[k % 2] for k, v in enumerate(axes["lesion_long_axis_line"])]
+            x0, y0, x1, y1 = axes["lesion_long_axis_line"]
+            axes["lesion_long_axis_line"] = [x0 + x_off, y0 + y_off, x1 + x_off, y1 + y_off]
     return Analysis(
         image=Path(props.path).name, p_normal=float(probs[0]), p_benign=float(probs[1]), p_malignant=float(probs[2]),
         label=label, subtype=subtype, p_subtype=p_sub, uncertainty=uncertainty, lesion_area_px=area,
@@ -220,21 +221,24 @@ def lesion_axes(mask: np.ndarray, shape: tuple[int, int], spacing_mm=None) -> di
     {'lesion_long_axis_px': 82.0, 'lesion_short_axis_px': 18.0, 'lesion_long_axis_mm': 8.2, 'lesion_short_axis_mm': 1.8,
      'lesion_long_axis_line': [40, 80, 120, 98]}
     """
-    from osteolens.volumes.measure import largest_lesion_axes
+    from osteolens.volumes.measure import largest_lesion, planar_axes
 
+    out = dict.fromkeys(("lesion_long_axis_px", "lesion_short_axis_px", "lesion_long_axis_mm", "lesion_short_axis_mm",
+                         "lesion_long_axis_line"))
+    lesion = largest_lesion(mask)
+    if lesion is None:
+        return out
     scale = (shape[0] / mask.shape[0], shape[1] / mask.shape[1])
-    px = largest_lesion_axes(mask, scale)
-    mm = largest_lesion_axes(mask, (scale[0] * spacing_mm[0], scale[1] * spacing_mm[1])) if px and spacing_mm else None
-    out = {}
-    for unit, axes in (("px", px), ("mm", mm)):
-        out[f"lesion_long_axis_{unit}"], out[f"lesion_short_axis_{unit}"] = (
-            (round(axes.long_axis, 2), round(axes.short_axis, 2)) if axes else (None, None))
-    if px is None:
-        out["lesion_long_axis_line"] = None
-    else:  # a working pixel's centre, in the image's pixels
-        r0, c0, r1, c1 = px.ends
-        out["lesion_long_axis_line"] = [round((c + 0.5) * scale[1] - 0.5) if k % 2 == 0 else round((r + 0.5) * scale[0] - 0.5)
-                                        for k, (r, c) in enumerate(((r0, c0), (r0, c0), (r1, c1), (r1, c1)))]
+    px = planar_axes(lesion, scale)
+    out["lesion_long_axis_px"], out["lesion_short_axis_px"] = round(px.long_axis, 2), round(px.short_axis, 2)
+    if spacing_mm:
+        mm = planar_axes(lesion, (scale[0] * spacing_mm[0], scale[1] * spacing_mm[1]))
+        out["lesion_long_axis_mm"], out["lesion_short_axis_mm"] = round(mm.long_axis, 2), round(mm.short_axis, 2)
+
+    def in_image(r: int, c: int) -> list[int]:  # a working pixel's centre, in the image's pixels (x, y)
+        return [round((c + 0.5) * scale[1] - 0.5), round((r + 0.5) * scale[0] - 0.5)]
+
+    out["lesion_long_axis_line"] = in_image(*px.ends[:2]) + in_image(*px.ends[2:])
     return out
 
 

@@ -5,7 +5,7 @@
   axial (in-slice) diameter as RECIST measures it, and the lesion's extent perpendicular to it
   on the same slice;
 - in a plane (a slice, or a radiograph's mask): :func:`planar_axes` (those two diameters) and
-  :func:`largest_lesion_axes` (of the largest connected lesion, as a radiograph report gives its
+  :func:`largest_lesion_axes` (of the :func:`largest_lesion`, as a radiograph report gives its
   size);
 - PET: SUVmax, SUVmean, SUVpeak (the highest mean SUV in a 1 mL sphere centred on a lesion
   voxel, as PERCIST defines it) and the metabolic tumour volume (MTV) at SUV >= 2.5 and at
@@ -79,33 +79,36 @@ def planar_axes(mask: np.ndarray, spacing=(1.0, 1.0)) -> PlanarAxes:
     pts = idx * np.asarray(spacing, float)
     try:
         keep = ConvexHull(pts).vertices  # in order round the hull; the extremes are among them
-    except (QhullError, ValueError):  # fewer than 3 points, or all on one line: no width
-        keep = None
-    hull, hull_idx = (pts, idx) if keep is None else (pts[keep], idx[keep])
+    except (QhullError, ValueError):  # fewer than 3 points, or all on one line: its two ends (argwhere's order runs along it)
+        keep = [0, len(idx) - 1]
+    hull, hull_idx = pts[keep], idx[keep]
     d = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1))
     i, j = sorted(np.unravel_index(np.argmax(d), d.shape), key=lambda k: tuple(hull_idx[k]))
     ends = tuple(int(v) for v in (*hull_idx[i], *hull_idx[j]))
-    if keep is None:
-        return PlanarAxes(float(d[i, j]), 0.0, ends)
     edges = np.roll(hull, -1, axis=0) - hull
     normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1) / np.hypot(edges[:, 0], edges[:, 1])[:, None]
     heights = np.abs(((hull[None] - hull[:, None]) * normals[:, None]).sum(-1)).max(axis=1)  # farthest vertex from each edge
     return PlanarAxes(float(d[i, j]), float(heights.min()), ends)
 
 
+def largest_lesion(mask: np.ndarray) -> np.ndarray | None:
+    """The largest 8-connected component of a 2-D mask, or None when the mask is empty."""
+    labels, n = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3)))
+    if n == 0:
+        return None
+    return labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+
+
 def largest_lesion_axes(mask: np.ndarray, spacing=(1.0, 1.0)) -> PlanarAxes | None:
-    """:func:`planar_axes` of the largest 8-connected component of a 2-D mask; None when it is empty.
+    """:func:`planar_axes` of the :func:`largest_lesion` of a 2-D mask; None when it is empty.
 
     >>> m = np.zeros((20, 20), bool); m[2:4, 2:4] = True; m[10:13, 5:15] = True
     >>> a = largest_lesion_axes(m)
     >>> round(a.long_axis, 2), round(a.short_axis, 2)
     (9.22, 2.0)
     """
-    labels, n = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3)))
-    if n == 0:
-        return None
-    sizes = np.bincount(labels.ravel())[1:]
-    return planar_axes(labels == 1 + int(np.argmax(sizes)), spacing)
+    lesion = largest_lesion(mask)
+    return None if lesion is None else planar_axes(lesion, spacing)
 
 
 def axial_diameters_mm(mask: np.ndarray, spacing) -> dict:
