@@ -261,6 +261,11 @@ def assert_read_inside(framed, plain, x: int, y: int, shape: tuple[int, int]) ->
     for field in ("p_normal", "p_benign", "p_malignant", "uncertainty", "lesion_area_px", "subtype"):
         assert getattr(framed, field) == getattr(plain, field), field
     assert framed.boxes == [[x0 + x, y0 + y, x1 + x, y1 + y] for x0, y0, x1, y1 in plain.boxes]
+    assert [one["box"] for one in framed.lesions] == framed.boxes
+    for moved, one in zip(framed.lesions, plain.lesions):  # sizes kept, places moved into the frame
+        assert moved["area_px"] == one["area_px"] and moved["long_axis_px"] == one["long_axis_px"]
+        assert moved["long_axis_line"] == [v + (x, y)[i % 2] for i, v in enumerate(one["long_axis_line"])]
+        assert moved["outline"] == [[u + x, v + y] for u, v in one["outline"]]
     h, w = plain.mask.shape
     for layer in ("mask", "saliency", "mask_probability"):
         inside = getattr(framed, layer)
@@ -406,3 +411,51 @@ def test_a_full_size_radiograph_gets_the_same_lesion_in_its_own_pixels(btxrd_dir
     assert [large.lesion_long_axis_px, large.lesion_short_axis_px] == pytest.approx(measured[:2], rel=0.03)
     x0, y0, x1, y1 = large.lesion_long_axis_line  # its ends lie on the lesion, in the film's pixels
     assert large.mask[y0, x0] and large.mask[y1, x1] and np.hypot(x1 - x0, y1 - y0) == pytest.approx(measured.long_axis, rel=0.03)
+    # each lesion's area and box, scaled from the working mask, are those of its component in the mask written
+    from scipy import ndimage
+
+    labels, n = ndimage.label(large.mask, structure=np.ones((3, 3)))
+    assert len(large.lesions) == n >= 1
+    for one in large.lesions:
+        x0, y0, x1, y1 = one["box"]
+        k = np.bincount(labels[y0:y1, x0:x1].ravel(), minlength=n + 1)[1:].argmax() + 1
+        assert one["area_px"] == pytest.approx((labels == k).sum(), rel=0.03)
+        ox, oy = np.array(one["outline"]).T
+        assert (x0 <= ox).all() and (ox < x1).all() and (y0 <= oy).all() and (oy < y1).all()
+
+
+def test_each_lesion_is_measured(batch):
+    """``lesions`` in the JSON: one entry per box, in the boxes' order, each the component of the mask written."""
+    from scipy import ndimage
+
+    d, out, results = batch
+    seen = 0
+    for stem, spacing in (("a_plain", None), ("b_sixteen", None), ("c_colour", None), ("d_radiograph", (0.5, 0.4))):
+        info = json.loads((out / f"{stem}.json").read_text())
+        mask = np.asarray(Image.open(out / "masks" / f"{stem}.png")) > 0
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        lesions = info["lesions"]
+        assert len(lesions) == n == len(info["boxes"])
+        assert [one["box"] for one in lesions] == info["boxes"] and [one["score"] for one in lesions] == info["box_scores"]
+        assert sum(one["area_px"] for one in lesions) == info["lesion_area_px"]
+        for one in lesions:
+            x0, y0, x1, y1 = one["box"]
+            component = labels == labels[one["outline"][0][1], one["outline"][0][0]]
+            assert component.sum() == one["area_px"]
+            rows, cols = np.nonzero(component)
+            assert [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1] == [x0, y0, x1, y1]
+            assert all(component[y, x] for x, y in one["outline"])
+            long_px, short_px, _ = largest_lesion_axes(component)
+            assert [one["long_axis_px"], one["short_axis_px"]] == pytest.approx([long_px, short_px], abs=0.01)
+            if spacing:
+                long_mm, short_mm, _ = largest_lesion_axes(component, spacing)
+                assert [one["long_axis_mm"], one["short_axis_mm"]] == pytest.approx([long_mm, short_mm], abs=0.01)
+                assert one["area_mm2"] == pytest.approx(one["area_px"] * 0.2, abs=0.01)
+            else:
+                assert one["long_axis_mm"] is one["area_mm2"] is None
+        if lesions:
+            largest = max(lesions, key=lambda one: one["area_px"])
+            assert info["lesion_long_axis_px"] == largest["long_axis_px"]
+            assert info["lesion_long_axis_line"] == largest["long_axis_line"]
+        seen += len(lesions)
+    assert seen >= 2

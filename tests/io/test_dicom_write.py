@@ -58,10 +58,43 @@ def test_from_image_analyze_dicom_out_round_trip(tiny_model, btxrd_dir, tmp_path
 
     long_axis, short_axis, _ = largest_lesion_axes(mask, (0.4, 0.4))
     assert long_axis > short_axis > 0
-    sr_axes = {item.ConceptNameCodeSequence[0].CodeMeaning: float(item.MeasuredValueSequence[0].NumericValue)
-               for item in _content_items(sr) if "MeasuredValueSequence" in item}
-    assert sr_axes["Long axis"] == pytest.approx(long_axis, abs=0.01)
-    assert sr_axes["Short axis"] == pytest.approx(short_axis, abs=0.01)
+    groups = _measurement_groups(sr)
+    whole = groups.pop("bone tumour 1")
+    assert whole["Long axis"] == pytest.approx(long_axis, abs=0.01)
+    assert whole["Short axis"] == pytest.approx(short_axis, abs=0.01)
+    # one group per lesion: its outline on the radiograph, and its own area and axes
+    import json
+
+    lesions = json.loads((tmp_path / "out" / "cr.json").read_text())["lesions"]
+    assert len(lesions) >= 1 and sorted(groups) == [f"lesion {k}" for k in range(1, len(lesions) + 1)]
+    for k, one in enumerate(lesions, start=1):
+        group = groups[f"lesion {k}"]
+        assert group["Area"] == pytest.approx(one["area_px"] * 0.16, abs=0.01)
+        assert [group["Long axis"], group["Short axis"]] == pytest.approx([one["long_axis_mm"], one["short_axis_mm"]], abs=0.01)
+        outline = group["outline"]
+        assert group["graphic_type"] == "POLYLINE" and np.array_equal(outline[0], outline[-1])
+        cols, rows = (outline[:-1] - 0.5).round().astype(int).T  # DICOM's pixel centres are at +0.5
+        assert mask[rows, cols].all() and np.array_equal(np.c_[cols, rows], one["outline"])
+
+
+def _measurement_groups(sr) -> dict:
+    """``{tracking identifier: {measurement meaning: value, "outline": points, "graphic_type": ...}}`` of an SR."""
+    groups = {}
+    for item in _content_items(sr):
+        if item.ConceptNameCodeSequence[0].CodeMeaning != "Measurement Group":
+            continue
+        group = {}
+        for child in item.ContentSequence:
+            meaning = child.ConceptNameCodeSequence[0].CodeMeaning
+            if meaning == "Tracking Identifier":
+                name = child.TextValue
+            elif "MeasuredValueSequence" in child:
+                group[meaning] = float(child.MeasuredValueSequence[0].NumericValue)
+            elif child.ValueType == "SCOORD":
+                group["graphic_type"] = child.GraphicType
+                group["outline"] = np.asarray(child.GraphicData, float).reshape(-1, 2)
+        groups[name] = group
+    return groups
 
 
 def _content_items(ds):

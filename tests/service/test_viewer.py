@@ -85,6 +85,13 @@ def test_dicom_upload_offers_dicom_downloads(browser, server, btxrd_dir, tmp_pat
     assert "mm²" in page.inner_text("#area")
     long_axis, short_axis = (float(v) for v in page.inner_text("#size").removesuffix(" mm").split(" x "))
     assert long_axis >= short_axis > 0  # IMG000001's lesion, measured in the file's 0.3-mm pixels
+    lesions = page.evaluate("state.analysis.lesions")  # each lesion listed, most likely first
+    shown = [item.split(": ") for item in page.inner_text("#lesions").split("; ")]
+    assert [int(k) for k, _ in shown] == list(range(1, len(lesions) + 1))
+    for (_, text), one in zip(shown, lesions):  # to the 0.1 mm shown (JavaScript rounds a tie up)
+        assert [float(v) for v in text.removesuffix(" mm").split(" x ")] == pytest.approx(
+            [one["long_axis_mm"], one["short_axis_mm"]], abs=0.051)
+    assert max(one["long_axis_mm"] for one in lesions) >= long_axis
     with page.expect_download() as info:
         page.click("#download-seg")
     seg = pydicom.dcmread(info.value.path())

@@ -75,7 +75,7 @@ def segmentation_case_metrics(truth: np.ndarray, pred: np.ndarray, spacing=None)
 def long_axis_case_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """The long axis (px) of the largest lesion in the truth and in the prediction; 0 where a mask is empty.
 
-    The same measurement as :func:`osteolens.inference.analyze.lesion_axes` reports, so a size read
+    The same measurement as an analysis reports (:func:`osteolens.inference.analyze.measure_lesions`), so a size read
     from the analysis can be checked against the truth.
 
     >>> t = np.zeros((20, 20), bool); t[5:10, 2:12] = True

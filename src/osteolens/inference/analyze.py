@@ -74,6 +74,7 @@ class Analysis:
     lesion_long_axis_line: list | None = None
     boxes: list = field(default_factory=list)
     box_scores: list = field(default_factory=list)
+    lesions: list = field(default_factory=list)
     subtype_probabilities: dict = field(default_factory=dict)
     spacing_mm: list | None = None
     content_box: list | None = None
@@ -179,8 +180,9 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         work_prob = second_look(model, resize(grey, work), work_prob, p_tumour, clin_vec, calib["second_look"])
     mask, boxes, scores = lesions_for_label(work_prob, label, p_tumour, MaskPostprocess.from_calibration(calib))
     spacing = props.spacing_mm
-    axes = lesion_axes(mask, (h, w), spacing)
+    lesions = measure_lesions(mask, boxes, (h, w), spacing)
     mask, boxes = to_input_size(mask, boxes, (h, w))
+    lesions = [{"box": list(map(int, b)), "score": sc, **one} for b, sc, one in zip(boxes, scores, lesions)]
     full_prob = resize(work_prob, (h, w))
     sub_probs = softmax(out["subtype_logits"].mean(axis=0))
     names = meta["subtypes"]
@@ -192,15 +194,12 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     area = int(mask.sum())
     if grey.shape != framed.shape:
         mask, sal, full_prob = (_in_frame(a, framed.shape, x_off, y_off) for a in (mask, sal, full_prob))
-        boxes = [(b[0] + x_off, b[1] + y_off, b[2] + x_off, b[3] + y_off) for b in boxes]
-        if axes["lesion_long_axis_line"]:
-            x0, y0, x1, y1 = axes["lesion_long_axis_line"]
-            axes["lesion_long_axis_line"] = [x0 + x_off, y0 + y_off, x1 + x_off, y1 + y_off]
+        lesions = [_shift_lesion(one, x_off, y_off) for one in lesions]
     return Analysis(
         image=Path(props.path).name, p_normal=float(probs[0]), p_benign=float(probs[1]), p_malignant=float(probs[2]),
         label=label, subtype=subtype, p_subtype=p_sub, uncertainty=uncertainty, lesion_area_px=area,
-        lesion_area_mm2=float(area * spacing[0] * spacing[1]) if spacing else None, **axes,
-        boxes=[list(map(int, b)) for b in boxes], box_scores=scores,
+        lesion_area_mm2=float(area * spacing[0] * spacing[1]) if spacing else None, **largest_lesion_fields(lesions),
+        boxes=[one["box"] for one in lesions], box_scores=scores, lesions=lesions,
         subtype_probabilities={n: round(float(p), 6) for n, p in zip(names, sub_probs)},
         spacing_mm=list(spacing) if spacing else None, clinical_missing=missing,
         content_box=list(box) if box else None,
@@ -208,38 +207,84 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     )
 
 
-def lesion_axes(mask: np.ndarray, shape: tuple[int, int], spacing_mm=None) -> dict:
-    """The largest lesion's long and short axis (:func:`~osteolens.volumes.measure.largest_lesion_axes`).
+LESION_FIELDS = ("area_px", "area_mm2", "long_axis_px", "short_axis_px", "long_axis_mm", "short_axis_mm",
+                 "long_axis_line", "outline")
 
-    ``mask`` may be the post-processing's smaller working copy of an image of ``shape``: the
-    distances are scaled to the image's own pixels, and to mm with its ``(row, column)`` spacing;
-    ``lesion_long_axis_line`` is the long axis as ``[x0, y0, x1, y1]`` in the image's pixels (for
-    drawing). Values are None where the mask is empty (and the mm ones without spacing).
 
-    >>> m = np.zeros((100, 100), bool); m[40:50, 20:61] = True
-    >>> lesion_axes(m, (200, 200), (0.1, 0.1))  # doctest: +NORMALIZE_WHITESPACE
-    {'lesion_long_axis_px': 82.0, 'lesion_short_axis_px': 18.0, 'lesion_long_axis_mm': 8.2, 'lesion_short_axis_mm': 1.8,
-     'lesion_long_axis_line': [40, 80, 120, 98]}
+def measure_lesions(mask: np.ndarray, boxes: list, shape: tuple[int, int], spacing_mm=None) -> list[dict]:
+    """Each lesion (8-connected component) of ``mask``, measured, in the order of its ``boxes``.
+
+    ``mask`` and ``boxes`` are the post-processing's (:func:`~osteolens.inference.postprocess.
+    lesion_components`), possibly at its smaller working size for an image of ``shape``: every
+    figure is given in the image's own pixels, and in mm with its ``(row, column)`` spacing
+    (None without one). Per lesion:
+
+    - ``area_px`` (and ``area_mm2``): its pixel count, scaled to the image;
+    - ``long_axis_px``/``short_axis_px`` (and ``_mm``): its maximum and minimum Feret diameters
+      (:func:`~osteolens.volumes.measure.planar_axes`); ``long_axis_line``: ``[x0, y0, x1, y1]``;
+    - ``outline``: its outer contour, ``[[x, y], ...]``, pixel centres of its border pixels.
+
+    >>> m = np.zeros((100, 100), bool); m[40:50, 20:61] = True; m[80:84, 80:84] = True
+    >>> a, b = measure_lesions(m, [(80, 80, 84, 84), (20, 40, 61, 50)], (200, 200), (0.1, 0.1))
+    >>> a["area_px"], a["long_axis_px"], b["area_px"], b["long_axis_mm"], b["long_axis_line"]
+    (64, 8.49, 1640, 8.2, [40, 80, 120, 98])
     """
-    from osteolens.volumes.measure import largest_lesion, planar_axes
+    import cv2
+    from scipy import ndimage
 
-    out = dict.fromkeys(("lesion_long_axis_px", "lesion_short_axis_px", "lesion_long_axis_mm", "lesion_short_axis_mm",
-                         "lesion_long_axis_line"))
-    lesion = largest_lesion(mask)
-    if lesion is None:
-        return out
+    from osteolens.volumes.measure import planar_axes
+
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
     scale = (shape[0] / mask.shape[0], shape[1] / mask.shape[1])
-    px = planar_axes(lesion, scale)
-    out["lesion_long_axis_px"], out["lesion_short_axis_px"] = round(px.long_axis, 2), round(px.short_axis, 2)
-    if spacing_mm:
-        mm = planar_axes(lesion, (scale[0] * spacing_mm[0], scale[1] * spacing_mm[1]))
-        out["lesion_long_axis_mm"], out["lesion_short_axis_mm"] = round(mm.long_axis, 2), round(mm.short_axis, 2)
+    by_box = {}
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        by_box.setdefault((sl[1].start, sl[0].start, sl[1].stop, sl[0].stop), []).append(k)
 
-    def in_image(r: int, c: int) -> list[int]:  # a working pixel's centre, in the image's pixels (x, y)
+    def in_image(r, c) -> list[int]:  # a working pixel's centre, in the image's pixels (x, y)
         return [round((c + 0.5) * scale[1] - 0.5), round((r + 0.5) * scale[0] - 0.5)]
 
-    out["lesion_long_axis_line"] = in_image(*px.ends[:2]) + in_image(*px.ends[2:])
-    return out
+    lesions = []
+    for box in boxes:
+        x0, y0, x1, y1 = (int(v) for v in box)
+        ks = by_box.get((x0, y0, x1, y1))
+        if not ks:
+            raise ValueError(f"no lesion of the mask has the box {box}")
+        part = labels[y0:y1, x0:x1] == ks.pop(0)
+        px = planar_axes(part, scale)
+        area = int(part.sum())
+        one = dict.fromkeys(LESION_FIELDS)
+        one.update(area_px=round(area * scale[0] * scale[1]), long_axis_px=round(px.long_axis, 2),
+                   short_axis_px=round(px.short_axis, 2))
+        if spacing_mm:
+            mm = planar_axes(part, (scale[0] * spacing_mm[0], scale[1] * spacing_mm[1]))
+            one.update(area_mm2=round(area * scale[0] * scale[1] * spacing_mm[0] * spacing_mm[1], 2),
+                       long_axis_mm=round(mm.long_axis, 2), short_axis_mm=round(mm.short_axis, 2))
+        r0, c0, r1, c1 = px.ends
+        one["long_axis_line"] = in_image(r0 + y0, c0 + x0) + in_image(r1 + y0, c1 + x0)
+        contours, _ = cv2.findContours(part.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        contour = max(contours, key=len)[:, 0]  # (x, y) of border pixels, corners only along straight runs
+        one["outline"] = [in_image(y + y0, x + x0) for x, y in contour.tolist()]
+        lesions.append(one)
+    return lesions
+
+
+def largest_lesion_fields(lesions: list[dict]) -> dict:
+    """The ``lesion_*_axis_*`` fields of :class:`Analysis`: those of the lesion with the largest area.
+
+    >>> largest_lesion_fields([{"area_px": 4, "long_axis_px": 2.0}, {"area_px": 9, "long_axis_px": 3.0}])["lesion_long_axis_px"]
+    3.0
+    """
+    names = ("long_axis_px", "short_axis_px", "long_axis_mm", "short_axis_mm", "long_axis_line")
+    largest = max(lesions, key=lambda one: one["area_px"], default={})
+    return {f"lesion_{n}": largest.get(n) for n in names}
+
+
+def _shift_lesion(one: dict, x: int, y: int) -> dict:
+    """A lesion's box, line and outline moved right by ``x`` and down by ``y`` pixels."""
+    x0, y0, x1, y1 = one["box"]
+    a0, b0, a1, b1 = one["long_axis_line"]
+    return {**one, "box": [x0 + x, y0 + y, x1 + x, y1 + y], "long_axis_line": [a0 + x, b0 + y, a1 + x, b1 + y],
+            "outline": [[u + x, v + y] for u, v in one["outline"]]}
 
 
 def _in_frame(a: np.ndarray, shape: tuple[int, int], x: int, y: int) -> np.ndarray:

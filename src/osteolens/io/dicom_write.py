@@ -156,6 +156,27 @@ def _reference(ref):
     return item
 
 
+def _lesion_group(hd, codes, src, lesion: dict, number: int, algo):
+    """TID 1410 group for one lesion of an analysis (``Analysis.lesions``): its outline as a closed
+    polyline on the source image, and its area and axes in mm where the image has a pixel spacing.
+
+    DICOM puts the top-left corner of the image at (0, 0), so a pixel's centre is at +0.5."""
+    points = np.asarray(lesion["outline"] + lesion["outline"][:1], dtype=np.float32) + 0.5
+    region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=points,
+                               source_image=hd.sr.SourceImageForRegion(src.SOPClassUID, src.SOPInstanceUID))
+    measurements = []
+    if lesion.get("area_mm2") is not None:
+        measurements.append(hd.sr.Measurement(name=codes.SCT.Area, value=round(float(lesion["area_mm2"]), 3),
+                                              unit=codes.UCUM.SquareMillimeter, algorithm_id=algo))
+        for name, key in ((codes.SCT.LongAxis, "long_axis_mm"), (codes.SCT.ShortAxis, "short_axis_mm")):
+            measurements.append(hd.sr.Measurement(name=name, value=round(float(lesion[key]), 2), unit=codes.UCUM.Millimeter,
+                                                  algorithm_id=algo))
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"lesion {number}"),
+        referenced_region=region, finding_type=codes.SCT.Neoplasm, algorithm_id=algo, measurements=measurements or None,
+    )
+
+
 def _one_kind_of_segment_reference(ds) -> None:
     """Keep the segment number and drop the frame number where an SR item references both.
 
@@ -280,9 +301,10 @@ def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir
         tracking_identifier=tracking, referenced_segment=region, finding_type=codes.SCT.Neoplasm,
         algorithm_id=sr_algo, measurements=measurements, qualitative_evaluations=evaluations,
     )
+    groups = [group] + [_lesion_group(hd, codes, src, one, k, sr_algo) for k, one in enumerate(analysis.lesions, start=1)]
     procedure = codes.SCT.PlainRadiography
     report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=procedure,
-                                     imaging_measurements=[group], title=codes.DCM.ImagingMeasurementReport)
+                                     imaging_measurements=groups, title=codes.DCM.ImagingMeasurementReport)
     sr = hd.sr.Comprehensive3DSR(
         evidence=[src, seg], content=report, series_number=902, series_instance_uid=generate_uid(),
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,

@@ -42,19 +42,26 @@ def _pct(x) -> str:
 
 
 def lesion_size_text(r) -> str:
-    """The largest lesion's axes as a report shows them: in mm where the image has a pixel spacing.
+    """The largest lesion's axes as a report shows them: in mm where the image has a pixel spacing,
+    and how many lesions there are when there are several.
 
     >>> from types import SimpleNamespace as NS
-    >>> lesion_size_text(NS(lesion_long_axis_px=120.4, lesion_short_axis_px=45.0, lesion_long_axis_mm=None))
+    >>> lesion_size_text(NS(lesion_long_axis_px=120.4, lesion_short_axis_px=45.0, lesion_long_axis_mm=None, lesions=[{}]))
     '120 x 45 px (no pixel spacing)'
-    >>> lesion_size_text(NS(lesion_long_axis_px=None, lesion_short_axis_px=None, lesion_long_axis_mm=None))
+    >>> lesion_size_text(NS(lesion_long_axis_px=120.4, lesion_short_axis_px=45.0, lesion_long_axis_mm=48.2,
+    ...                     lesion_short_axis_mm=18.0, lesions=[{}, {}, {}]))
+    '48.2 x 18.0 mm; the largest of 3 lesions'
+    >>> lesion_size_text(NS(lesion_long_axis_px=None, lesion_short_axis_px=None, lesion_long_axis_mm=None, lesions=[]))
     '-'
     """
+    if r.lesion_long_axis_px is None:
+        return "-"
     if r.lesion_long_axis_mm is not None:
-        return f"{r.lesion_long_axis_mm:.1f} x {r.lesion_short_axis_mm:.1f} mm"
-    if r.lesion_long_axis_px is not None:
-        return f"{r.lesion_long_axis_px:.0f} x {r.lesion_short_axis_px:.0f} px (no pixel spacing)"
-    return "-"
+        text = f"{r.lesion_long_axis_mm:.1f} x {r.lesion_short_axis_mm:.1f} mm"
+    else:
+        text = f"{r.lesion_long_axis_px:.0f} x {r.lesion_short_axis_px:.0f} px (no pixel spacing)"
+    n = len(r.lesions)
+    return text + (f"; the largest of {n} lesions" if n > 1 else "")
 
 
 def write_batch_report(results: list, model, path: Path, overlays: bool = True) -> Path:

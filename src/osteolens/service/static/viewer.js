@@ -74,8 +74,11 @@ async function show(a) {
   $("p-malignant").textContent = pct(a.p_malignant); $("uncertainty").textContent = a.uncertainty.toFixed(3);
   $("subtype").textContent = a.subtype ? `${a.subtype} (${pct(a.p_subtype)})` : "-";
   $("area").textContent = a.lesion_area_mm2 !== null ? `${a.lesion_area_px} px (${a.lesion_area_mm2.toFixed(1)} mm²)` : `${a.lesion_area_px} px`;
-  $("size").textContent = a.lesion_long_axis_mm != null ? `${a.lesion_long_axis_mm.toFixed(1)} x ${a.lesion_short_axis_mm.toFixed(1)} mm`
-    : a.lesion_long_axis_px != null ? `${Math.round(a.lesion_long_axis_px)} x ${Math.round(a.lesion_short_axis_px)} px (no pixel spacing)` : "-";
+  const axes = (long_mm, short_mm, long_px, short_px) => long_mm != null ? `${long_mm.toFixed(1)} x ${short_mm.toFixed(1)} mm`
+    : long_px != null ? `${Math.round(long_px)} x ${Math.round(short_px)} px (no pixel spacing)` : "-";
+  $("size").textContent = axes(a.lesion_long_axis_mm, a.lesion_short_axis_mm, a.lesion_long_axis_px, a.lesion_short_axis_px);
+  $("lesions").textContent = (a.lesions || []).length === 0 ? "none" : a.lesions.map(
+    (l, i) => `${i + 1}: ${axes(l.long_axis_mm, l.short_axis_mm, l.long_axis_px, l.short_axis_px)}`).join("; ");
   $("shown-id").textContent = a.id;
   $("refer").hidden = a.label !== "indeterminate";
   $("dicom-downloads").hidden = !a.links.dicom_seg;
