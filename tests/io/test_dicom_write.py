@@ -53,6 +53,9 @@ def test_from_image_analyze_dicom_out_round_trip(tiny_model, btxrd_dir, tmp_path
     assert "Probability of malignant bone tumour" in text and "Imaging Measurement Report" in text
     assert "tiny-test-model" in text
     assert sc.SamplesPerPixel == 3 and sc.ReferencedImageSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID
+    # the overlay, every pixel of it, compressed losslessly (JPEG-LS)
+    assert sc.file_meta.TransferSyntaxUID == pydicom.uid.JPEGLSLossless
+    assert np.array_equal(sc.pixel_array, np.asarray(Image.open(tmp_path / "out" / "cr_overlay.png").convert("RGB")))
     # the largest lesion's axes, in the file's 0.4-mm pixels, as the JSON gives them
     from osteolens.volumes.measure import largest_lesion_axes
 
