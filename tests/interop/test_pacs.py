@@ -1,5 +1,6 @@
 """A real Orthanc (Debian package) on loopback: upload, analyse a study, push results back, watch."""
 
+import io
 import json
 import os
 import shutil
@@ -72,6 +73,18 @@ def test_analyze_study_round_trip(orthanc, tiny_model, btxrd_dir, tmp_path):
     result = analyze_study(orthanc, study, tmp_path / "work", model=tiny_model)
     assert len(result["analysed"]) == 1 and len(result["stored"]) == 3
     assert series_modalities(orthanc, study) == ["CR", "OT", "SEG", "SR"]
+    # the overlay (JPEG-LS lossless) decodes in the PACS: Orthanc renders it, as wide as the radiograph
+    lookup = httpx.post(orthanc + "/tools/lookup", content=study, timeout=30).json()
+    study_id = next(item["ID"] for item in lookup if item["Type"] == "Study")
+    series = httpx.get(orthanc + f"/studies/{study_id}/series", timeout=30).json()
+    sc_id = next(s["Instances"][0] for s in series if s["MainDicomTags"]["Modality"] == "OT")
+    tags = httpx.get(orthanc + f"/instances/{sc_id}/simplified-tags", timeout=30).json()
+    assert tags["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.7" and tags["Columns"] == "256"
+    preview = httpx.get(orthanc + f"/instances/{sc_id}/preview", timeout=30)
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(preview.content)).size == (256, int(tags["Rows"]))
 
 
 def test_watch_analyses_each_new_study_once_and_survives_restart(orthanc, tiny_model, btxrd_dir, tmp_path):
