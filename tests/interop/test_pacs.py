@@ -71,8 +71,8 @@ def series_modalities(url, study):
 def test_analyze_study_round_trip(orthanc, tiny_model, btxrd_dir, tmp_path):
     study = upload(orthanc, tmp_path, btxrd_dir, "IMG000001", "P-1")
     result = analyze_study(orthanc, study, tmp_path / "work", model=tiny_model)
-    assert len(result["analysed"]) == 1 and len(result["stored"]) == 3
-    assert series_modalities(orthanc, study) == ["CR", "OT", "SEG", "SR"]
+    assert len(result["analysed"]) == 1 and len(result["stored"]) == 4
+    assert series_modalities(orthanc, study) == ["CR", "OT", "PR", "SEG", "SR"]
     # the overlay (JPEG-LS lossless) decodes in the PACS: Orthanc renders it, as wide as the radiograph
     lookup = httpx.post(orthanc + "/tools/lookup", content=study, timeout=30).json()
     study_id = next(item["ID"] for item in lookup if item["Type"] == "Study")
@@ -94,10 +94,10 @@ def test_watch_analyses_each_new_study_once_and_survives_restart(orthanc, tiny_m
     state = watch(orthanc, state_file, tmp_path / "work", model=tiny_model, once=True)
     assert first in state.done and not state.failed
     assert len(state.done) == 1  # the study analysed by hand in the other test already has osteolens output
-    assert series_modalities(orthanc, first) == ["CR", "OT", "SEG", "SR"]
+    assert series_modalities(orthanc, first) == ["CR", "OT", "PR", "SEG", "SR"]
     # a restart reads the same state and analyses nothing again
     wait_until_stable(orthanc, first)  # our own uploads made it unstable again
     again = watch(orthanc, state_file, tmp_path / "work", model=tiny_model, once=True)
     assert again.done.count(first) == 1
-    assert series_modalities(orthanc, first) == ["CR", "OT", "SEG", "SR"]
+    assert series_modalities(orthanc, first) == ["CR", "OT", "PR", "SEG", "SR"]
     assert WatchState.load(state_file).last_change >= state.last_change

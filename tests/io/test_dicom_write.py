@@ -36,7 +36,7 @@ def test_from_image_analyze_dicom_out_round_trip(tiny_model, btxrd_dir, tmp_path
     r = runner.invoke(app, ["analyze", str(src), "--out", str(tmp_path / "out"), "--model", str(tiny_model), "--dicom-out"])
     assert r.exit_code == 0, r.output
     folder = tmp_path / "out" / "dicom" / "cr"
-    for name in ("seg.dcm", "sr.dcm", "sc.dcm"):
+    for name in ("seg.dcm", "sr.dcm", "pr.dcm", "sc.dcm"):
         assert dciodvfy_errors(folder / name) == [], name
     seg = hd.seg.segread(folder / "seg.dcm")
     sr = pydicom.dcmread(folder / "sr.dcm")
@@ -105,3 +105,47 @@ def _content_items(ds):
     for item in getattr(ds, "ContentSequence", []):
         yield item
         yield from _content_items(item)
+
+
+def test_presentation_state_draws_each_lesion_on_the_radiograph(btxrd_dir, tmp_path):
+    """The GSPS (``pr.dcm``) shows the analysis on the source image: each lesion's outline and long
+    axis where the JSON puts them, its size, the decision and the notice; a MONOCHROME1 source keeps
+    its inversion (Presentation LUT Shape INVERSE)."""
+    import json
+
+    from osteolens.inference.analyze import analyze
+    from osteolens.io.dicom_write import image_to_dicom
+
+    plain = image_to_dicom(btxrd_dir / "images" / "IMG000004.png", tmp_path / "plain.dcm", pixel_spacing_mm=0.4)
+    ds = pydicom.dcmread(plain)
+    ds.PhotometricInterpretation = "MONOCHROME1"  # the same radiograph, stored the other way round
+    ds.PixelData = (255 - ds.pixel_array).astype(ds.pixel_array.dtype).tobytes()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(tmp_path / "mono1.dcm", enforce_file_format=True)
+    results = analyze([plain, tmp_path / "mono1.dcm"], tmp_path / "out", model="osteolens-radiograph", dicom_out=True)
+    assert [r.status for r in results] == ["ok", "ok"]
+    for stem, lut_shape in (("plain", "IDENTITY"), ("mono1", "INVERSE")):
+        path = tmp_path / "out" / "dicom" / stem / "pr.dcm"
+        assert dciodvfy_errors(path) == []
+        pr, source = pydicom.dcmread(path), pydicom.dcmread(tmp_path / f"{stem}.dcm")
+        assert pr.Modality == "PR" and pr.StudyInstanceUID == source.StudyInstanceUID
+        assert pr.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+        assert pr.PresentationLUTShape == lut_shape
+        info = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
+        lesions = info["lesions"]
+        assert len(lesions) >= 2  # the shipped model sees several on IMG000004
+        layers = {a.GraphicLayer: a for a in pr.GraphicAnnotationSequence}
+        assert {layer.GraphicLayer for layer in pr.GraphicLayerSequence} == {"LESIONS", "LONG AXES", "OSTEOLENS TEXT"}
+        drawn = [np.asarray(g.GraphicData, float).reshape(-1, 2) for g in layers["LESIONS"].GraphicObjectSequence]
+        lines = [np.asarray(g.GraphicData, float).reshape(-1, 2) for g in layers["LONG AXES"].GraphicObjectSequence]
+        assert len(drawn) == len(lines) == len(lesions)
+        for outline, line, one in zip(drawn, lines, lesions):  # DICOM's pixel centres are at +0.5
+            assert np.array_equal(outline - 0.5, one["outline"] + one["outline"][:1])
+            assert np.array_equal((line - 0.5).ravel(), one["long_axis_line"])
+        texts = [t.UnformattedTextValue for t in layers["OSTEOLENS TEXT"].TextObjectSequence]
+        assert texts[:-1] == [f"{k}: {one['long_axis_mm']:.1f} x {one['short_axis_mm']:.1f} mm"
+                              for k, one in enumerate(lesions, start=1)]
+        model = f"{info['model']['name']} {info['model']['version']}"
+        assert texts[-1].startswith(f"{model}: {info['decision']} (p normal {info['p_normal']:.2f}, ")
+        assert "research use only" in texts[-1]
+    assert json.loads((tmp_path / "out" / "mono1.json").read_text())["lesions"] == lesions  # the same radiograph

@@ -96,6 +96,10 @@ def test_dicom_upload_offers_dicom_downloads(browser, server, btxrd_dir, tmp_pat
         page.click("#download-seg")
     seg = pydicom.dcmread(info.value.path())
     assert seg.Modality == "SEG" and seg.StudyInstanceUID == pydicom.dcmread(src).StudyInstanceUID
+    with page.expect_download() as info:  # the presentation state that draws the lesions on the radiograph
+        page.click("#download-pr")
+    pr = pydicom.dcmread(info.value.path())
+    assert pr.Modality == "PR" and len(pr.GraphicAnnotationSequence[0].GraphicObjectSequence) == len(lesions)
     page.close()
 
 

@@ -88,7 +88,7 @@ def analyze_study(url: str, study_uid: str, work: str | Path | None = None, mode
         if res.status != "ok":
             log.warning("study %s: one instance could not be analysed: %s", study_uid, res.error)
             continue
-        objects = [pydicom.dcmread(work / "results" / "dicom" / path.stem / name) for name in ("seg.dcm", "sr.dcm", "sc.dcm")]
+        objects = [pydicom.dcmread(work / "results" / "dicom" / path.stem / name) for name in ("seg.dcm", "sr.dcm", "pr.dcm", "sc.dcm")]
         client.store_instances(objects, study_instance_uid=study_uid)
         stored += [o.SOPInstanceUID for o in objects]
     log.info("study analysed: %d radiograph(s), %d object(s) stored", len(files), len(stored))

@@ -1,4 +1,4 @@
-"""DICOM out: wrap an image as a CR radiograph; write SEG, SR (TID 1500) and secondary capture.
+"""DICOM out: wrap an image as a CR radiograph; write SEG, SR (TID 1500), GSPS and secondary capture.
 
 ``image_to_dicom`` turns a PNG/JPEG/TIFF into a Computed Radiography image (patient and study
 attributes given or generated) so that plain images can enter the DICOM path.
@@ -8,9 +8,11 @@ attributes given or generated) so that plain images can enter the DICOM path.
 - a Comprehensive SR measurement report (TID 1500): tumour finding, benign and malignant
   probabilities, subtype, lesion area, the largest lesion's long and short axis (mm), uncertainty and
   the indeterminate flag, with the model's name, version and sha256 as algorithm identification;
-- a secondary-capture image of the overlay for viewers that cannot show SEG.
+- a Grayscale Softcopy Presentation State (GSPS) that draws each lesion's outline and long axis,
+  its size and the decision over the source image itself, as most PACS viewers show it;
+- a secondary-capture image of the overlay (JPEG-LS lossless) for viewers that cannot show SEG.
 
-All three share the source's study and patient, and sit in new series.
+All four share the source's study and patient, and sit in new series.
 """
 
 from __future__ import annotations
@@ -163,10 +165,8 @@ def _reference(ref):
 
 def _lesion_group(hd, codes, src, lesion: dict, number: int, algo):
     """TID 1410 group for one lesion of an analysis (``Analysis.lesions``): its outline as a closed
-    polyline on the source image, and its area and axes in mm where the image has a pixel spacing.
-
-    DICOM puts the top-left corner of the image at (0, 0), so a pixel's centre is at +0.5."""
-    points = np.asarray(lesion["outline"] + lesion["outline"][:1], dtype=np.float32) + 0.5
+    polyline on the source image, and its area and axes in mm where the image has a pixel spacing."""
+    points = _pixel_points(lesion["outline"] + lesion["outline"][:1])
     region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=points,
                                source_image=hd.sr.SourceImageForRegion(src.SOPClassUID, src.SOPInstanceUID))
     measurements = []
@@ -180,6 +180,65 @@ def _lesion_group(hd, codes, src, lesion: dict, number: int, algo):
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"lesion {number}"),
         referenced_region=region, finding_type=codes.SCT.Neoplasm, algorithm_id=algo, measurements=measurements or None,
     )
+
+
+def _pixel_points(points) -> np.ndarray:
+    """Pixel indices ``[[x, y], ...]`` as DICOM graphic coordinates, whose (0, 0) is the top-left
+    corner of the image, so a pixel's centre is at +0.5."""
+    return np.asarray(points, dtype=np.float64) + 0.5
+
+
+def presentation_state(src, analysis, model_meta: dict):
+    """A Grayscale Softcopy Presentation State that draws the analysis over the radiograph itself.
+
+    Most PACS viewers show a GSPS on the original image (and can switch it off), where few show
+    a DICOM Segmentation. Layers: ``LESIONS`` (each lesion's outline, red), ``LONG AXES`` (each
+    lesion's measured long axis, cyan) and ``OSTEOLENS TEXT`` (the decision with its
+    probabilities, the research-use notice, and each lesion's number and size next to it). The
+    image's own window and, for MONOCHROME1, its inversion are kept.
+    """
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    from osteolens import RESEARCH_NOTICE
+    from osteolens.inference.analyze import REFER
+    from osteolens.reporting.html import axes_text
+
+    units = hd.pr.AnnotationUnitsValues.PIXEL
+    layers = [hd.pr.GraphicLayer("LESIONS", 1, "osteolens lesion outlines", hd.color.CIELabColor(53.2, 80.1, 67.2)),
+              hd.pr.GraphicLayer("LONG AXES", 2, "osteolens measured long axes", hd.color.CIELabColor(91.1, -48.1, -14.1)),
+              hd.pr.GraphicLayer("OSTEOLENS TEXT", 3, "osteolens decision and sizes", hd.color.CIELabColor(97.1, -21.6, 94.5))]
+    outlines, axes, texts = [], [], []
+    for k, one in enumerate(analysis.lesions, start=1):
+        outlines.append(hd.pr.GraphicObject(hd.pr.GraphicTypeValues.POLYLINE,
+                                            _pixel_points(one["outline"] + one["outline"][:1]), units))
+        x0, y0, x1, y1 = one["long_axis_line"]
+        axes.append(hd.pr.GraphicObject(hd.pr.GraphicTypeValues.POLYLINE, _pixel_points([[x0, y0], [x1, y1]]), units))
+        bx0, by0 = one["box"][:2]
+        size = axes_text(one["long_axis_px"], one["short_axis_px"], one["long_axis_mm"], one["short_axis_mm"])
+        texts.append(hd.pr.TextObject(f"{k}: {size}", units, anchor_point=tuple(_pixel_points([bx0, by0])),
+                                      anchor_point_visible=False, text_justification="LEFT"))
+    decision = REFER if analysis.label == "indeterminate" else analysis.label
+    header = (f"{model_meta['name']} {model_meta['version']}: {decision} (p normal {analysis.p_normal:.2f}, "
+              f"benign {analysis.p_benign:.2f}, malignant {analysis.p_malignant:.2f}). {RESEARCH_NOTICE}")
+    rows, cols = int(src.Rows), int(src.Columns)
+    texts.append(hd.pr.TextObject(header[:1024], units, bounding_box=(0.0, 0.0, float(cols), max(16.0, rows / 12)),
+                                  text_justification="LEFT"))
+    annotations = [hd.pr.GraphicAnnotation([src], layer, graphic_objects=objects or None,
+                                           text_objects=text or None)
+                   for layer, objects, text in ((layers[0], outlines, []), (layers[1], axes, []), (layers[2], [], texts))
+                   if objects or text]
+    shape = (hd.PresentationLUTShapeValues.INVERSE if src.PhotometricInterpretation == "MONOCHROME1"
+             else hd.PresentationLUTShapeValues.IDENTITY)
+    pr = hd.pr.GrayscaleSoftcopyPresentationState(
+        referenced_images=[src], series_instance_uid=generate_uid(), series_number=904, sop_instance_uid=generate_uid(),
+        instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name=model_meta["name"],
+        software_versions=f"osteolens {__version__}", device_serial_number="0", content_label="OSTEOLENS",
+        content_description="osteolens analysis (research use only)", graphic_layers=layers, graphic_annotations=annotations,
+        presentation_lut_transformation=hd.PresentationLUTTransformation(presentation_lut_shape=shape),
+    )
+    pr.Laterality = src.get("Laterality", "")  # type 2C: the source's, empty where it records none
+    return pr
 
 
 def _one_kind_of_segment_reference(ds) -> None:
@@ -206,17 +265,18 @@ def _algorithm(model_meta: dict):
 
 
 def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir: str | Path, overlay_rgb: np.ndarray | None = None) -> dict:
-    """Write SEG, SR and (when an overlay is given) secondary capture for one analysed DICOM image.
+    """Write SEG, SR, presentation state and (when an overlay is given) secondary capture for one analysed
+    DICOM image.
 
     Args:
         source: the analysed DICOM file.
         analysis: its :class:`~osteolens.inference.analyze.Analysis` (mask at the source's size).
         model_meta: the model's metadata (name, version, sha256).
-        out_dir: folder for ``seg.dcm``, ``sr.dcm`` and ``sc.dcm``.
+        out_dir: folder for ``seg.dcm``, ``sr.dcm``, ``pr.dcm`` and ``sc.dcm``.
         overlay_rgb: the overlay image for the secondary capture.
 
     Returns:
-        ``{"seg": path, "sr": path, "sc": path or None}``.
+        ``{"seg": path, "sr": path, "pr": path, "sc": path or None}``.
 
     Raises:
         OsteolensError: the source is not a single-frame DICOM image.
@@ -323,8 +383,10 @@ def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir
     sr.CodingSchemeIdentificationSequence = [scheme]
     sr.save_as(out_dir / "sr.dcm")
 
+    presentation_state(src, analysis, model_meta).save_as(out_dir / "pr.dcm")
     sc_path = None
     if overlay_rgb is not None:
         sc_path = out_dir / "sc.dcm"
         secondary_capture(src, overlay_rgb, "osteolens overlay (research use only)").save_as(sc_path, enforce_file_format=True)
-    return {"seg": str(out_dir / "seg.dcm"), "sr": str(out_dir / "sr.dcm"), "sc": str(sc_path) if sc_path else None}
+    return {"seg": str(out_dir / "seg.dcm"), "sr": str(out_dir / "sr.dcm"), "pr": str(out_dir / "pr.dcm"),
+            "sc": str(sc_path) if sc_path else None}

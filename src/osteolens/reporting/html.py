@@ -46,7 +46,8 @@ def lesion_size_text(r) -> str:
     and how many lesions there are when there are several.
 
     >>> from types import SimpleNamespace as NS
-    >>> lesion_size_text(NS(lesion_long_axis_px=120.4, lesion_short_axis_px=45.0, lesion_long_axis_mm=None, lesions=[{}]))
+    >>> lesion_size_text(NS(lesion_long_axis_px=120.4, lesion_short_axis_px=45.0, lesion_long_axis_mm=None,
+    ...                     lesion_short_axis_mm=None, lesions=[{}]))
     '120 x 45 px (no pixel spacing)'
     >>> lesion_size_text(NS(lesion_long_axis_px=120.4, lesion_short_axis_px=45.0, lesion_long_axis_mm=48.2,
     ...                     lesion_short_axis_mm=18.0, lesions=[{}, {}, {}]))
@@ -56,12 +57,20 @@ def lesion_size_text(r) -> str:
     """
     if r.lesion_long_axis_px is None:
         return "-"
-    if r.lesion_long_axis_mm is not None:
-        text = f"{r.lesion_long_axis_mm:.1f} x {r.lesion_short_axis_mm:.1f} mm"
-    else:
-        text = f"{r.lesion_long_axis_px:.0f} x {r.lesion_short_axis_px:.0f} px (no pixel spacing)"
+    text = axes_text(r.lesion_long_axis_px, r.lesion_short_axis_px, r.lesion_long_axis_mm, r.lesion_short_axis_mm)
     n = len(r.lesions)
     return text + (f"; the largest of {n} lesions" if n > 1 else "")
+
+
+def axes_text(long_px: float, short_px: float, long_mm: float | None = None, short_mm: float | None = None) -> str:
+    """A lesion's long x short axis, in mm when known.
+
+    >>> axes_text(120.4, 45.0), axes_text(120.4, 45.0, 48.16, 18.0)
+    ('120 x 45 px (no pixel spacing)', '48.2 x 18.0 mm')
+    """
+    if long_mm is not None:
+        return f"{long_mm:.1f} x {short_mm:.1f} mm"
+    return f"{long_px:.0f} x {short_px:.0f} px (no pixel spacing)"
 
 
 def write_batch_report(results: list, model, path: Path, overlays: bool = True) -> Path:

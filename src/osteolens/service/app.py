@@ -273,8 +273,9 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
     def get_dicom(analysis_id: str, kind: str) -> FileResponse:
         folder = _folder(analysis_id)
         path = folder / "dicom" / _stem(folder) / f"{kind}.dcm"
-        if kind not in ("seg", "sr", "sc") or not path.is_file():
-            raise HTTPException(status_code=404, detail=f"no DICOM {kind!r} for this analysis (only DICOM inputs get SEG, SR and SC)")
+        if kind not in ("seg", "sr", "pr", "sc") or not path.is_file():
+            raise HTTPException(status_code=404,
+                                detail=f"no DICOM {kind!r} for this analysis (only DICOM inputs get SEG, SR, PR and SC)")
         return FileResponse(path, media_type="application/dicom", filename=f"osteolens_{analysis_id}_{kind}.dcm")
 
     def _rebuilt(folder: Path):

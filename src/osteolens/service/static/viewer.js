@@ -112,7 +112,7 @@ $("open").addEventListener("submit", async (event) => {
   catch (e) { status(e.message, true); }
 });
 
-for (const kind of ["seg", "sr", "sc"]) {
+for (const kind of ["seg", "sr", "pr", "sc"]) {
   $(`download-${kind}`).addEventListener("click", () =>
     download(state.analysis.links[`dicom_${kind}`], `osteolens_${state.analysis.id}_${kind}.dcm`).catch((e) => status(e.message, true)));
 }
