@@ -119,7 +119,7 @@ def test_presentation_state_draws_each_lesion_on_the_radiograph(btxrd_dir, tmp_p
     plain = image_to_dicom(btxrd_dir / "images" / "IMG000004.png", tmp_path / "plain.dcm", pixel_spacing_mm=0.4)
     ds = pydicom.dcmread(plain)
     ds.PhotometricInterpretation = "MONOCHROME1"  # the same radiograph, stored the other way round
-    ds.PixelData = (255 - ds.pixel_array).astype(ds.pixel_array.dtype).tobytes()
+    ds.PixelData = ((2**ds.BitsStored - 1) - ds.pixel_array).astype(ds.pixel_array.dtype).tobytes()
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
     ds.save_as(tmp_path / "mono1.dcm", enforce_file_format=True)
     results = analyze([plain, tmp_path / "mono1.dcm"], tmp_path / "out", model="osteolens-radiograph", dicom_out=True)
@@ -149,3 +149,14 @@ def test_presentation_state_draws_each_lesion_on_the_radiograph(btxrd_dir, tmp_p
         assert texts[-1].startswith(f"{model}: {info['decision']} (p normal {info['p_normal']:.2f}, ")
         assert "research use only" in texts[-1]
     assert json.loads((tmp_path / "out" / "mono1.json").read_text())["lesions"] == lesions  # the same radiograph
+    # DCMTK's presentation-state renderer shows both sources the same through their GSPS: the inversion is kept once
+    if shutil.which("dcmp2pgm") is None:
+        pytest.fail("dcmp2pgm (Debian package dcmtk) is missing; `make test` installs it")
+    from PIL import Image
+
+    shown = []
+    for stem in ("plain", "mono1"):
+        subprocess.run(["dcmp2pgm", "-p", str(tmp_path / "out" / "dicom" / stem / "pr.dcm"), str(tmp_path / f"{stem}.dcm"),
+                        str(tmp_path / f"{stem}.pgm")], check=True, capture_output=True)
+        shown.append(np.asarray(Image.open(tmp_path / f"{stem}.pgm")))
+    assert shown[0].shape == (256, 256) and shown[0].std() > 10 and np.array_equal(shown[0], shown[1])
