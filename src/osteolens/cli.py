@@ -387,7 +387,7 @@ def analyze(
     out: Path = typer.Option(..., "--out", help="Output folder."),
     model: str = typer.Option("osteolens-radiograph", help=MODEL_HELP),
     clinical: Optional[Path] = typer.Option(None, "--clinical", help="CSV with image, age, sex, site (and region, view)."),
-    dicom_out: bool = typer.Option(False, "--dicom-out", help="For DICOM inputs also write SEG, SR (TID 1500) and an overlay secondary capture."),
+    dicom_out: bool = typer.Option(False, "--dicom-out", help="For DICOM inputs also write SEG, SR (TID 1500), a presentation state (GSPS) and an overlay secondary capture."),
 ) -> None:
     """Detect, segment and classify bone tumours; write predictions.csv, masks, overlays, report.html."""
     from osteolens.inference.analyze import analyze as run, collect_inputs, left_out_note

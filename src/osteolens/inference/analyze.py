@@ -492,8 +492,8 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
             ``layers/<stem>_saliency.png`` for viewers that compose the layers themselves;
             ``"npy"`` writes them as uint8 ``.npy`` arrays instead (no PNG encoding: the service
             turns them into PNGs, and the overlay, only when a client asks).
-        dicom_out: for DICOM inputs, also write ``dicom/<stem>/seg.dcm``, ``sr.dcm`` (TID 1500)
-            and ``sc.dcm`` (overlay), in the source's study.
+        dicom_out: for DICOM inputs, also write ``dicom/<stem>/seg.dcm``, ``sr.dcm`` (TID 1500),
+            ``pr.dcm`` (presentation state) and ``sc.dcm`` (overlay), in the source's study.
         report: write ``report.html`` (the service writes it when first asked for).
         keep_arrays: keep each result's mask, saliency, grey image and overlay in memory. Off by
             default: they are in the files written, and a full-size radiograph's take about 100 MB,

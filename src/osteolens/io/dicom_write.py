@@ -166,26 +166,35 @@ def _reference(ref):
 def _lesion_group(hd, codes, src, lesion: dict, number: int, algo):
     """TID 1410 group for one lesion of an analysis (``Analysis.lesions``): its outline as a closed
     polyline on the source image, and its area and axes in mm where the image has a pixel spacing."""
-    points = _pixel_points(lesion["outline"] + lesion["outline"][:1])
-    region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=points,
+    region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=_closed_outline(lesion),
                                source_image=hd.sr.SourceImageForRegion(src.SOPClassUID, src.SOPInstanceUID))
-    measurements = []
-    if lesion.get("area_mm2") is not None:
-        measurements.append(hd.sr.Measurement(name=codes.SCT.Area, value=round(float(lesion["area_mm2"]), 3),
-                                              unit=codes.UCUM.SquareMillimeter, algorithm_id=algo))
-        for name, key in ((codes.SCT.LongAxis, "long_axis_mm"), (codes.SCT.ShortAxis, "short_axis_mm")):
-            measurements.append(hd.sr.Measurement(name=name, value=round(float(lesion[key]), 2), unit=codes.UCUM.Millimeter,
-                                                  algorithm_id=algo))
+    measurements = _size_measurements(hd, codes, algo, lesion["area_mm2"], lesion["long_axis_mm"], lesion["short_axis_mm"])
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"lesion {number}"),
         referenced_region=region, finding_type=codes.SCT.Neoplasm, algorithm_id=algo, measurements=measurements or None,
     )
 
 
+def _size_measurements(hd, codes, algo, area_mm2: float | None, long_mm: float | None, short_mm: float | None) -> list:
+    """SR measurements of a lesion's area (mm2) and long and short axis (mm), each where known."""
+    out = []
+    for name, value, unit, digits in ((codes.SCT.Area, area_mm2, codes.UCUM.SquareMillimeter, 3),
+                                      (codes.SCT.LongAxis, long_mm, codes.UCUM.Millimeter, 2),
+                                      (codes.SCT.ShortAxis, short_mm, codes.UCUM.Millimeter, 2)):
+        if value is not None:
+            out.append(hd.sr.Measurement(name=name, value=round(float(value), digits), unit=unit, algorithm_id=algo))
+    return out
+
+
 def _pixel_points(points) -> np.ndarray:
     """Pixel indices ``[[x, y], ...]`` as DICOM graphic coordinates, whose (0, 0) is the top-left
     corner of the image, so a pixel's centre is at +0.5."""
     return np.asarray(points, dtype=np.float64) + 0.5
+
+
+def _closed_outline(lesion: dict) -> np.ndarray:
+    """A lesion's outline (``Analysis.lesions``) as a closed DICOM polyline: its first point repeated at the end."""
+    return _pixel_points(lesion["outline"] + lesion["outline"][:1])
 
 
 def presentation_state(src, analysis, model_meta: dict):
@@ -210,8 +219,7 @@ def presentation_state(src, analysis, model_meta: dict):
               hd.pr.GraphicLayer("OSTEOLENS TEXT", 3, "osteolens decision and sizes", hd.color.CIELabColor(97.1, -21.6, 94.5))]
     outlines, axes, texts = [], [], []
     for k, one in enumerate(analysis.lesions, start=1):
-        outlines.append(hd.pr.GraphicObject(hd.pr.GraphicTypeValues.POLYLINE,
-                                            _pixel_points(one["outline"] + one["outline"][:1]), units))
+        outlines.append(hd.pr.GraphicObject(hd.pr.GraphicTypeValues.POLYLINE, _closed_outline(one), units))
         x0, y0, x1, y1 = one["long_axis_line"]
         axes.append(hd.pr.GraphicObject(hd.pr.GraphicTypeValues.POLYLINE, _pixel_points([[x0, y0], [x1, y1]]), units))
         bx0, by0 = one["box"][:2]
@@ -341,13 +349,9 @@ def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir
         ratio("P-NORMAL", analysis.p_normal, "Probability of no bone tumour"),
         ratio("UNCERTAINTY", analysis.uncertainty, "Normalised predictive entropy"),
     ]
-    if analysis.lesion_area_mm2 is not None:
-        measurements.append(hd.sr.Measurement(name=codes.SCT.Area, value=round(float(analysis.lesion_area_mm2), 3),
-                                              unit=codes.UCUM.SquareMillimeter, algorithm_id=sr_algo))
-    if analysis.lesion_long_axis_mm is not None:  # the largest lesion's; its short axis is its narrowest width
-        for name, value in ((codes.SCT.LongAxis, analysis.lesion_long_axis_mm), (codes.SCT.ShortAxis, analysis.lesion_short_axis_mm)):
-            measurements.append(hd.sr.Measurement(name=name, value=round(float(value), 2), unit=codes.UCUM.Millimeter,
-                                                  algorithm_id=sr_algo))
+    # every lesion's area; the largest lesion's axes (its short axis is its narrowest width)
+    measurements += _size_measurements(hd, codes, sr_algo, analysis.lesion_area_mm2, analysis.lesion_long_axis_mm,
+                                       analysis.lesion_short_axis_mm)
     finding = analysis.label in ("benign", "malignant", "indeterminate")
     evaluations = [
         hd.sr.QualitativeEvaluation(

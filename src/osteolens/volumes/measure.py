@@ -2,8 +2,8 @@
 
 - volume in mL (voxel count x voxel volume);
 - longest diameters: the maximum 3-D diameter (between surface voxel centres), the longest
-  axial (in-slice) diameter as RECIST measures it, and the lesion's extent perpendicular to it
-  on the same slice;
+  axial (in-slice) diameter as RECIST measures it, and on the same slice the lesion's narrowest
+  width (minimum Feret diameter, :func:`planar_axes`);
 - in a plane (a slice, or a radiograph's mask): :func:`planar_axes` (those two diameters) and
   :func:`largest_lesion_axes` (of the :func:`largest_lesion`, as a radiograph report gives its
   size);
@@ -112,7 +112,7 @@ def largest_lesion_axes(mask: np.ndarray, spacing=(1.0, 1.0)) -> PlanarAxes | No
 
 
 def axial_diameters_mm(mask: np.ndarray, spacing) -> dict:
-    """RECIST-style longest in-slice diameter, its slice, and the extent perpendicular to it."""
+    """RECIST-style longest in-slice diameter, its slice, and that slice's short axis (:func:`planar_axes`)."""
     best = {"long_axis_mm": 0.0, "short_axis_mm": 0.0, "slice": None}
     for z in np.flatnonzero(mask.any(axis=(1, 2))):
         axes = planar_axes(mask[z], spacing[1:])
