@@ -3,6 +3,8 @@
 Measures, over repeated runs on real BTXRD images:
 - the network alone (ONNX Runtime), one image, batch 1;
 - the network on the flip-TTA batch of 2 that the analysis runs;
+- for a model with a lesion refiner, the refiner on one view and its flip (the analysis runs it
+  once per lesion it looks at again, in one batch);
 - the whole analysis in memory: preprocessing, TTA network, calibration, mask, boxes, subtype,
   saliency at input size (``analyze_image``);
 - the same plus reading the file and writing the mask, overlay and JSON;
@@ -63,6 +65,7 @@ def main() -> None:
     arrays = [read_image(p) for p in images]
     x = preprocess(to_unit_grey(*arrays[0]), model.image_size)[None]
     x2 = np.concatenate([x, x[..., ::-1]])
+    xr = preprocess(to_unit_grey(*arrays[0])[64:192, 64:192], model.refiner_size)[None] if model.refiner is not None else None
     clin = np.zeros((1, len(model.metadata["inputs"].get("clinical", {}).get("features", []))), np.float32)
     clinical = {"age": 30, "sex": "M", "region": "lower limb", "view": "frontal"}
     i = {"k": 0}
@@ -81,6 +84,8 @@ def main() -> None:
         rows = {
             "network alone, batch 1": timed(lambda: model.run(x, clin if model.uses_clinical else None), args.runs),
             "network, flip-TTA batch 2": timed(lambda: model.run(x2, np.repeat(clin, 2, 0) if model.uses_clinical else None), args.runs),
+            **({"lesion refiner, one view and its flip (batch 2)": timed(lambda: model.run_refiner(np.ascontiguousarray(
+                np.concatenate([xr, xr[..., ::-1]]))), args.runs)} if model.refiner is not None else {}),
             "analysis in memory incl. saliency": timed(one_analysis, args.runs),
             "analysis incl. file read and all outputs written": timed(with_files, max(20, args.runs // 5)),
         }

@@ -11,11 +11,16 @@ AP@0.5 on all images, and picks the best mean of the two. ``--write`` stores the
 of the model's metadata (``calibration.mask_input_size`` and ``calibration.mask_postprocess``) in
 MODEL_DIR. Writes benchmarks/results/radiograph_postprocess[_TAG].json.
 
-``--second-look K [K ...]`` then tries a zoomed-in second look at the top lesion
-(``osteolens.inference.second_look``; meant for models trained with the lesion-zoom augmentation)
-at the chosen mask input size: for each context K and each way of combining ("replace", "mean")
-the grid is scored again, the lesion being found with the settings chosen so far. The second
-look is kept only if it beats the best setting without it, and is then stored as
+``--keep-first-look`` skips that choice and keeps the model's own (its mask input size and
+post-processing), as when a lesion refiner joins a model whose first look is settled.
+
+``--second-look K [K ...]`` then tries a zoomed-in second look at the top lesions
+(``osteolens.inference.second_look``) at the chosen mask input size: for each context K, each
+number of lesions looked at (``--lesions``, default 1) and each way of combining ("replace",
+"mean") the grid is scored again (threshold, closing and smallest component; the rest as chosen for the first look), the lesions being found with the settings chosen so far. The
+look is read by the model's own network (for models trained with the lesion-zoom augmentation),
+or with ``--refiner`` by its lesion refiner (``osteolens attach-refiner``). The second look is
+kept only if it beats the best setting without it, and is then stored as
 ``calibration.second_look``.
 """
 
@@ -38,10 +43,10 @@ from osteolens.evaluation.bootstrap import group_bootstrap_weights, percentile_c
 from osteolens.evaluation.segmentation import dice
 from osteolens.inference.analyze import analyze_image
 from osteolens.inference.postprocess import MaskPostprocess, lesions_for_label
-from osteolens.inference.second_look import COMBINE, combine, lesion_view, view_probability
+from osteolens.inference.second_look import COMBINE, combine, lesion_views, views_probability
 from osteolens.io.images import read_image, read_mask
 from osteolens.models.registry import load_model, resolve_model
-from osteolens.transforms.preprocess import enlarged_size
+from osteolens.transforms.preprocess import enlarged_size, network_grey
 
 from btxrd_options import add_btxrd_options
 
@@ -93,38 +98,71 @@ def validation_cases(model, manifest, cases) -> list[dict]:
         truth = read_mask(manifest.resolve(c.mask), expected_shape=res.mask_probability.shape) if c.mask else \
             np.zeros(res.mask_probability.shape, bool)
         vec = encode_clinical(c.age, c.sex, c.region, c.view)[0] if model.uses_clinical else None
+        h, w = res.mask_probability.shape
+        crop = tuple(res.content_box or (0, 0, w, h))  # the part of the image the network read
         out.append({"prob": res.mask_probability, "p_tumour": res.p_benign + res.p_malignant, "label": res.label,
-                    "truth": truth, "truth_boxes": det.boxes_from_mask(truth), "grey": res.grey, "group": c.group_id,
+                    "truth": truth, "truth_boxes": det.boxes_from_mask(truth), "group": c.group_id, "crop": crop,
+                    "seen": network_grey(res.grey[crop[1]:crop[3], crop[0]:crop[2]], model.image_size),
                     "clinical": None if vec is None else np.stack([vec, vec])})
     return out
 
 
-def grid_rows(cases, extra: dict) -> list[dict]:
-    """Every post-processing setting of GRID scored on ``cases``, with ``extra`` fields and the objective."""
+def grid_rows(cases, extra: dict, fixed: dict | None = None) -> list[dict]:
+    """Every post-processing setting of GRID (less the ``fixed`` ones) scored on ``cases``, with ``extra`` fields and
+    the objective."""
     rows = []
-    for values in itertools.product(*GRID.values()):
-        pp = MaskPostprocess(**dict(zip(GRID, values)))
+    grid = {k: ((fixed[k],) if fixed and k in fixed else v) for k, v in GRID.items()}
+    for values in itertools.product(*grid.values()):
+        pp = MaskPostprocess(**dict(zip(grid, values)))
         r = {**extra, **pp.to_dict(), **score(cases, pp)}
         r["objective"] = (r["dice_mean_tumour"] + r["ap50"]) / 2
         rows.append(r)
     return rows
 
 
-def second_look_rows(model, cases, seed: MaskPostprocess, contexts, max_zoom: float, size: int) -> tuple[list[dict], dict]:
-    """Grid rows of each (context, combine) second look on the first-look ``cases``, and the refined cases of each."""
+def network_part(case: dict) -> np.ndarray:
+    """The case's probability map over the part of the image the network read (as the analysis refines it)."""
+    x0, y0, x1, y1 = case["crop"]
+    return case["prob"][y0:y1, x0:x1]
+
+
+def with_network_part(case: dict, part: np.ndarray) -> np.ndarray:
+    """The case's probability map with that part replaced."""
+    x0, y0, x1, y1 = case["crop"]
+    prob = case["prob"].copy()
+    prob[y0:y1, x0:x1] = part
+    return prob
+
+
+def second_look_rows(model, cases, seed: MaskPostprocess, contexts, max_zoom: float, size: int, lesions=(1,),
+                     network: str = "main") -> tuple[list[dict], dict]:
+    """Grid rows of each (context, lesions, combine) second look on the first-look ``cases``, and the refined cases of each."""
     rows, refined_by = [], {}
     for k in contexts:
-        looks = []
-        for c in cases:
-            view = lesion_view(c["prob"], c["p_tumour"], seed, k, max_zoom) if c["label"] != "normal" else None
-            looks.append(None if view is None else (view, view_probability(model, c["grey"], view, c["clinical"])))
-        n_looked = sum(v is not None for v in looks)
-        for how in COMBINE:
-            refined = [c if v is None else {**c, "prob": combine(c["prob"], v[0], v[1], how)} for c, v in zip(cases, looks)]
-            refined_by[(k, how)] = refined
-            rows += grid_rows(refined, {"mask_input_size": size, "second_look": {
-                "context": k, "combine": how, "max_zoom": max_zoom, "seed": seed.to_dict()}, "n_second_looks": n_looked})
+        for n in lesions:
+            looks = []
+            for c in cases:
+                inner = network_part(c)
+                views = lesion_views(inner, c["p_tumour"], seed, k, max_zoom, n) if c["label"] != "normal" else []
+                looks.append((views, views_probability(model, c["seen"], views, inner.shape, c["clinical"], network)))
+            n_looked = sum(bool(v[0]) for v in looks)
+            for how in COMBINE:
+                refined = [c if not v[0] else {**c, "prob": with_network_part(c, combine(network_part(c), v[0], v[1], how))}
+                           for c, v in zip(cases, looks)]
+                refined_by[(k, n, how)] = refined
+                rows += grid_rows(refined, {"mask_input_size": size, "second_look": {
+                    "context": k, "combine": how, "max_zoom": max_zoom, "seed": seed.to_dict(), "network": network,
+                    "lesions": n}, "n_second_looks": n_looked}, look_fixed(seed))
     return rows, refined_by
+
+
+def look_fixed(seed: MaskPostprocess) -> dict:
+    """Settings a second look keeps from the first look's choice (the full grid would take 7 minutes a variant)."""
+    return {"min_fraction": seed.min_fraction, "fill_holes": seed.fill_holes}
+
+
+def look_key(look: dict) -> tuple:
+    return look["context"], look.get("lesions", 1), look["combine"]
 
 
 def main() -> None:
@@ -138,6 +176,11 @@ def main() -> None:
     ap.add_argument("--second-look", type=float, nargs="*", default=[], metavar="K",
                     help="contexts (view side over lesion side) of a zoomed-in second look to try")
     ap.add_argument("--max-zoom", type=float, default=4.0, help="largest enlargement of the second look")
+    ap.add_argument("--lesions", type=int, nargs="+", default=[1], help="numbers of top lesions the second look reads")
+    ap.add_argument("--refiner", action="store_true", help="the second look reads the model's lesion refiner")
+    ap.add_argument("--keep-first-look", action="store_true",
+                    help="keep the model's mask input size and post-processing as the first look (no grid); "
+                         "only the second looks are chosen")
     args = ap.parse_args()
     model = load_model(args.model)
     manifest = load_manifest(args.manifest)
@@ -145,7 +188,7 @@ def main() -> None:
     calib = model.metadata["calibration"]
     current = MaskPostprocess.from_calibration(calib)
     current_size = int(calib.get("mask_input_size", model.image_size))
-    sizes = args.mask_sizes or [model.image_size, enlarged_size(model.image_size)]
+    sizes = [current_size] if args.keep_first_look else args.mask_sizes or [model.image_size, enlarged_size(model.image_size)]
     rows, baseline, by_size = [], None, {}
     calib = {k: v for k, v in calib.items() if k != "second_look"}  # the first look alone
     for size in sizes:
@@ -154,20 +197,23 @@ def main() -> None:
         by_size[size] = cases
         if size == current_size:
             baseline = score(cases, current)
-        rows += grid_rows(cases, {"mask_input_size": size, "second_look": None})
+        rows += grid_rows(cases, {"mask_input_size": size, "second_look": None},
+                          current.to_dict() if args.keep_first_look else None)
     rows.sort(key=lambda r: -r["objective"])
     first_look = rows[0]
     gain = None
     if args.second_look:
         size = first_look["mask_input_size"]
         seed = MaskPostprocess(**{k: first_look[k] for k in GRID})
-        more, refined_by = second_look_rows(model, by_size[size], seed, args.second_look, args.max_zoom, size)
+        more, refined_by = second_look_rows(model, by_size[size], seed, args.second_look, args.max_zoom, size,
+                                            args.lesions, "refiner" if args.refiner else "main")
         rows = sorted(rows + more, key=lambda r: -r["objective"])
         top = max(more, key=lambda r: r["objective"])
-        gain = paired_gain(by_size[size], seed, refined_by[(top["second_look"]["context"], top["second_look"]["combine"])],
+        gain = paired_gain(by_size[size], seed, refined_by[look_key(top["second_look"])],
                            MaskPostprocess(**{k: top[k] for k in GRID}))
-        print(f"best second look ({top['second_look']['context']:g}, {top['second_look']['combine']}) against the best "
-              f"first look, paired over {gain['n_groups']} validation groups: Dice {gain['dice']}, AP50 {gain['ap50']}")
+        print(f"best second look (context {top['second_look']['context']:g}, {top['second_look']['lesions']} lesions, "
+              f"{top['second_look']['combine']}, {top['second_look']['network']}) against the best first look, paired "
+              f"over {gain['n_groups']} validation groups: Dice {gain['dice']}, AP50 {gain['ap50']}")
     best = rows[0]
     print(f"validation split: {len(cases)} images, {sum(c['truth'].any() for c in cases)} with a lesion")
     over_current = None
@@ -182,12 +228,14 @@ def main() -> None:
     print(f"{'size':>5s} {'second look':>12s} {'threshold':>9s} {'closing':>7s} {'min_frac':>8s} {'fill':>5s} {'min_comp':>8s} "
           f"{'Dice':>6s} {'AP50':>6s}")
     for r in rows[:10]:
-        look = f"{r['second_look']['context']:g} {r['second_look']['combine']}" if r["second_look"] else "-"
+        look = f"{r['second_look']['context']:g}x{r['second_look']['lesions']} {r['second_look']['combine']}" if r["second_look"] else "-"
         print(f"{r['mask_input_size']:5d} {look:>12s} {r['threshold']:9.2f} {r['closing']:7.2f} {r['min_fraction']:8.2f} "
               f"{str(r['fill_holes']):>5s} {r['min_component']:8.4f} {r['dice_mean_tumour']:6.3f} {r['ap50']:6.3f}")
     chosen = {k: best[k] for k in GRID}
     if args.write:
         src, dst = resolve_model(args.model), Path(args.write)
+        if dst.resolve() == src.resolve():
+            raise SystemExit(f"--write {dst}: a new folder, not the model's own (it is replaced by the copy)")
         if dst.exists():
             shutil.rmtree(dst)
         shutil.copytree(src, dst)
@@ -201,6 +249,7 @@ def main() -> None:
         meta["calibration"]["val_mask_postprocess"] = {"dice_mean_tumour": best["dice_mean_tumour"], "ap50": best["ap50"],
                                                        "chosen_on": "validation split", "mask_input_sizes": sizes,
                                                        "second_look_contexts": args.second_look,
+                                                       "second_look_lesions": args.lesions if args.second_look else [],
                                                        "grid": {k: list(v) for k, v in GRID.items()}}
         (dst / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         print(f"wrote {dst} with mask input {best['mask_input_size']} px, calibration.mask_postprocess = {chosen}"
@@ -214,8 +263,8 @@ def main() -> None:
               "chosen_scores": {k: best[k] for k in ("dice_mean_tumour", "ap50")},
               "best_per_size": [next(r for r in rows if r["mask_input_size"] == size and not r["second_look"]) for size in sizes],
               "best_first_look": first_look, "second_look_gain": gain, "chosen_over_current": over_current,
-              "best_per_second_look": [next(r for r in rows if r["second_look"] and (r["second_look"]["context"], r["second_look"]["combine"]) == (k, how))
-                                       for k in args.second_look for how in COMBINE],
+              "best_per_second_look": [next(r for r in rows if r["second_look"] and look_key(r["second_look"]) == key)
+                                       for key in refined_by] if args.second_look else [],
               "top": rows[:20]}
     name = f"radiograph_postprocess{'_' + args.tag if args.tag else ''}.json"
     (out / name).write_text(json.dumps(record, indent=2, default=str))

@@ -87,3 +87,15 @@ def tiny_model(tiny_run, tmp_path_factory):
     folder = tmp_path_factory.mktemp("model") / "tiny"
     export_run(tiny_run[0], folder, check_images=5)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_refiner_run(tiny_dataset, tmp_path_factory):
+    """A real lesion refiner trained for one epoch on views of the tiny set's training tumours at 64 px."""
+    from osteolens.training.refiner import RefinerConfig, train_refiner
+
+    cfg = RefinerConfig(manifest=tiny_dataset / "manifest.csv", splits=tiny_dataset / "splits.csv", image_size=64,
+                        input_size=64, epochs=1, lesion_views=4, normal_views=2, warmup_steps=1,
+                        cache_dir=tiny_dataset / "cache")
+    run = tmp_path_factory.mktemp("refiner_run")
+    return run, train_refiner(cfg, run, show_progress=False)

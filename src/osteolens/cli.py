@@ -264,6 +264,40 @@ def export(
     console.print(f"wrote {out}/model.onnx (sha256 {meta['sha256'][:16]}...) and metadata.json; ONNX vs PyTorch max |diff| {worst:.2e}")
 
 
+@app.command("train-refiner")
+def train_refiner_cmd(
+    config: Path = typer.Argument(..., help="JSON refiner config (see configs/refiner_default.json)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: config.json, metrics.csv, best.pt, summary.json."),
+) -> None:
+    """Train the lesion refiner: a small U-Net that redraws a lesion from a zoomed-in view (CPU, about 40 min)."""
+    from osteolens.training.config import load_config
+    from osteolens.training.refiner import RefinerConfig, train_refiner
+
+    summary = train_refiner(load_config(config, RefinerConfig), out, show_progress=True)
+    console.print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']} ({summary['stop_reason']}), "
+                  f"{summary['train_minutes']} min; validation view Dice {summary['best_val_view_dice']:.3f} "
+                  f"on {summary['n_val_views']} lesion views")
+
+
+@app.command("attach-refiner")
+def attach_refiner_cmd(
+    model: str = typer.Argument(..., help="Registered name or folder of a radiograph model."),
+    refiner: Path = typer.Option(..., "--refiner", help="A finished refiner run (osteolens train-refiner)."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write: a copy of MODEL with refiner.onnx."),
+    version: Optional[str] = typer.Option(None, help="The copy's version (default: MODEL's)."),
+) -> None:
+    """Copy a model with a lesion refiner exported beside it (checked against PyTorch, 1e-4).
+
+    Choose its second look on validation next: benchmarks/radiograph_postprocess.py --model OUT --refiner --write ...
+    """
+    from osteolens.models.refiner import attach_refiner
+
+    meta = attach_refiner(model, refiner, out, version=version)
+    r = meta["refiner"]
+    console.print(f"wrote {out}/{r['file']} (sha256 {r['sha256'][:16]}..., {r['input_size']} px); ONNX vs PyTorch "
+                  f"max |diff| {r['export_check']['max_abs_diff_probability']:.2e}")
+
+
 @app.command()
 def quantize(
     model: str = typer.Argument(..., help="Registered name or folder of a float32 radiograph model."),

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -166,8 +167,6 @@ def test_a_ct_slice_is_refused_and_a_dx_radiograph_is_read(tiny_model, btxrd_dir
 
 def test_mask_from_an_enlarged_view(tiny_model, btxrd_dir):
     """``calibration.mask_input_size`` reads the mask from a larger view; the classes are unchanged."""
-    from dataclasses import replace
-
     from osteolens.inference.analyze import analyze_image
     from osteolens.io.images import read_image
     from osteolens.models.registry import load_model
@@ -183,17 +182,17 @@ def test_mask_from_an_enlarged_view(tiny_model, btxrd_dir):
 
 def test_second_look_refines_the_mask_inside_its_view_only(btxrd_dir):
     """``calibration.second_look`` re-reads the top lesion from a zoomed-in view; nothing else changes."""
-    from dataclasses import replace
-
     from osteolens.data.clinical import encode_clinical
     from osteolens.inference.analyze import analyze_image
     from osteolens.inference.postprocess import MaskPostprocess
     from osteolens.inference.second_look import lesion_view, view_probability
     from osteolens.io.images import read_image
     from osteolens.models.registry import load_model
+    from osteolens.transforms.preprocess import network_grey
 
-    model = load_model("osteolens-radiograph", threads=1)
-    calib = model.metadata["calibration"]
+    shipped = load_model("osteolens-radiograph", threads=1)
+    calib = {k: v for k, v in shipped.metadata["calibration"].items() if k != "second_look"}  # the first look alone
+    model = replace(shipped, metadata={**shipped.metadata, "calibration": calib})
     settings = {"context": 3.0, "combine": "replace", "max_zoom": 4.0, "seed": MaskPostprocess.from_calibration(calib).to_dict()}
     looking = replace(model, metadata={**model.metadata, "calibration": {**calib, "second_look": settings}})
     arr, props = read_image(btxrd_dir / "images" / "IMG000004.png")  # an osteosarcoma of the foot
@@ -208,7 +207,8 @@ def test_second_look_refines_the_mask_inside_its_view_only(btxrd_dir):
     outside[y0:y1, x0:x1] = False
     assert np.array_equal(first.mask_probability[outside], second.mask_probability[outside])
     vec = np.stack([encode_clinical(52, "M", "lower limb", "frontal")[0]] * 2)
-    expected = view_probability(model, first.grey, view, vec)
+    assert first.content_box is None  # the network read the whole image
+    expected = view_probability(model, network_grey(first.grey, model.image_size), view, arr.shape[:2], vec)
     assert np.allclose(second.mask_probability[y0:y1, x0:x1], expected, atol=1e-6)
     assert np.abs(expected - first.mask_probability[y0:y1, x0:x1]).max() > 0.05
     assert second.mask.shape == arr.shape[:2]
@@ -389,16 +389,27 @@ def test_a_full_size_radiograph_gets_the_same_lesion_in_its_own_pixels(btxrd_dir
     from osteolens.models.registry import load_model
     from osteolens.transforms.preprocess import resize
 
-    model = load_model("osteolens-radiograph", threads=1)
+    shipped = load_model("osteolens-radiograph", threads=1)
+    calib = {k: v for k, v in shipped.metadata["calibration"].items() if k != "second_look"}
+    model = replace(shipped, metadata={**shipped.metadata, "calibration": calib})  # the first look alone
     src = Image.open(btxrd_dir / "images" / "IMG000004.png").convert("L")
     src.save(tmp_path / "small.png")
     src.resize((2048, 2560), Image.BICUBIC).save(tmp_path / "large.png")
+
+    def agreement(a, b):
+        down = resize(b.mask.astype(np.uint8) * 255, a.mask.shape) >= 128
+        return 2 * (down & a.mask).sum() / (down.sum() + a.mask.sum())
+
+    # the shipped second look redraws the top lesion from a view of the image as the network read it; the film's
+    # bicubic enlargement, shrunk to 320 px, is sharper there than the 256-px image enlarged, and the refiner,
+    # reading that view 2-3 times enlarged, draws it somewhat differently (0.89 where the first look gives 0.96)
+    refined = [analyze_image(shipped, *read_image(tmp_path / f"{n}.png")) for n in ("small", "large")]
+    assert agreement(*refined) > 0.85
     small = analyze_image(model, *read_image(tmp_path / "small.png"))
     large = analyze_image(model, *read_image(tmp_path / "large.png"))
     assert small.label == large.label == "malignant" and abs(small.p_malignant - large.p_malignant) < 0.05
     assert large.mask.shape == large.mask_probability.shape == large.saliency.shape == (2560, 2048)
-    down = resize(large.mask.astype(np.uint8) * 255, small.mask.shape) >= 128
-    assert 2 * (down & small.mask).sum() / (down.sum() + small.mask.sum()) > 0.9
+    assert agreement(small, large) > 0.9
     assert large.lesion_area_px == pytest.approx(small.lesion_area_px * 80, rel=0.1)  # 8 x 10 times the pixels
     x0, y0, x1, y1 = large.boxes[0]
     assert np.allclose([x0 / 8, y0 / 10, x1 / 8, y1 / 10], small.boxes[0], atol=2)

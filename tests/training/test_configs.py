@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from osteolens.training.config import TrainConfig, load_config
+from osteolens.training.refiner import RefinerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.json"))
@@ -10,9 +11,10 @@ CONFIGS = sorted(CONFIG_DIR.glob("*.json"))
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_every_shipped_config_validates_and_fits_the_cpu_budget(path):
-    cfg = load_config(path)
-    assert isinstance(cfg, TrainConfig)
-    assert cfg.manifest.is_absolute() and cfg.max_minutes <= 60
+    kind = RefinerConfig if path.stem.startswith("refiner") else TrainConfig
+    cfg = load_config(path, kind)
+    assert isinstance(cfg, kind)
+    assert cfg.manifest.is_absolute() and cfg.splits.is_absolute() and cfg.max_minutes <= 60
 
 
 def test_the_baseline_is_the_plain_classifier_the_issue_describes():

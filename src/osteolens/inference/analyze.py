@@ -35,7 +35,7 @@ from osteolens.explain.saliency import saliency_map
 from osteolens.io.images import ImageProperties, read_image, save_png, to_unit_grey
 from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
 from osteolens.training.calibration import normalised_entropy, softmax
-from osteolens.transforms.preprocess import crop_settings, network_box, preprocess, resize
+from osteolens.transforms.preprocess import crop_settings, network_box, network_grey, normalise, preprocess, resize
 
 PREDICTION_COLUMNS = (
     "image", "status", "error", "p_normal", "p_benign", "p_malignant", "label", "subtype", "p_subtype",
@@ -147,7 +147,8 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     grey = framed[y_off:y_end, x_off:x_end]
     check_analysable(grey, props.path)
     h, w = grey.shape
-    x = preprocess(grey, size)
+    seen = network_grey(grey, size)  # what the network reads; a second look cuts its views from it
+    x = normalise(seen)
     batch = np.stack([x, x[..., ::-1]])
     clin_vec, missing = None, []
     if model.uses_clinical:
@@ -177,7 +178,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     work = working_shape((h, w))  # a large radiograph is post-processed at a smaller size, then mask and boxes scaled up
     work_prob = resize(mask_prob.astype(np.float32), work)
     if calib.get("second_look") and label != "normal":  # a zoomed-in look at the top lesion (chosen on validation)
-        work_prob = second_look(model, resize(grey, work), work_prob, p_tumour, clin_vec, calib["second_look"])
+        work_prob = second_look(model, seen, work_prob, p_tumour, clin_vec, calib["second_look"])
     mask, boxes, scores = lesions_for_label(work_prob, label, p_tumour, MaskPostprocess.from_calibration(calib))
     spacing = props.spacing_mm
     lesions = measure_lesions(mask, boxes, (h, w), spacing)

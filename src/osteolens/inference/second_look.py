@@ -1,17 +1,28 @@
-"""A second, zoomed-in look at the most likely lesion, to refine its mask.
+"""A second, zoomed-in look at the most likely lesions, to refine their mask.
 
-Small lesions cover a few cells of the encoder's grid at whole-image scale. Models trained with
-the lesion-zoom augmentation (``AugmentConfig.lesion_zoom``) have also seen lesions framed with
-some context and enlarged; at inference the top lesion of the first look is framed the same way
-(:func:`~osteolens.transforms.views.zoom_view`), the network is run on that view (with its
-left-right flip), and its mask probabilities replace or are averaged with the first look's over
-the view. The settings are chosen on the validation split and stored in the model's metadata as
+Small lesions cover a few cells of the encoder's grid at whole-image scale. At inference the top
+lesions of the first look are each framed with some context (:func:`~osteolens.transforms.views.zoom_view`),
+a network reads each view (with its left-right flip), and its mask probabilities replace or are
+averaged with the first look's over the views. Views are cut from the image as the whole-image
+network read it (``image_size`` square, :func:`~osteolens.transforms.preprocess.network_grey`), as
+training cuts them from its cached images, so that a 3,000-px film and its 256-px copy give the
+refiner the same view. The network is either
+
+- ``"main"``: the whole-image network itself, for models trained with the lesion-zoom
+  augmentation (``AugmentConfig.lesion_zoom``); or
+- ``"refiner"``: a dedicated lesion refiner shipped beside it (``refiner.onnx``,
+  :mod:`osteolens.models.refiner`), trained on views of lesions only, so that learning to
+  delineate them cannot cost the whole-image network any of its classification.
+
+The settings are chosen on the validation split and stored in the model's metadata as
 ``calibration.second_look``::
 
-    {"context": 3.5, "combine": "mean", "max_zoom": 4.0, "seed": {...MaskPostprocess...}}
+    {"context": 3.0, "combine": "replace", "max_zoom": 4.0, "seed": {...MaskPostprocess...},
+     "network": "refiner", "lesions": 3}
 
-``seed`` is the post-processing that finds the lesion to look at. Models without the key get no
-second look.
+``seed`` is the post-processing that finds the lesions to look at; ``lesions`` how many of them,
+most likely first (default 1); ``network`` defaults to ``"main"``. Where views overlap their
+probabilities are averaged. Models without the key get no second look.
 """
 
 from __future__ import annotations
@@ -22,53 +33,111 @@ from osteolens.inference.postprocess import MaskPostprocess, flip_mean_probabili
 from osteolens.transforms.views import view_pixels, zoom_view
 from osteolens.transforms.preprocess import preprocess, resize
 
-MIN_ZOOM = 1.25  # a lesion already filling the image gains nothing from a second look
+MIN_ZOOM = 1.25  # a lesion already filling much of the image gains nothing from a second look
 COMBINE = ("replace", "mean")
+NETWORKS = ("main", "refiner")
+
+
+def lesion_views(prob: np.ndarray, p_tumour: float, seed: MaskPostprocess, context: float, max_zoom: float,
+                 lesions: int = 1) -> list[tuple[int, int, int, int]]:
+    """Pixel boxes ``(x0, y0, x1, y1)`` of the views around the top ``lesions`` lesions of ``prob``.
+
+    A lesion whose view would be enlarged by less than ``MIN_ZOOM`` gets none; no lesion, no view.
+
+    Example:
+        >>> prob = np.zeros((100, 100)); prob[40:50, 60:70] = 0.9; prob[5:9, 5:9] = 0.8
+        >>> lesion_views(prob, 1.0, MaskPostprocess(), context=5.0, max_zoom=4.0, lesions=2)
+        [(40, 20, 90, 70), (0, 0, 25, 25)]
+    """
+    _, boxes, _ = lesion_components(prob, p_tumour, seed)
+    views = []
+    for box in boxes[:lesions]:
+        zoom, centre = zoom_view(box, prob.shape, context, max_zoom)
+        if zoom >= MIN_ZOOM:
+            views.append(view_pixels(zoom, centre, prob.shape))
+    return views
 
 
 def lesion_view(prob: np.ndarray, p_tumour: float, seed: MaskPostprocess, context: float,
                 max_zoom: float) -> tuple[int, int, int, int] | None:
-    """Pixel box ``(x0, y0, x1, y1)`` of the view around the top lesion of ``prob``, or None.
+    """The view around the top lesion (:func:`lesion_views` of one lesion), or None."""
+    views = lesion_views(prob, p_tumour, seed, context, max_zoom, 1)
+    return views[0] if views else None
 
-    None when the first look finds no lesion, or when the view would be enlarged by less than
-    ``MIN_ZOOM``.
+
+def views_probability(model, seen: np.ndarray, views: list, shape: tuple[int, int], clinical: np.ndarray | None,
+                      network: str = "main") -> list[np.ndarray]:
+    """The flip-averaged mask probability of each view, each at its view's size.
+
+    Args:
+        model: the loaded model.
+        seen: the image as the whole-image network read it (:func:`~osteolens.transforms.preprocess.network_grey`).
+        views: pixel boxes in an image of ``shape`` (the probability map's).
+        shape: ``(H, W)`` of the map the views are boxes of.
+        clinical: the ``(2, C)`` pair of the image, needed by a main network that uses clinical
+            inputs; the refiner reads the image alone.
+        network: ``"main"`` or ``"refiner"``.
+
+    All views and their flips go through the network in one batch.
+    """
+    if network not in NETWORKS:
+        raise ValueError(f"second look: network must be one of {NETWORKS}, got {network!r}")
+    if not views:
+        return []
+    size = model.refiner_size if network == "refiner" else model.image_size
+    sy, sx = seen.shape[0] / shape[0], seen.shape[1] / shape[1]
+    crops = []
+    for x0, y0, x1, y1 in views:
+        r0, c0 = int(round(y0 * sy)), int(round(x0 * sx))
+        crops.append(preprocess(seen[r0:max(r0 + 1, int(round(y1 * sy))), c0:max(c0 + 1, int(round(x1 * sx)))], size))
+    batch = np.ascontiguousarray(np.stack([v for x in crops for v in (x, x[..., ::-1])]))
+    if network == "refiner":
+        logits = model.run_refiner(batch)
+    else:
+        clin = None if clinical is None else np.repeat(clinical[:1], len(batch), axis=0)
+        logits = model.run(batch, clin)["mask_logits"]
+    return [resize(flip_mean_probability(logits[2 * i:2 * i + 2]).astype(np.float32), (y1 - y0, x1 - x0))
+            for i, (x0, y0, x1, y1) in enumerate(views)]
+
+
+def view_probability(model, seen: np.ndarray, view: tuple[int, int, int, int], shape: tuple[int, int],
+                     clinical: np.ndarray | None, network: str = "main") -> np.ndarray:
+    """:func:`views_probability` of one view."""
+    return views_probability(model, seen, [view], shape, clinical, network)[0]
+
+
+def combine(prob: np.ndarray, views, view_probs, how: str) -> np.ndarray:
+    """``prob`` with the second look's probabilities put over its views (a new array).
+
+    ``views`` and ``view_probs`` are lists (or one view and its probabilities); overlapping views
+    are averaged. ``how``: ``"replace"`` the first look there, or take the ``"mean"`` of the two.
 
     Example:
-        >>> prob = np.zeros((100, 100)); prob[40:50, 60:70] = 0.9
-        >>> lesion_view(prob, 1.0, MaskPostprocess(), context=5.0, max_zoom=4.0)
-        (40, 20, 90, 70)
+        >>> out = combine(np.zeros((4, 4)), [(0, 0, 2, 2), (1, 1, 3, 3)], [np.ones((2, 2)), np.zeros((2, 2))], "replace")
+        >>> out[:3, :3].tolist()
+        [[1.0, 1.0, 0.0], [1.0, 0.5, 0.0], [0.0, 0.0, 0.0]]
     """
-    _, boxes, _ = lesion_components(prob, p_tumour, seed)
-    if not boxes:
-        return None
-    zoom, centre = zoom_view(boxes[0], prob.shape, context, max_zoom)
-    if zoom < MIN_ZOOM:
-        return None
-    return view_pixels(zoom, centre, prob.shape)
-
-
-def view_probability(model, grey: np.ndarray, view: tuple[int, int, int, int], clinical: np.ndarray | None) -> np.ndarray:
-    """The network's flip-averaged mask probability on ``view`` of ``grey``, at the view's size."""
-    x0, y0, x1, y1 = view
-    x = preprocess(grey[y0:y1, x0:x1], model.image_size)
-    prob = flip_mean_probability(model.run(np.ascontiguousarray(np.stack([x, x[..., ::-1]])), clinical)["mask_logits"])
-    return resize(prob.astype(np.float32), (y1 - y0, x1 - x0))
-
-
-def combine(prob: np.ndarray, view: tuple[int, int, int, int], view_prob: np.ndarray, how: str) -> np.ndarray:
-    """``prob`` with the second look's probabilities put over ``view`` (a new array)."""
     if how not in COMBINE:
         raise ValueError(f"second look: combine must be one of {COMBINE}, got {how!r}")
-    x0, y0, x1, y1 = view
+    if isinstance(views, tuple):
+        views, view_probs = [views], [view_probs]
+    total, count = np.zeros(prob.shape, np.float64), np.zeros(prob.shape, np.int32)
+    for (x0, y0, x1, y1), vp in zip(views, view_probs):
+        total[y0:y1, x0:x1] += vp
+        count[y0:y1, x0:x1] += 1
+    inside = count > 0
+    refined = total[inside] / count[inside]
     out = prob.copy()
-    out[y0:y1, x0:x1] = view_prob if how == "replace" else (prob[y0:y1, x0:x1] + view_prob) / 2
+    out[inside] = refined if how == "replace" else (prob[inside] + refined) / 2
     return out
 
 
-def second_look(model, grey: np.ndarray, prob: np.ndarray, p_tumour: float, clinical: np.ndarray | None,
+def second_look(model, seen: np.ndarray, prob: np.ndarray, p_tumour: float, clinical: np.ndarray | None,
                 settings: dict) -> np.ndarray:
-    """Refine a first-look probability map ``prob`` (at ``grey``'s size) with ``settings``."""
-    view = lesion_view(prob, p_tumour, MaskPostprocess(**settings["seed"]), settings["context"], settings["max_zoom"])
-    if view is None:
+    """Refine a first-look probability map ``prob`` with ``settings``; ``seen`` is the image as the network read it."""
+    views = lesion_views(prob, p_tumour, MaskPostprocess(**settings["seed"]), settings["context"], settings["max_zoom"],
+                         int(settings.get("lesions", 1)))
+    if not views:
         return prob
-    return combine(prob, view, view_probability(model, grey, view, clinical), settings["combine"])
+    network = settings.get("network", "main")
+    return combine(prob, views, views_probability(model, seen, views, prob.shape, clinical, network), settings["combine"])

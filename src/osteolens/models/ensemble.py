@@ -35,7 +35,7 @@ from osteolens import __version__
 from osteolens.checksums import sha256_file
 from osteolens.errors import OsteolensError
 from osteolens.models.recalibrate import COMPARED, KEPT, predict_onnx, training_data
-from osteolens.models.registry import LoadedModel, load_model
+from osteolens.models.registry import LoadedModel, copy_refiner, load_model
 
 #: metadata entries every member must share
 SHARED = ("labels", "subtypes", "inputs", "outputs", "clinical", "tta")
@@ -147,6 +147,7 @@ def ensemble_models(models: list[str | Path], out_dir: str | Path, name: str | N
 
     out_dir.mkdir(parents=True, exist_ok=True)
     average_networks([Path(m.folder) / "model.onnx" for m in members], out_dir / "model.onnx")
+    copy_refiner(members[0].folder, meta, out_dir)  # the first member's refiner, with its second look
     meta["sha256"] = sha256_file(out_dir / "model.onnx")  # provisional metadata, so that the file loads for scoring
     (out_dir / "metadata.json").write_text(json.dumps(meta))
     merged = load_model(out_dir)

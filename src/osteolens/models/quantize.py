@@ -33,7 +33,7 @@ import numpy as np
 from osteolens import __version__
 from osteolens.checksums import sha256_file
 from osteolens.errors import OsteolensError
-from osteolens.models.registry import load_model
+from osteolens.models.registry import copy_refiner, load_model
 from osteolens.models.recalibrate import COMPARED, KEPT, flip_batches, predict_onnx, training_data
 
 #: node-name parts of the layers kept in float32 (see the module docstring)
@@ -109,6 +109,7 @@ def quantize_model(model: str | Path, out_dir: str | Path, manifest: str | Path 
     val_clin = None if clinical is None else clinical[val_idx]
     labels, masks = data.labels[val_idx], data.masks[val_idx]
     cal_float = calibration_from_predictions(predict_onnx(source, data.images[val_idx], val_clin), labels, masks, cfg)
+    copy_refiner(source.folder, meta, out_dir)  # the lesion refiner stays float32 (a small share of the time)
     meta["sha256"] = sha256_file(onnx_path)  # provisional metadata, so that the copy loads for scoring
     (out_dir / "metadata.json").write_text(json.dumps(meta))
     quantized = load_model(out_dir)

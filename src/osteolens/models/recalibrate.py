@@ -34,7 +34,7 @@ import numpy as np
 from osteolens import __version__
 from osteolens.checksums import sha256_file
 from osteolens.errors import OsteolensError
-from osteolens.models.registry import LoadedModel, load_model
+from osteolens.models.registry import LoadedModel, copy_refiner, load_model
 from osteolens.transforms.preprocess import crop_preprocessing, crop_settings, normalise
 
 #: validation figures recorded for the source and the copy
@@ -163,6 +163,7 @@ def _write_copy(source: LoadedModel, meta: dict, out_dir: Path, calibration: dic
     """Write the copy: the source's ONNX file and ``meta`` with the new calibration, the record and a changes line."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(source.folder) / "model.onnx", out_dir / "model.onnx")
+    copy_refiner(source.folder, meta, out_dir)
     source_info = {"name": meta["name"], "version": meta["version"], "sha256": meta["sha256"]}
     kept = [k for k in KEPT if k in meta["calibration"]]
     meta.update({

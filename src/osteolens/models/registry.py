@@ -1,9 +1,11 @@
 """Find exported models by name and refuse any whose files do not match their checksums.
 
 Shipped models live in ``osteolens/models/store/<name>/`` (``model.onnx``, ``metadata.json``,
-``MODEL_CARD.md``) and are listed in ``store/registry.json`` with the sha256 of their ONNX and
-metadata files. A model folder given by path is checked against the sha256 in its own
-metadata.
+``MODEL_CARD.md``, and ``refiner.onnx`` for a model with a lesion refiner) and are listed in
+``store/registry.json`` with the sha256 of their ONNX and metadata files. A model folder given by
+path is checked against the sha256 in its own metadata. A refiner is checked against the sha256
+its model's metadata records (``refiner.sha256``), so the registry's checksum of the metadata
+covers it too.
 
 Example:
     >>> from osteolens.models.registry import load_model, list_models
@@ -15,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,6 +28,7 @@ from osteolens.errors import OsteolensError
 from osteolens.checksums import sha256_file
 
 DEFAULT_MODEL = "osteolens-radiograph"
+REFINER_FILE = "refiner.onnx"
 
 
 class ModelIntegrityError(OsteolensError):
@@ -63,19 +67,23 @@ def register(model_dir: str | Path) -> dict:
 
 def ship(model_dir: str | Path) -> Path:
     """Copy an exported model folder into the package's store and register it (for maintainers)."""
-    import shutil
-
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / "metadata.json").read_text())
     target = store_dir() / meta["name"]
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    for name in ("model.onnx", "metadata.json", "MODEL_CARD.md"):
+    for name in ("model.onnx", "metadata.json", "MODEL_CARD.md", REFINER_FILE):
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, target / name)
     register(target)
     return target
+
+
+def copy_refiner(source_folder: str | Path, meta: dict, out_dir: str | Path) -> None:
+    """Copy a model's lesion refiner beside a derived copy (int8, recalibrated, ensemble) whose metadata keeps it."""
+    if "refiner" in meta:
+        shutil.copyfile(Path(source_folder) / meta["refiner"]["file"], Path(out_dir) / meta["refiner"]["file"])
 
 
 def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> Path:
@@ -90,6 +98,7 @@ def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> Path:
         _check_files(candidate)
         meta = json.loads((candidate / "metadata.json").read_text())
         _check_sha(candidate / "model.onnx", meta.get("sha256"), "metadata.json")
+        _check_refiner(candidate, meta)
         return candidate
     reg = _registry()
     entry = reg.get(str(name_or_path))
@@ -100,6 +109,7 @@ def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> Path:
     _check_files(folder)
     _check_sha(folder / "metadata.json", entry["sha256_metadata"], "registry.json")
     _check_sha(folder / "model.onnx", entry["sha256_onnx"], "registry.json")
+    _check_refiner(folder, json.loads((folder / "metadata.json").read_text()))
     return folder
 
 
@@ -107,6 +117,16 @@ def _check_files(folder: Path) -> None:
     for name in ("model.onnx", "metadata.json"):
         if not (folder / name).is_file():
             raise OsteolensError(f"{folder / name}: missing from the model folder")
+
+
+def _check_refiner(folder: Path, meta: dict) -> None:
+    """A model whose metadata names a refiner must have it, matching the sha256 recorded there."""
+    if "refiner" not in meta:
+        return
+    path = folder / meta["refiner"]["file"]
+    if not path.is_file():
+        raise OsteolensError(f"{path}: missing from the model folder (its metadata.json names a lesion refiner)")
+    _check_sha(path, meta["refiner"].get("sha256"), "metadata.json")
 
 
 def _check_sha(path: Path, expected: str | None, source: str) -> None:
@@ -127,6 +147,7 @@ class LoadedModel:
     folder: Path
     metadata: dict
     session: object
+    refiner: object = None  # the lesion refiner's session, where the model has one
 
     @property
     def name(self) -> str:
@@ -150,6 +171,19 @@ class LoadedModel:
         names = self.metadata["outputs"]
         return dict(zip(names, self.session.run(names, feeds)))
 
+    @property
+    def refiner_size(self) -> int:
+        """Square input size of the lesion refiner."""
+        if self.refiner is None:
+            raise OsteolensError(f"model {self.name} has no lesion refiner")
+        return int(self.metadata["refiner"]["input_size"])
+
+    def run_refiner(self, images: np.ndarray) -> np.ndarray:
+        """The lesion refiner's mask logits ``(B, 1, S, S)`` for ``(B, 3, S, S)`` views."""
+        if self.refiner is None:
+            raise OsteolensError(f"model {self.name} has no lesion refiner")
+        return self.refiner.run(["mask_logits"], {"image": images.astype(np.float32, copy=False)})[0]
+
 
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, threads: int = 2, spin: bool = True) -> LoadedModel:
     """Verify and load a model for inference on the CPU.
@@ -159,7 +193,10 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, threads: int = 2, spin:
         threads: ONNX Runtime intra-op threads.
         spin: let idle ONNX Runtime threads spin-wait (fastest alone; a server that shares its
             cores with HTTP work does better without: about 35 vs 30 analyses/s and p95 260-295 vs
-            310 ms at 8 clients on 2 cores, benchmarks/service_load.py).
+            310 ms at 8 clients on 2 cores, benchmarks/service_load.py). A model with a lesion refiner
+            never spins: the two sessions' threads would spin against each other on the same cores
+            (the analysis of a 256-px image took 73-76 ms with both spinning against 53-61 without, on
+            2 AVX2 cores).
     """
     import onnxruntime as ort
 
@@ -169,7 +206,10 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, threads: int = 2, spin:
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if not spin:
+    if not spin or "refiner" in meta:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(folder / "model.onnx"), sess_options=opts, providers=["CPUExecutionProvider"])
-    return LoadedModel(folder, meta, session)
+    def session(name: str):
+        return ort.InferenceSession(str(folder / name), sess_options=opts, providers=["CPUExecutionProvider"])
+
+    refiner = session(meta["refiner"]["file"]) if "refiner" in meta else None
+    return LoadedModel(folder, meta, session("model.onnx"), refiner)

@@ -35,6 +35,29 @@ def _onnx_line(meta: dict) -> str:
             f"where float32 -> int8: {figures}.")
 
 
+def _refiner_lines(meta: dict) -> list[str]:
+    """The lesion refiner beside the network, and the second look that uses it."""
+    r = meta.get("refiner")
+    if not r:
+        return []
+    t, look = r["training"], meta["calibration"].get("second_look") or {}
+    check = r["export_check"]
+    half = check.get("float16_weights")
+    n = int(look.get("lesions", 1))
+    which = "the top lesion" if n == 1 else f"each of the top {n} lesions"
+    used = (f" The analysis reads it over the view of {which} of images not called "
+            f"normal (view side {look['context']:g} x the lesion's, at most {look['max_zoom']:g} x enlarged; its mask "
+            f"probability {'replaces' if look['combine'] == 'replace' else 'is averaged with'} the network's there), as "
+            f"chosen on the validation split." if look.get("network") == "refiner" else
+            " No second look uses it (none was chosen on the validation split).")
+    return [f"- Lesion refiner `{r['file']}` (sha256 `{r['sha256']}`): EfficientNet-Lite0 + U-Net decoder at {r['input_size']} px, "
+            f"trained on views framed around training-split lesions and views of normal images ({t['train_minutes']} min on "
+            f"the CPU, {t['epochs_run']} epochs, best {t['best_epoch']}: validation view Dice {t['best_val_view_dice']:.3f} at "
+            f"0.5 on {t['n_val_views']} lesion views); ONNX vs PyTorch {check['max_abs_diff_probability']:.1e} in mask "
+            f"probability" + (f", weights stored as float16 ({half['max_abs_diff_probability_vs_float32']:.1e} from "
+                              f"float32)" if half else "") + "." + used]
+
+
 def _preparation_lines(meta: dict) -> list[str]:
     """How images are cut before the network reads them, and the recalibration that came with a change of it."""
     crop, noisy = crop_settings(meta["preprocessing"])
@@ -139,7 +162,14 @@ def merge_robustness(records: list[dict]) -> dict:
 
 def robustness_section(rob: dict, meta: dict) -> list[str]:
     """The card's table of figures on the held-out images stored or processed differently."""
-    who = "this model" if rob["model_sha256"] == meta["sha256"] else f"{rob['model']} {rob['model_version']}, not this copy"
+    same_network = rob["model_sha256"] == meta["sha256"]
+    if same_network and ("refiner" not in meta or rob["model_version"] == meta["version"]):
+        who = "this model"
+    elif same_network:
+        who = (f"{rob['model']} {rob['model_version']}: this network and calibration, so the same AUCs, but Dice measured "
+               "without the lesion refiner")
+    else:
+        who = f"{rob['model']} {rob['model_version']}, not this copy"
     lines = ["", f"### Robustness: the {rob['split']}-split images ({rob['n_cases']}) stored, resampled or processed "
              f"differently ({who})", "",
              "Each variant is scored against the same images re-encoded as 8-bit PNG (the control); differences are paired "
@@ -192,6 +222,7 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
         f"- Input {meta['preprocessing']['image_size']} x {meta['preprocessing']['image_size']} grey; clinical inputs: "
         f"{', '.join(meta['clinical']['features']) or 'none'} ({meta['clinical']['note']}).",
         _onnx_line(meta),
+        *_refiner_lines(meta),
         *_ensemble_lines(meta),
         *_preparation_lines(meta),
         f"- Calibration on {on}: temperature {cal['temperature']:.3f} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f});",

@@ -20,7 +20,32 @@ from osteolens.models.multitask import DECODER_WIDTHS
 from osteolens.transforms.augment import AugmentConfig
 
 
-class TrainConfig(BaseModel):
+class RunConfig(BaseModel):
+    """What every training config shares: its data (``manifest``, ``splits``, ``cache_dir``, ``image_size`` and the
+    border crop, declared by each)."""
+
+    @property
+    def cache_folder(self) -> Path:
+        """Where the preprocessed images are cached: ``cache_dir``, or ``.osteolens_cache`` beside the manifest."""
+        return self.cache_dir or (Path(self.manifest).parent / ".osteolens_cache")
+
+    def cached(self, progress=None):
+        """The manifest's images and masks as the run sees them (:func:`~osteolens.training.cache.load_cached`)."""
+        from osteolens.training.cache import load_cached
+
+        return load_cached(self.manifest, self.image_size, self.cache_folder, progress, self.crop_uniform_border,
+                           self.crop_noisy_border)
+
+    def resolved(self, base: Path):
+        """A copy with relative paths made absolute against ``base``."""
+        def fix(p):
+            return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+
+        return self.model_copy(update={"manifest": fix(self.manifest), "splits": fix(self.splits),
+                                       "cache_dir": fix(self.cache_dir)})
+
+
+class TrainConfig(RunConfig):
     """Everything that defines a training run."""
 
     model_config = ConfigDict(extra="forbid")
@@ -105,29 +130,9 @@ class TrainConfig(BaseModel):
             raise ValueError("crop_noisy_border needs crop_uniform_border (the flat borders are cut first)")
         return self
 
-    @property
-    def cache_folder(self) -> Path:
-        """Where the preprocessed images are cached: ``cache_dir``, or ``.osteolens_cache`` beside the manifest."""
-        return self.cache_dir or (Path(self.manifest).parent / ".osteolens_cache")
 
-    def cached(self, progress=None):
-        """The manifest's images and masks as this run sees them (:func:`~osteolens.training.cache.load_cached`)."""
-        from osteolens.training.cache import load_cached
-
-        return load_cached(self.manifest, self.image_size, self.cache_folder, progress, self.crop_uniform_border,
-                           self.crop_noisy_border)
-
-    def resolved(self, base: Path) -> "TrainConfig":
-        """A copy with relative paths made absolute against ``base``."""
-        def fix(p):
-            return None if p is None else (p if p.is_absolute() else (base / p).resolve())
-
-        return self.model_copy(update={"manifest": fix(self.manifest), "splits": fix(self.splits),
-                                       "cache_dir": fix(self.cache_dir)})
-
-
-def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a JSON training config.
+def load_config(path: str | Path, kind: type[RunConfig] = TrainConfig):
+    """Read and validate a JSON training config (of ``kind``: :class:`TrainConfig`, or the refiner's).
 
     Raises:
         OsteolensError: missing file, bad JSON or an invalid value (named).
@@ -140,7 +145,7 @@ def load_config(path: str | Path) -> TrainConfig:
     except json.JSONDecodeError as exc:
         raise OsteolensError(f"{path}: not valid JSON ({exc})") from exc
     try:
-        cfg = TrainConfig(**raw)
+        cfg = kind(**raw)
     except ValidationError as exc:
         msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise OsteolensError(f"{path}: invalid config: {msg}") from exc

@@ -38,6 +38,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def start_run(cfg, run_dir: str | Path) -> Path:
+    """Create a run folder, save the resolved config in it, and set the run's threads and seeds."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    return run_dir
+
+
 def to_input(x01: torch.Tensor) -> torch.Tensor:
     """``(B, 1, H, W)`` grey in [0, 1] -> ``(B, 3, H, W)`` ImageNet-normalised, channels-last."""
     mean = torch.tensor(IMAGENET_MEAN, device=x01.device).view(1, 3, 1, 1)
@@ -194,11 +204,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
     """
     device = _device(cfg)
     cfg = cfg.model_copy(update={"precision": resolve_precision(cfg.precision, device)})
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
-    torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
+    run_dir = start_run(cfg, run_dir)
     started = time.perf_counter()
     data = cfg.cached()
     train_idx, val_idx = split_indices(cfg, data.case_ids)
@@ -223,7 +229,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
     history = []
     metrics_path = run_dir / "metrics.csv"
     metrics_path.unlink(missing_ok=True)  # a rerun into the same folder starts a fresh log
-    progress = _progress(show_progress)
+    progress = progress_bar(show_progress)
     stop_reason = "epochs done"
     planned_epochs = cfg.epochs
     with progress:
@@ -423,7 +429,7 @@ def _append_csv(path: Path, row: dict) -> None:
         w.writerow(row)
 
 
-def _progress(show: bool):
+def progress_bar(show: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

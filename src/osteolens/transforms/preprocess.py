@@ -52,14 +52,18 @@ def enlarged_size(size: int, factor: float = 1.25) -> int:
     return 32 * math.ceil(size * factor / 32 - 1e-9)
 
 
-def preprocess(grey01: np.ndarray, size: int) -> np.ndarray:
-    """Grey ``[0, 1]`` image of any size -> ``(3, size, size)`` network input.
+def network_grey(grey01: np.ndarray, size: int) -> np.ndarray:
+    """Grey ``[0, 1]`` image of any size -> the ``size`` x ``size`` grey a network reads, in ``[0, 1]``.
 
     Rounded through uint8 so that inference sees exactly what training (which caches uint8)
     saw.
     """
-    small = to_uint8(resize(grey01.astype(np.float32), size)).astype(np.float32) / 255.0
-    return normalise(small)
+    return to_uint8(resize(grey01.astype(np.float32), size)).astype(np.float32) / 255.0
+
+
+def preprocess(grey01: np.ndarray, size: int) -> np.ndarray:
+    """Grey ``[0, 1]`` image of any size -> ``(3, size, size)`` network input (:func:`network_grey`, normalised)."""
+    return normalise(network_grey(grey01, size))
 
 
 def uniform_border_box(grey01: np.ndarray, tolerance: float = 1.5 / 255, min_keep: float = 0.5) -> tuple[int, int, int, int] | None:
