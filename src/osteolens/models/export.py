@@ -77,6 +77,20 @@ def _compare(wrapper, session, x: torch.Tensor, clin: torch.Tensor | None) -> tu
     return max_diff, prob_diff, ref
 
 
+def onnx_export(net: torch.nn.Module, example: tuple, path: Path, input_names: list[str], output_names: list[str],
+                dynamic_axes: dict) -> None:
+    """Export ``net`` to ONNX (opset 17, TorchScript exporter, constants folded) without its known warnings, and check the file."""
+    import onnx
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
+        torch.onnx.export(net, example, str(path), input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, opset_version=17, dynamo=False, do_constant_folding=True)
+    onnx.checker.check_model(str(path))
+
+
 def load_run(run_dir: str | Path):
     """The config, calibration, summary and best network of a run folder."""
     from osteolens.training.trainer import build_model
@@ -128,13 +142,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str | None = None
     dynamic = {"image": spatial, **({"clinical": {0: "batch"}} if n_clin else {}), "class_logits": {0: "batch"},
                "subtype_logits": {0: "batch"}, "mask_logits": spatial,
                "cam": {0: "batch", 2: "cam_height", 3: "cam_width"}}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
-        torch.onnx.export(wrapper, example, str(onnx_path), input_names=input_names, output_names=list(OUTPUTS),
-                          dynamic_axes=dynamic, opset_version=17, dynamo=False, do_constant_folding=True)
-    onnx.checker.check_model(str(onnx_path))
+    onnx_export(wrapper, example, onnx_path, input_names, list(OUTPUTS), dynamic)
 
     # equivalence on real validation images
     from osteolens.training.trainer import split_indices, to_input

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -137,6 +136,7 @@ def attach_refiner(model_dir: str | Path, run_dir: str | Path, out_dir: str | Pa
     import onnx
     import onnxruntime as ort
 
+    from osteolens.models.export import onnx_export
     from osteolens.training.refiner import validation_views
     from osteolens.training.trainer import to_input
 
@@ -155,14 +155,8 @@ def attach_refiner(model_dir: str | Path, run_dir: str | Path, out_dir: str | Pa
     (out_dir / REFINER_FILE).unlink(missing_ok=True)
     onnx_path = out_dir / REFINER_FILE
     size = cfg.input_size
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
-        torch.onnx.export(net, (torch.zeros(1, 3, size, size),), str(onnx_path), input_names=["image"],
-                          output_names=["mask_logits"], dynamic_axes={"image": {0: "batch"}, "mask_logits": {0: "batch"}},
-                          opset_version=17, dynamo=False, do_constant_folding=True)
-    onnx.checker.check_model(str(onnx_path))
+    onnx_export(net, (torch.zeros(1, 3, size, size),), onnx_path, ["image"], ["mask_logits"],
+                {"image": {0: "batch"}, "mask_logits": {0: "batch"}})
     views, _ = validation_views(cfg)
     x = to_input(views[:check_views]).contiguous()
     with torch.no_grad():

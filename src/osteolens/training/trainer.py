@@ -269,7 +269,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
             score = row["val_macro_auc"] + (row["val_dice"] if cfg.selection_metric == "macro_auc+dice" else 0.0)
             row["selection_score"] = score
             history.append(row)
-            _append_csv(metrics_path, row)
+            append_csv(metrics_path, row)
             if score > best:
                 best, best_epoch, stale = score, epoch + 1, 0
                 torch.save(kept.state_dict(), run_dir / "best.pt")
@@ -420,7 +420,8 @@ def calibration_from_predictions(pred: dict, labels: np.ndarray, masks: np.ndarr
     }
 
 
-def _append_csv(path: Path, row: dict) -> None:
+def append_csv(path: Path, row: dict) -> None:
+    """Append ``row`` to a CSV file, writing its header first when the file is new."""
     new = not path.exists()
     with open(path, "a", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(row))
