@@ -42,6 +42,7 @@ from osteolens.evaluation import detection as det
 from osteolens.evaluation.bootstrap import group_bootstrap_weights, percentile_ci
 from osteolens.evaluation.segmentation import dice
 from osteolens.inference.analyze import analyze_image
+from osteolens.inference.lesion_malignancy import drop_reading
 from osteolens.inference.postprocess import MaskPostprocess, lesions_for_label
 from osteolens.inference.second_look import COMBINE, combine, lesion_views, views_probability
 from osteolens.io.images import read_image, read_mask
@@ -240,6 +241,7 @@ def main() -> None:
             shutil.rmtree(dst)
         shutil.copytree(src, dst)
         meta = json.loads((dst / "metadata.json").read_text())
+        meta["calibration"] = drop_reading(meta["calibration"])  # its view may move: fit it again afterwards
         meta["calibration"]["mask_input_size"] = best["mask_input_size"]
         meta["calibration"]["mask_postprocess"] = chosen
         meta["calibration"]["mask_threshold"] = chosen["threshold"]

@@ -276,7 +276,9 @@ def train_refiner_cmd(
     summary = train_refiner(load_config(config, RefinerConfig), out, show_progress=True)
     console.print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']} ({summary['stop_reason']}), "
                   f"{summary['train_minutes']} min; validation view Dice {summary['best_val_view_dice']:.3f} "
-                  f"on {summary['n_val_views']} lesion views")
+                  f"on {summary['n_val_views']} lesion views"
+                  + (f", malignancy AUC {summary['best_val_view_malignancy_auc']:.3f}"
+                     if "best_val_view_malignancy_auc" in summary else ""))
 
 
 @app.command("attach-refiner")
@@ -296,6 +298,27 @@ def attach_refiner_cmd(
     r = meta["refiner"]
     console.print(f"wrote {out}/{r['file']} (sha256 {r['sha256'][:16]}..., {r['input_size']} px); ONNX vs PyTorch "
                   f"max |diff| {r['export_check']['max_abs_diff_probability']:.2e}")
+
+
+@app.command("fit-lesion-malignancy")
+def fit_lesion_malignancy_cmd(
+    model: str = typer.Argument(..., help="Registered name or folder of a model whose refiner reads malignancy."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write: a copy of MODEL with the reading fitted."),
+    manifest: Optional[Path] = typer.Option(None, help="The model's training manifest (default: from its metadata)."),
+    splits: Optional[Path] = typer.Option(None, help="The split file it was trained with (default: from its metadata)."),
+    version: Optional[str] = typer.Option(None, help="The copy's version (default: MODEL's)."),
+) -> None:
+    """Combine the refiner's reading of the top lesion (malignant or benign) with the whole image's, fitted on validation.
+
+    The malignant and uncertainty thresholds are chosen again on the combined probabilities.
+    """
+    from osteolens.models.lesion_calibration import calibrate_lesion_malignancy
+
+    meta = calibrate_lesion_malignancy(model, out, manifest=manifest, splits=splits, version=version,
+                                       show_progress=True)
+    lm = meta["calibration"]["lesion_malignancy"]
+    console.print(f"wrote {out}/metadata.json; validation, whole image -> combined: "
+                  + ", ".join(f"{k} {v['whole_image']:.3f} -> {v['combined']:.3f}" for k, v in lm["validation"].items()))
 
 
 @app.command()

@@ -254,6 +254,12 @@ def test_a_local_set_holding_a_training_image_is_refused_even_renamed(btxrd_mani
     (tmp_path / "clean.csv").write_text("case_id,split\n" + "".join(f"{c},fit\n" for c in clean))
     with pytest.raises(OsteolensError, match="records no fingerprints of its training images"):
         recalibrate_on_local_data(tmp_path / "old", tmp_path / "z", site, tmp_path / "clean.csv", "fit")
+    # an old export gains them from its training data, and is then checked like a new one
+    from osteolens.models.recalibrate import add_training_fingerprints
+
+    meta = add_training_fingerprints(tmp_path / "old", "9.9.9")
+    assert meta["version"] == "9.9.9" and meta["changes"][-1].startswith("9.9.9: ") and "33 training images" in meta["changes"][-1]
+    assert meta["training"]["image_fingerprints"] == json.loads((tiny_source / "metadata.json").read_text())["training"]["image_fingerprints"]
 
 
 def test_a_local_set_too_small_unlabelled_or_without_masks(btxrd_manifest, btxrd_dir, tiny_dataset, tiny_source, tmp_path):

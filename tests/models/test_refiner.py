@@ -34,7 +34,7 @@ def test_attach_exports_the_refiner_beside_an_unchanged_network(refined_model, t
     net.load_state_dict(torch.load(tiny_refiner_run[0] / "best.pt", weights_only=True))
     with torch.no_grad():
         ref = torch.sigmoid(net.eval()(torch.from_numpy(x))).numpy()
-    got = 1 / (1 + np.exp(-model.run_refiner(x)))
+    got = 1 / (1 + np.exp(-model.run_refiner(x)["mask_logits"]))
     assert got.shape == (3, 1, 64, 64) and np.abs(got - ref).max() < FLOAT16_TOLERANCE  # weights stored as float16
     assert r["export_check"]["float16_weights"]["weights"] > 10
 

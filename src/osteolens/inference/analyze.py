@@ -30,7 +30,8 @@ from osteolens.data.clinical import encode_clinical
 from osteolens.errors import ImageReadError, OsteolensError
 from osteolens.inference.postprocess import (MaskPostprocess, flip_mean_probability, lesions_for_label, to_input_size,
                                               working_shape)
-from osteolens.inference.second_look import second_look
+from osteolens.inference.lesion_malignancy import combined_probabilities
+from osteolens.inference.second_look import combine, look_at_lesions
 from osteolens.explain.saliency import saliency_map
 from osteolens.io.images import ImageProperties, read_image, save_png, to_unit_grey
 from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
@@ -79,6 +80,9 @@ class Analysis:
     spacing_mm: list | None = None
     content_box: list | None = None
     clinical_missing: list = field(default_factory=list)
+    #: the refiner's malignancy logit of the top lesion's view, the view (x0, y0, x1, y1, in the pixels of the
+    #: working map) and the whole-image probabilities before they were combined (models whose refiner reads it)
+    lesion_malignancy: dict | None = None
     seconds: float | None = None
     mask: np.ndarray | None = field(default=None, repr=False)
     saliency: np.ndarray | None = field(default=None, repr=False)
@@ -168,17 +172,23 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         xm = preprocess(grey, mask_size)
         mask_logits = model.run(np.ascontiguousarray(np.stack([xm, xm[..., ::-1]])), clin_vec)["mask_logits"]
     mask_prob = flip_mean_probability(mask_logits)
-    if uncertainty > calib["uncertainty_threshold"]:
-        label = "indeterminate"
-    elif probs[2] >= calib["malignant_threshold"]:
-        label = "malignant"
-    else:
-        label = ("normal", "benign")[int(np.argmax(probs[:2]))]
+    label = decide_label(probs, uncertainty, calib)
     p_tumour = float(probs[1] + probs[2])
     work = working_shape((h, w))  # a large radiograph is post-processed at a smaller size, then mask and boxes scaled up
     work_prob = resize(mask_prob.astype(np.float32), work)
-    if calib.get("second_look") and label != "normal":  # a zoomed-in look at the top lesion (chosen on validation)
-        work_prob = second_look(model, seen, work_prob, p_tumour, clin_vec, calib["second_look"])
+    look, lesion_reading = calib.get("second_look"), None
+    reads_malignancy = bool(look) and look.get("network") == "refiner" and model.reads_lesion_malignancy
+    if look and (label != "normal" or reads_malignancy):  # a zoomed-in look at the top lesion (chosen on validation)
+        views, view_probs, malignancy = look_at_lesions(model, seen, work_prob, p_tumour, clin_vec, look)
+        if malignancy is not None and len(malignancy):
+            lesion_reading = {"logit": round(float(malignancy[0]), 6), "view": [int(v) for v in views[0]],
+                              "whole_image": [round(float(p), 6) for p in probs]}
+            if "lesion_malignancy" in calib:  # tumour's split into benign and malignant read again from the view
+                probs = combined_probabilities(probs, malignancy[0], calib["lesion_malignancy"])
+                uncertainty = float(normalised_entropy(probs))
+                label = decide_label(probs, uncertainty, calib)
+        if views and label != "normal":
+            work_prob = combine(work_prob, views, view_probs, look["combine"])
     mask, boxes, scores = lesions_for_label(work_prob, label, p_tumour, MaskPostprocess.from_calibration(calib))
     spacing = props.spacing_mm
     lesions = measure_lesions(mask, boxes, (h, w), spacing)
@@ -203,7 +213,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         boxes=[one["box"] for one in lesions], box_scores=scores, lesions=lesions,
         subtype_probabilities={n: round(float(p), 6) for n, p in zip(names, sub_probs)},
         spacing_mm=list(spacing) if spacing else None, clinical_missing=missing,
-        content_box=list(box) if box else None,
+        content_box=list(box) if box else None, lesion_malignancy=lesion_reading,
         seconds=round(time.perf_counter() - t0, 4), mask=mask, saliency=sal, grey=framed, mask_probability=full_prob,
     )
 
@@ -302,6 +312,20 @@ NOT_RADIOGRAPH_MODALITIES = {
     "OP": "an ophthalmic photo", "OPT": "an ophthalmic tomogram", "ES": "an endoscopy image", "GM": "a general microscopy image",
     "IVUS": "an intravascular ultrasound image", "IVOCT": "an intravascular OCT image", "RTIMAGE": "a radiotherapy portal image",
 }
+
+
+def decide_label(probs: np.ndarray, uncertainty: float, calib: dict) -> str:
+    """``indeterminate`` above the uncertainty threshold, else ``malignant`` at or above the malignant threshold,
+    else the likelier of ``normal`` and ``benign``.
+
+    >>> decide_label(np.array([0.5, 0.2, 0.3]), 0.4, {"uncertainty_threshold": 0.9, "malignant_threshold": 0.25})
+    'malignant'
+    """
+    if uncertainty > calib["uncertainty_threshold"]:
+        return "indeterminate"
+    if probs[2] >= calib["malignant_threshold"]:
+        return "malignant"
+    return ("normal", "benign")[int(np.argmax(probs[:2]))]
 
 
 def check_modality(modality: str | None, path: str | Path) -> None:

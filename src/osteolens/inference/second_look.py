@@ -67,7 +67,14 @@ def lesion_view(prob: np.ndarray, p_tumour: float, seed: MaskPostprocess, contex
 
 def views_probability(model, seen: np.ndarray, views: list, shape: tuple[int, int], clinical: np.ndarray | None,
                       network: str = "main") -> list[np.ndarray]:
-    """The flip-averaged mask probability of each view, each at its view's size.
+    """The flip-averaged mask probability of each view, each at its view's size (:func:`views_outputs`' first)."""
+    return views_outputs(model, seen, views, shape, clinical, network)[0]
+
+
+def views_outputs(model, seen: np.ndarray, views: list, shape: tuple[int, int], clinical: np.ndarray | None,
+                  network: str = "main") -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The flip-averaged mask probability of each view, each at its view's size, and the flip-averaged
+    malignancy logit of each view (None unless the network is a refiner with the malignancy head).
 
     Args:
         model: the loaded model.
@@ -83,7 +90,7 @@ def views_probability(model, seen: np.ndarray, views: list, shape: tuple[int, in
     if network not in NETWORKS:
         raise ValueError(f"second look: network must be one of {NETWORKS}, got {network!r}")
     if not views:
-        return []
+        return [], None
     size = model.refiner_size if network == "refiner" else model.image_size
     sy, sx = seen.shape[0] / shape[0], seen.shape[1] / shape[1]
     crops = []
@@ -92,12 +99,14 @@ def views_probability(model, seen: np.ndarray, views: list, shape: tuple[int, in
         crops.append(preprocess(seen[r0:max(r0 + 1, int(round(y1 * sy))), c0:max(c0 + 1, int(round(x1 * sx)))], size))
     batch = np.ascontiguousarray(np.stack([v for x in crops for v in (x, x[..., ::-1])]))
     if network == "refiner":
-        logits = model.run_refiner(batch)
+        out = model.run_refiner(batch)
     else:
         clin = None if clinical is None else np.repeat(clinical[:1], len(batch), axis=0)
-        logits = model.run(batch, clin)["mask_logits"]
+        out = model.run(batch, clin)
+    logits = out["mask_logits"]
+    malignancy = out["malignancy_logit"].reshape(-1, 2).mean(axis=1) if "malignancy_logit" in out else None
     return [resize(flip_mean_probability(logits[2 * i:2 * i + 2]).astype(np.float32), (y1 - y0, x1 - x0))
-            for i, (x0, y0, x1, y1) in enumerate(views)]
+            for i, (x0, y0, x1, y1) in enumerate(views)], malignancy
 
 
 def view_probability(model, seen: np.ndarray, view: tuple[int, int, int, int], shape: tuple[int, int],
@@ -132,12 +141,18 @@ def combine(prob: np.ndarray, views, view_probs, how: str) -> np.ndarray:
     return out
 
 
+def look_at_lesions(model, seen: np.ndarray, prob: np.ndarray, p_tumour: float, clinical: np.ndarray | None,
+                    settings: dict) -> tuple[list, list, np.ndarray | None]:
+    """The views ``settings`` frames around the top lesions of ``prob``, their mask probabilities and their
+    malignancy logits (None unless read by a refiner with the malignancy head), most likely lesion first."""
+    views = lesion_views(prob, p_tumour, MaskPostprocess(**settings["seed"]), settings["context"], settings["max_zoom"],
+                         int(settings.get("lesions", 1)))
+    probs, malignancy = views_outputs(model, seen, views, prob.shape, clinical, settings.get("network", "main"))
+    return views, probs, malignancy
+
+
 def second_look(model, seen: np.ndarray, prob: np.ndarray, p_tumour: float, clinical: np.ndarray | None,
                 settings: dict) -> np.ndarray:
     """Refine a first-look probability map ``prob`` with ``settings``; ``seen`` is the image as the network read it."""
-    views = lesion_views(prob, p_tumour, MaskPostprocess(**settings["seed"]), settings["context"], settings["max_zoom"],
-                         int(settings.get("lesions", 1)))
-    if not views:
-        return prob
-    network = settings.get("network", "main")
-    return combine(prob, views, views_probability(model, seen, views, prob.shape, clinical, network), settings["combine"])
+    views, view_probs, _ = look_at_lesions(model, seen, prob, p_tumour, clinical, settings)
+    return combine(prob, views, view_probs, settings["combine"]) if views else prob

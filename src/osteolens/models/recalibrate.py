@@ -158,9 +158,10 @@ def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_borde
     return _write_copy(source, meta, out_dir, after, record, version, change)
 
 
-def _write_copy(source: LoadedModel, meta: dict, out_dir: Path, calibration: dict, record: dict, version: str | None,
-                change: str) -> dict:
-    """Write the copy: the source's ONNX file and ``meta`` with the new calibration, the record and a changes line."""
+def _write_copy(source: LoadedModel, meta: dict, out_dir: Path, calibration: dict, record: dict | None,
+                version: str | None, change: str) -> dict:
+    """Write the copy: the source's ONNX files and ``meta`` with the new calibration, the ``recalibration`` record
+    (None: the source's is kept) and a changes line."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(source.folder) / "model.onnx", out_dir / "model.onnx")
     copy_refiner(source.folder, meta, out_dir)
@@ -170,10 +171,11 @@ def _write_copy(source: LoadedModel, meta: dict, out_dir: Path, calibration: dic
         "version": version or meta["version"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "calibration": {**calibration, **{k: meta["calibration"][k] for k in kept}},
-        "recalibration": {"source_model": source_info, **record, "kept_from_source": kept},
         "software": {**meta.get("software", {}), "osteolens": __version__},
         "sha256": sha256_file(out_dir / "model.onnx"),
     })
+    if record is not None:
+        meta["recalibration"] = {"source_model": source_info, **record, "kept_from_source": kept}
     meta["changes"] = meta.get("changes", []) + [
         f"{meta['version']}: {source_info['name']} {source_info['version']}'s network, {change}"]
     (out_dir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -34,7 +34,7 @@ from torch import nn
 from osteolens import __version__
 from osteolens.checksums import sha256_file
 from osteolens.errors import OsteolensError
-from osteolens.models.backbone import LiteEncoder
+from osteolens.models.backbone import ENCODER_CHANNELS, LiteEncoder
 from osteolens.models.multitask import UNetDecoder
 from osteolens.models.registry import REFINER_FILE, resolve_model
 
@@ -48,17 +48,31 @@ class LesionRefiner(nn.Module):
     Args:
         image_size: square input size (a multiple of 32).
         pretrained: start the encoder from the packaged ImageNet weights.
+        malignancy_head: add a linear head on the globally averaged deepest features that reads
+            the view's lesion as malignant or benign (one logit); ``forward`` then returns the
+            pair ``(mask_logits, malignancy_logit)``.
     """
 
-    def __init__(self, image_size: int = 160, pretrained: bool = True):
+    def __init__(self, image_size: int = 160, pretrained: bool = True, malignancy_head: bool = False):
         super().__init__()
         self.image_size = image_size
         self.encoder = LiteEncoder(image_size, pretrained=pretrained)
         self.decoder = UNetDecoder()
+        self.malignancy = nn.Sequential(nn.Dropout(0.2), nn.Linear(ENCODER_CHANNELS[-1], 1)) if malignancy_head else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, S, S)`` ImageNet-normalised views -> ``(B, 1, S, S)`` tumour-mask logits."""
-        return self.decoder(self.encoder(x))
+    def forward(self, x: torch.Tensor):
+        """``(B, 3, S, S)`` ImageNet-normalised views -> ``(B, 1, S, S)`` tumour-mask logits (and ``(B,)`` malignancy logits)."""
+        feats = self.encoder(x)
+        mask = self.decoder(feats)
+        if self.malignancy is None:
+            return mask
+        return mask, self.malignancy(feats[-1].mean((2, 3)))[:, 0]
+
+
+def refiner_outputs(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A refiner's mask logits and malignancy logits (None without the head)."""
+    out = net(x)
+    return out if isinstance(out, tuple) else (out, None)
 
 
 def load_refiner_run(run_dir: str | Path):
@@ -70,7 +84,7 @@ def load_refiner_run(run_dir: str | Path):
         if not (run_dir / name).is_file():
             raise OsteolensError(f"{run_dir / name}: missing; is {run_dir} a finished refiner run (osteolens train-refiner)?")
     cfg = RefinerConfig(**json.loads((run_dir / "config.json").read_text()))
-    net = LesionRefiner(cfg.input_size, pretrained=False)
+    net = LesionRefiner(cfg.input_size, pretrained=False, malignancy_head=cfg.malignancy_weight > 0)
     net.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True))
     return cfg, json.loads((run_dir / "summary.json").read_text()), net.eval()
 
@@ -136,6 +150,7 @@ def attach_refiner(model_dir: str | Path, run_dir: str | Path, out_dir: str | Pa
     import onnx
     import onnxruntime as ort
 
+    from osteolens.inference.lesion_malignancy import drop_reading
     from osteolens.models.export import onnx_export
     from osteolens.training.refiner import validation_views
     from osteolens.training.trainer import to_input
@@ -155,21 +170,24 @@ def attach_refiner(model_dir: str | Path, run_dir: str | Path, out_dir: str | Pa
     (out_dir / REFINER_FILE).unlink(missing_ok=True)
     onnx_path = out_dir / REFINER_FILE
     size = cfg.input_size
-    onnx_export(net, (torch.zeros(1, 3, size, size),), onnx_path, ["image"], ["mask_logits"],
-                {"image": {0: "batch"}, "mask_logits": {0: "batch"}})
+    outputs = ["mask_logits"] + (["malignancy_logit"] if net.malignancy is not None else [])
+    onnx_export(net, (torch.zeros(1, 3, size, size),), onnx_path, ["image"], outputs,
+                {"image": {0: "batch"}, **{name: {0: "batch"} for name in outputs}})
     views, _ = validation_views(cfg)
     x = to_input(views[:check_views]).contiguous()
-    with torch.no_grad():
-        ref = torch.sigmoid(net(x)).numpy()
+    with torch.no_grad():  # mask probabilities, then malignancy probabilities, in one vector
+        ref = np.concatenate([torch.sigmoid(t).numpy().ravel() for t in refiner_outputs(net, x) if t is not None])
+
     def onnx_probability() -> np.ndarray:
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        return 1 / (1 + np.exp(-session.run(["mask_logits"], {"image": x.numpy()})[0]))
+        return np.concatenate([1 / (1 + np.exp(-a.ravel())) for a in session.run(outputs, {"image": x.numpy()})])
 
     got = onnx_probability()
     diff = float(np.abs(ref - got).max())
     if diff > 1e-4:
         shutil.rmtree(out_dir)
-        raise OsteolensError(f"ONNX export of the refiner {run_dir} differs from PyTorch by {diff:.2e} (> 1e-4) in mask probability")
+        raise OsteolensError(f"ONNX export of the refiner {run_dir} differs from PyTorch by {diff:.2e} (> 1e-4) in "
+                             "mask or malignancy probability")
     check = {"views": int(len(x)), "max_abs_diff_probability": diff, "tolerance": 1e-4}
     if float16_weights:
         n_half = store_float16(onnx_path)
@@ -177,17 +195,21 @@ def attach_refiner(model_dir: str | Path, run_dir: str | Path, out_dir: str | Pa
         if half_diff > FLOAT16_TOLERANCE:
             shutil.rmtree(out_dir)
             raise OsteolensError(f"the refiner of {run_dir} with float16 weights differs from float32 by {half_diff:.2e} "
-                                 f"(> {FLOAT16_TOLERANCE}) in mask probability")
+                                 f"(> {FLOAT16_TOLERANCE}) in mask or malignancy probability")
         check["float16_weights"] = {"weights": n_half, "max_abs_diff_probability_vs_float32": half_diff,
                                     "tolerance": FLOAT16_TOLERANCE}
     meta["refiner"] = {
         "file": REFINER_FILE,
         "input_size": size,
-        "task": "tumour mask of a view framed around one lesion (the second look of calibration.second_look)",
+        "task": "tumour mask of a view framed around one lesion (the second look of calibration.second_look)"
+                + (", and that lesion's malignancy against benign (one logit; calibration.lesion_malignancy)"
+                   if "malignancy_logit" in outputs else ""),
+        "outputs": outputs,
         "preprocessing": "the view of the analysed grey image, resized to input_size x input_size as the main network's "
                          "input (grey replicated to 3, ImageNet mean and std); left-right flip averaged",
         "training": {"config": json.loads(cfg.model_dump_json()), **{k: summary[k] for k in (
-            "n_train_images", "n_val_views", "best_epoch", "epochs_run", "train_minutes", "best_val_view_dice")}},
+            "n_train_images", "n_val_views", "best_epoch", "epochs_run", "train_minutes", "best_val_view_dice",
+            "best_val_view_malignancy_auc", "selection") if k in summary}},
         "weights": "float16, cast to float32 when loaded (arithmetic in float32)" if float16_weights else "float32",
         "export_check": check,
         "software": {"osteolens": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
@@ -195,7 +217,8 @@ def attach_refiner(model_dir: str | Path, run_dir: str | Path, out_dir: str | Pa
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sha256": sha256_file(onnx_path),
     }
-    meta["calibration"].pop("second_look", None)  # chosen again on validation with the new refiner
+    meta["calibration"] = drop_reading(meta["calibration"])  # fitted again for the new refiner, as is
+    meta["calibration"].pop("second_look", None)  # the second look, on validation
     source_version = meta["version"]
     meta["version"] = version or source_version
     meta["changes"] = meta.get("changes", []) + [

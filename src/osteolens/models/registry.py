@@ -178,11 +178,18 @@ class LoadedModel:
             raise OsteolensError(f"model {self.name} has no lesion refiner")
         return int(self.metadata["refiner"]["input_size"])
 
-    def run_refiner(self, images: np.ndarray) -> np.ndarray:
-        """The lesion refiner's mask logits ``(B, 1, S, S)`` for ``(B, 3, S, S)`` views."""
+    @property
+    def reads_lesion_malignancy(self) -> bool:
+        """Whether the model's refiner has the malignancy head (:mod:`osteolens.inference.lesion_malignancy`)."""
+        return self.refiner is not None and "malignancy_logit" in self.metadata["refiner"].get("outputs", [])
+
+    def run_refiner(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """The lesion refiner's outputs by name for ``(B, 3, S, S)`` views: ``mask_logits`` ``(B, 1, S, S)``,
+        and ``malignancy_logit`` ``(B,)`` for a refiner with the malignancy head."""
         if self.refiner is None:
             raise OsteolensError(f"model {self.name} has no lesion refiner")
-        return self.refiner.run(["mask_logits"], {"image": images.astype(np.float32, copy=False)})[0]
+        names = self.metadata["refiner"].get("outputs", ["mask_logits"])
+        return dict(zip(names, self.refiner.run(names, {"image": images.astype(np.float32, copy=False)})))
 
 
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, threads: int = 2, spin: bool = True) -> LoadedModel:

@@ -55,7 +55,31 @@ def _refiner_lines(meta: dict) -> list[str]:
             f"the CPU, {t['epochs_run']} epochs, best {t['best_epoch']}: validation view Dice {t['best_val_view_dice']:.3f} at "
             f"0.5 on {t['n_val_views']} lesion views); ONNX vs PyTorch {check['max_abs_diff_probability']:.1e} in mask "
             f"probability" + (f", weights stored as float16 ({half['max_abs_diff_probability_vs_float32']:.1e} from "
-                              f"float32)" if half else "") + "." + used]
+                              f"float32)" if half else "") + "." + used] + _lesion_malignancy_lines(meta)
+
+
+def _lesion_malignancy_lines(meta: dict) -> list[str]:
+    """The refiner's malignancy head and the combination fitted on validation, where the model has them."""
+    r = meta.get("refiner") or {}
+    if "malignancy_logit" not in r.get("outputs", []):
+        return []
+    t, lm = r["training"], meta["calibration"].get("lesion_malignancy")
+    head = (f"- The refiner also reads the view's lesion as malignant or benign (a linear head on its pooled features, "
+            f"trained with the mask; validation view AUC {t['best_val_view_malignancy_auc']:.3f} on the true lesions' "
+            "views).")
+    if not lm:
+        return [head + " No combination with the whole image's reading was fitted, so it changes no probability."]
+    v = lm["validation"]
+    return [head + f" For the top lesion's view it is combined with the whole image's log-odds of malignant against "
+            f"benign (main x {lm['main_weight']:.2f} + lesion x {lm['lesion_weight']:.2f} + {lm['bias']:.2f}, a logistic "
+            f"regression on {lm['n_benign']} benign and {lm['n_malignant']} malignant validation images with a view), "
+            "which splits the tumour probability between benign and malignant; the normal probability is the whole "
+            "image's alone, and an image with no lesion view keeps its probabilities. The malignant and uncertainty "
+            "thresholds were chosen again on the combined probabilities. On those validation images (so optimistic), "
+            f"whole image -> combined: malignant AUC {v['auc_malignant']['whole_image']:.3f} -> "
+            f"{v['auc_malignant']['combined']:.3f}, malignant among tumours {v['auc_malignant_among_tumours']['whole_image']:.3f}"
+            f" -> {v['auc_malignant_among_tumours']['combined']:.3f}, ECE {v['ece']['whole_image']:.3f} -> "
+            f"{v['ece']['combined']:.3f}."]
 
 
 def _preparation_lines(meta: dict) -> list[str]:

