@@ -145,7 +145,7 @@ def second_look_rows(model, cases, seed: MaskPostprocess, contexts, max_zoom: fl
             for c in cases:
                 inner = network_part(c)
                 views = lesion_views(inner, c["p_tumour"], seed, k, max_zoom, n) if c["label"] != "normal" else []
-                looks.append((views, views_probability(model, c["seen"], views, inner.shape, c["clinical"], network, inner)))
+                looks.append((views, views_probability(model, c["seen"], views, inner.shape, c["clinical"], network)))
             n_looked = sum(bool(v[0]) for v in looks)
             for how in COMBINE:
                 refined = [c if not v[0] else {**c, "prob": with_network_part(c, combine(network_part(c), v[0], v[1], how))}

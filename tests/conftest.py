@@ -111,15 +111,3 @@ def tiny_malignancy_refiner_run(tiny_dataset, tmp_path_factory):
                         cache_dir=tiny_dataset / "cache")
     run = tmp_path_factory.mktemp("malignancy_refiner_run")
     return run, train_refiner(cfg, run, show_progress=False)
-
-
-@pytest.fixture(scope="session")
-def tiny_first_look_refiner_run(tiny_dataset, tiny_model, tmp_path_factory):
-    """:func:`tiny_refiner_run` reading the tiny model's first look beside each view (one epoch, 64 px)."""
-    from osteolens.training.refiner import RefinerConfig, train_refiner
-
-    cfg = RefinerConfig(manifest=tiny_dataset / "manifest.csv", splits=tiny_dataset / "splits.csv", image_size=64,
-                        input_size=64, epochs=1, lesion_views=4, normal_views=2, warmup_steps=1,
-                        first_look_model=str(tiny_model), cache_dir=tiny_dataset / "cache")
-    run = tmp_path_factory.mktemp("first_look_refiner_run")
-    return run, train_refiner(cfg, run, show_progress=False)

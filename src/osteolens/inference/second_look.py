@@ -38,26 +38,6 @@ COMBINE = ("replace", "mean")
 NETWORKS = ("main", "refiner")
 
 
-#: the first look's probability p enters the refiner's third input channel as (p - 0.5) / FIRST_LOOK_SCALE
-FIRST_LOOK_SCALE = 0.25
-
-
-def put_first_look(inputs, first_look):
-    """Views ``(B, 3, S, S)`` (ImageNet-normalised grey) with their third channel replaced by the first look's
-    probability ``(B, S, S)`` or ``(B, 1, S, S)``, scaled to the normalised range (a copy; NumPy or torch).
-
-    For refiners trained with ``first_look_model``: the view then tells the refiner what the whole-image network
-    made of the same place.
-
-    >>> put_first_look(np.zeros((1, 3, 2, 2)), np.ones((1, 2, 2)))[0, :, 0, 0].tolist()
-    [0.0, 0.0, 2.0]
-    """
-    out = inputs.clone() if hasattr(inputs, "clone") else np.array(inputs, copy=True)
-    prior = first_look[:, 0] if first_look.ndim == 4 else first_look
-    out[:, 2] = (prior - 0.5) / FIRST_LOOK_SCALE
-    return out
-
-
 def lesion_views(prob: np.ndarray, p_tumour: float, seed: MaskPostprocess, context: float, max_zoom: float,
                  lesions: int = 1) -> list[tuple[int, int, int, int]]:
     """Pixel boxes ``(x0, y0, x1, y1)`` of the views around the top ``lesions`` lesions of ``prob``.
@@ -86,13 +66,13 @@ def lesion_view(prob: np.ndarray, p_tumour: float, seed: MaskPostprocess, contex
 
 
 def views_probability(model, seen: np.ndarray, views: list, shape: tuple[int, int], clinical: np.ndarray | None,
-                      network: str = "main", first_look: np.ndarray | None = None) -> list[np.ndarray]:
+                      network: str = "main") -> list[np.ndarray]:
     """The flip-averaged mask probability of each view, each at its view's size (:func:`views_outputs`' first)."""
-    return views_outputs(model, seen, views, shape, clinical, network, first_look)[0]
+    return views_outputs(model, seen, views, shape, clinical, network)[0]
 
 
 def views_outputs(model, seen: np.ndarray, views: list, shape: tuple[int, int], clinical: np.ndarray | None,
-                  network: str = "main", first_look: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+                  network: str = "main") -> tuple[list[np.ndarray], np.ndarray | None]:
     """The flip-averaged mask probability of each view, each at its view's size, and the flip-averaged
     malignancy logit of each view (None unless the network is a refiner with the malignancy head).
 
@@ -104,8 +84,6 @@ def views_outputs(model, seen: np.ndarray, views: list, shape: tuple[int, int], 
         clinical: the ``(2, C)`` pair of the image, needed by a main network that uses clinical
             inputs; the refiner reads the image alone.
         network: ``"main"`` or ``"refiner"``.
-        first_look: the first look's probability map of ``shape``, which a refiner trained with it
-            (``refiner.first_look`` in the metadata) reads over each view beside the image.
 
     All views and their flips go through the network in one batch.
     """
@@ -115,16 +93,10 @@ def views_outputs(model, seen: np.ndarray, views: list, shape: tuple[int, int], 
         return [], None
     size = model.refiner_size if network == "refiner" else model.image_size
     sy, sx = seen.shape[0] / shape[0], seen.shape[1] / shape[1]
-    reads_first_look = network == "refiner" and model.metadata["refiner"].get("first_look", False)
-    if reads_first_look and first_look is None:
-        raise ValueError("second look: this refiner reads the first look beside each view; pass first_look")
     crops = []
     for x0, y0, x1, y1 in views:
         r0, c0 = int(round(y0 * sy)), int(round(x0 * sx))
-        x = preprocess(seen[r0:max(r0 + 1, int(round(y1 * sy))), c0:max(c0 + 1, int(round(x1 * sx)))], size)
-        if reads_first_look:
-            x = put_first_look(x[None], resize(first_look[y0:y1, x0:x1].astype(np.float32), (size, size))[None])[0]
-        crops.append(x)
+        crops.append(preprocess(seen[r0:max(r0 + 1, int(round(y1 * sy))), c0:max(c0 + 1, int(round(x1 * sx)))], size))
     batch = np.ascontiguousarray(np.stack([v for x in crops for v in (x, x[..., ::-1])]))
     if network == "refiner":
         out = model.run_refiner(batch)
@@ -175,7 +147,7 @@ def look_at_lesions(model, seen: np.ndarray, prob: np.ndarray, p_tumour: float, 
     malignancy logits (None unless read by a refiner with the malignancy head), most likely lesion first."""
     views = lesion_views(prob, p_tumour, MaskPostprocess(**settings["seed"]), settings["context"], settings["max_zoom"],
                          int(settings.get("lesions", 1)))
-    probs, malignancy = views_outputs(model, seen, views, prob.shape, clinical, settings.get("network", "main"), prob)
+    probs, malignancy = views_outputs(model, seen, views, prob.shape, clinical, settings.get("network", "main"))
     return views, probs, malignancy
 
 

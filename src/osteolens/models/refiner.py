@@ -36,7 +36,6 @@ from osteolens.checksums import sha256_file
 from osteolens.errors import OsteolensError
 from osteolens.models.backbone import ENCODER_CHANNELS, LiteEncoder
 from osteolens.models.multitask import UNetDecoder
-from osteolens.inference.second_look import FIRST_LOOK_SCALE
 from osteolens.models.registry import REFINER_FILE, resolve_model
 
 #: largest change in mask probability that storing the refiner's weights as float16 may make
@@ -153,7 +152,8 @@ def attach_refiner(model_dir: str | Path, run_dir: str | Path, out_dir: str | Pa
 
     from osteolens.inference.lesion_malignancy import drop_reading
     from osteolens.models.export import onnx_export
-    from osteolens.training.refiner import refiner_input, validation_views
+    from osteolens.training.refiner import validation_views
+    from osteolens.training.trainer import to_input
 
     source = resolve_model(model_dir)
     out_dir = Path(out_dir)
@@ -164,10 +164,6 @@ def attach_refiner(model_dir: str | Path, run_dir: str | Path, out_dir: str | Pa
     if meta["training"].get("splits_sha256") != sha256_file(cfg.splits):
         raise OsteolensError(f"{run_dir}: the refiner was trained with {cfg.splits}, not the split file "
                              f"{meta['name']} {meta['version']} was trained with (sha256 differs)")
-    trained_with = summary.get("first_look_model_sha256")
-    if trained_with and trained_with != meta["sha256"]:
-        raise OsteolensError(f"{run_dir}: the refiner was trained on the first look of another network (sha256 "
-                             f"{trained_with[:16]}...) than {meta['name']} {meta['version']}'s ({meta['sha256'][:16]}...)")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     shutil.copytree(source, out_dir)
@@ -177,9 +173,8 @@ def attach_refiner(model_dir: str | Path, run_dir: str | Path, out_dir: str | Pa
     outputs = ["mask_logits"] + (["malignancy_logit"] if net.malignancy is not None else [])
     onnx_export(net, (torch.zeros(1, 3, size, size),), onnx_path, ["image"], outputs,
                 {"image": {0: "batch"}, **{name: {0: "batch"} for name in outputs}})
-    # the views' first look is read by the network the refiner joins (the one it was trained with, by sha256)
-    views, _ = validation_views(cfg.model_copy(update={"first_look_model": str(source)}) if cfg.first_look_model else cfg)
-    x = refiner_input(views[:check_views]).contiguous()
+    views, _ = validation_views(cfg)
+    x = to_input(views[:check_views]).contiguous()
     with torch.no_grad():  # mask probabilities, then malignancy probabilities, in one vector
         ref = np.concatenate([torch.sigmoid(t).numpy().ravel() for t in refiner_outputs(net, x) if t is not None])
 
@@ -210,12 +205,8 @@ def attach_refiner(model_dir: str | Path, run_dir: str | Path, out_dir: str | Pa
                 + (", and that lesion's malignancy against benign (one logit; calibration.lesion_malignancy)"
                    if "malignancy_logit" in outputs else ""),
         "outputs": outputs,
-        "first_look": bool(cfg.first_look_model),
         "preprocessing": "the view of the analysed grey image, resized to input_size x input_size as the main network's "
-                         "input (grey replicated to 3, ImageNet mean and std)"
-                         + ("; the third channel replaced by the network's first-look mask probability over the view, "
-                            f"(p - 0.5) / {FIRST_LOOK_SCALE}" if cfg.first_look_model else "")
-                         + "; left-right flip averaged",
+                         "input (grey replicated to 3, ImageNet mean and std); left-right flip averaged",
         "training": {"config": json.loads(cfg.model_dump_json()), **{k: summary[k] for k in (
             "n_train_images", "n_val_views", "best_epoch", "epochs_run", "train_minutes", "best_val_view_dice",
             "best_val_view_malignancy_auc", "selection") if k in summary}},

