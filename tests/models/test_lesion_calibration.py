@@ -54,6 +54,15 @@ def looking_model(malignancy_refined, lesion_val_split, tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def fitted(looking_model, tmp_path_factory):
+    """:func:`looking_model` with its lesion malignancy reading fitted on its 54 validation images."""
+    from osteolens.models.lesion_calibration import calibrate_lesion_malignancy
+
+    out = tmp_path_factory.mktemp("fitted") / "m"
+    return out, calibrate_lesion_malignancy(looking_model, out, version="9.9.9")
+
+
 def test_the_head_is_trained_selected_and_exported_beside_the_mask(tiny_malignancy_refiner_run, malignancy_refined):
     from osteolens.models.refiner import FLOAT16_TOLERANCE, LesionRefiner
     from osteolens.models.registry import load_model
@@ -107,12 +116,12 @@ def test_the_analysis_reads_the_top_lesions_malignancy_and_combines_it_once_fitt
 
 
 def test_the_combination_is_fitted_on_validation_with_the_thresholds_chosen_again(looking_model, malignancy_refined,
-                                                                                  tmp_path):
+                                                                                  fitted, tmp_path):
     from osteolens.checksums import sha256_file
     from osteolens.models.lesion_calibration import calibrate_lesion_malignancy
     from osteolens.models.registry import load_model
 
-    meta = calibrate_lesion_malignancy(looking_model, tmp_path / "fitted", version="9.9.9")
+    folder, meta = fitted
     lm = meta["calibration"]["lesion_malignancy"]
     source = json.loads((looking_model / "metadata.json").read_text())["calibration"]
     assert lm["replaced"] == {k: source[k] for k in ("malignant_threshold", "uncertainty_threshold")}
@@ -123,25 +132,24 @@ def test_the_combination_is_fitted_on_validation_with_the_thresholds_chosen_agai
     assert meta["calibration"]["val_malignant_sensitivity"] >= 0.92  # the recorded target, on the combined readings
     assert meta["calibration"]["second_look"] == source["second_look"]
     for name in ("model.onnx", "refiner.onnx"):
-        assert sha256_file(tmp_path / "fitted" / name) == sha256_file(looking_model / name)
+        assert sha256_file(folder / name) == sha256_file(looking_model / name)
     assert meta["version"] == "9.9.9" and "lesion malignancy reading" in meta["changes"][-1]
-    assert load_model(tmp_path / "fitted").metadata["calibration"]["lesion_malignancy"] == lm
+    assert load_model(folder).metadata["calibration"]["lesion_malignancy"] == lm
     with pytest.raises(OsteolensError, match="its lesion refiner has no malignancy head"):
         calibrate_lesion_malignancy("osteolens-radiograph", tmp_path / "y")
     with pytest.raises(OsteolensError, match="no second look reads its refiner"):
         calibrate_lesion_malignancy(malignancy_refined[0], tmp_path / "y")
 
 
-def test_the_card_says_whether_the_reading_changes_the_probabilities(malignancy_refined, looking_model, tmp_path):
-    from osteolens.models.lesion_calibration import calibrate_lesion_malignancy
+def test_the_card_says_whether_the_reading_changes_the_probabilities(malignancy_refined, fitted, tmp_path):
     from osteolens.reporting.model_card import write_model_card
 
     folder = tmp_path / "plain"
     shutil.copytree(malignancy_refined[0], folder)
     card = write_model_card(folder, accuracy=[]).read_text()
     assert "also reads the view's lesion as malignant or benign" in card and "so it changes no probability" in card
-    meta = calibrate_lesion_malignancy(looking_model, tmp_path / "fitted")
-    lm = meta["calibration"]["lesion_malignancy"]
+    shutil.copytree(fitted[0], tmp_path / "fitted")
+    lm = fitted[1]["calibration"]["lesion_malignancy"]
     card = write_model_card(tmp_path / "fitted", accuracy=[]).read_text()
     assert f"main x {lm['main_weight']:.2f} + lesion x {lm['lesion_weight']:.2f}" in card
     assert f"malignant AUC {lm['validation']['auc_malignant']['whole_image']:.3f} -> " in card
