@@ -153,3 +153,19 @@ def test_the_card_says_whether_the_reading_changes_the_probabilities(malignancy_
     card = write_model_card(tmp_path / "fitted", accuracy=[]).read_text()
     assert f"main x {lm['main_weight']:.2f} + lesion x {lm['lesion_weight']:.2f}" in card
     assert f"malignant AUC {lm['validation']['auc_malignant']['whole_image']:.3f} -> " in card
+
+
+def test_the_cli_fits_the_reading_and_says_what_it_changed(looking_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from osteolens.cli import app
+    from osteolens.models.registry import load_model
+
+    r = CliRunner().invoke(app, ["fit-lesion-malignancy", str(looking_model), "--out", str(tmp_path / "m"),
+                                 "--version", "9.9.9"])
+    assert r.exit_code == 0, r.output
+    lm = load_model(tmp_path / "m").metadata["calibration"]["lesion_malignancy"]
+    auc = lm["validation"]["auc_malignant"]
+    assert f"auc_malignant {auc['whole_image']:.3f} -> {auc['combined']:.3f}" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["fit-lesion-malignancy", "osteolens-radiograph", "--out", str(tmp_path / "x")])
+    assert isinstance(r.exception, OsteolensError) and "has no malignancy head" in str(r.exception)
