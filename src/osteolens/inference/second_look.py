@@ -144,15 +144,9 @@ def combine(prob: np.ndarray, views, view_probs, how: str) -> np.ndarray:
 def look_at_lesions(model, seen: np.ndarray, prob: np.ndarray, p_tumour: float, clinical: np.ndarray | None,
                     settings: dict) -> tuple[list, list, np.ndarray | None]:
     """The views ``settings`` frames around the top lesions of ``prob``, their mask probabilities and their
-    malignancy logits (None unless read by a refiner with the malignancy head), most likely lesion first."""
+    malignancy logits (None unless read by a refiner with the malignancy head), most likely lesion first; the
+    analysis puts the probabilities over the first look with :func:`combine`."""
     views = lesion_views(prob, p_tumour, MaskPostprocess(**settings["seed"]), settings["context"], settings["max_zoom"],
                          int(settings.get("lesions", 1)))
     probs, malignancy = views_outputs(model, seen, views, prob.shape, clinical, settings.get("network", "main"))
     return views, probs, malignancy
-
-
-def second_look(model, seen: np.ndarray, prob: np.ndarray, p_tumour: float, clinical: np.ndarray | None,
-                settings: dict) -> np.ndarray:
-    """Refine a first-look probability map ``prob`` with ``settings``; ``seen`` is the image as the network read it."""
-    views, view_probs, _ = look_at_lesions(model, seen, prob, p_tumour, clinical, settings)
-    return combine(prob, views, view_probs, settings["combine"]) if views else prob

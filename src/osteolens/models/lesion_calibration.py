@@ -33,11 +33,11 @@ REFITTED = ("malignant_threshold", "uncertainty_threshold", "val_malignant_sensi
 
 def validation_readings(model, manifest, cases, show_progress: bool = False) -> dict:
     """Whole-image probabilities ``(N, 3)``, lesion malignancy logits ``(N,)`` (NaN: no view) and labels of ``cases``."""
+    from osteolens.data.manifest import LABELS
     from osteolens.inference.analyze import analyze_image
     from osteolens.io.images import read_image
     from osteolens.training.trainer import progress_bar
 
-    names = {"normal": 0, "benign": 1, "malignant": 2}
     probs, logits, labels = [], [], []
     with progress_bar(show_progress) as bar:
         task = bar.add_task("lesion malignancy", total=len(cases))
@@ -47,7 +47,7 @@ def validation_readings(model, manifest, cases, show_progress: bool = False) -> 
             reading = res.lesion_malignancy
             probs.append(reading["whole_image"] if reading else [res.p_normal, res.p_benign, res.p_malignant])
             logits.append(reading["logit"] if reading else np.nan)
-            labels.append(names[c.label])
+            labels.append(LABELS.index(c.label))
             bar.advance(task)
     return {"probs": np.array(probs, float), "logits": np.array(logits, float), "labels": np.array(labels, int)}
 
