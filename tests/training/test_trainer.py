@@ -81,6 +81,27 @@ def test_cache_holds_real_pixels(tiny_dataset):
     assert set(data.labels.tolist()) == {0, 1, 2} and (data.subtypes[data.labels > 0] >= 0).all()
 
 
+def test_two_runs_building_one_cache_at_once_both_get_it(tiny_dataset, tmp_path, monkeypatch):
+    """Two runs started together on one manifest (a sweep) build the same cache at the same moment;
+    each writes its own temporary file, so neither finds the other's renamed away under it."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    both_written = threading.Barrier(2, timeout=60)
+    savez = np.savez
+
+    def savez_together(*args, **kwargs):
+        savez(*args, **kwargs)
+        both_written.wait()  # neither build renames its file before the other has written one
+
+    monkeypatch.setattr(np, "savez", savez_together)
+    with ThreadPoolExecutor(2) as pool:
+        builds = [pool.submit(load_cached, tiny_dataset / "manifest.csv", 32, tmp_path) for _ in range(2)]
+        first, second = (b.result() for b in builds)
+    assert np.array_equal(first.images, second.images) and first.images.shape == (48, 32, 32)
+    assert [p.name for p in tmp_path.iterdir()] == [next(tmp_path.glob("cache_*_32.npz")).name]
+
+
 def test_a_config_that_crops_flat_borders_caches_the_box_inside_them(tiny_config, tiny_dataset):
     """``crop_uniform_border``: each image and its mask cut to the box inside its flat border, then resized."""
     from osteolens.data.manifest import load_manifest

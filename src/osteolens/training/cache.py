@@ -10,6 +10,7 @@ whose preprocessing asks for it).
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,13 @@ def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, pro
         clinical=clinical.astype(np.float32),
     )
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **{f: getattr(data, f) for f in data.__dataclass_fields__})
-    tmp.replace(path)
+    # A file of its own for each build, so that runs started together on one manifest (a sweep)
+    # do not write over each other's half-written cache; the last rename wins, and all are equal.
+    with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=path.stem + ".", suffix=".tmp.npz", delete=False) as f:
+        tmp = Path(f.name)
+    try:
+        np.savez(tmp, **{f: getattr(data, f) for f in data.__dataclass_fields__})
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return data
