@@ -208,7 +208,8 @@ def compare(
     predictions_a: Path = typer.Argument(..., help="Model A's predictions CSV."),
     predictions_b: Path = typer.Argument(..., help="Model B's predictions CSV."),
     truth: Path = typer.Option(..., "--truth", help="Manifest."),
-    task: str = typer.Option("malignant", help="malignant, tumour_vs_normal, benign or normal (one vs rest)."),
+    task: str = typer.Option("malignant", help="malignant, tumour_vs_normal, benign or normal (one vs rest), or macro "
+                                              "(their mean over normal, benign and malignant; bootstrap only)."),
     splits: Optional[Path] = typer.Option(None, help="Splits CSV."),
     split: Optional[str] = typer.Option(None, help="Split to compare on."),
     n_boot: int = typer.Option(2000, "--n-boot", help="Patient-group resamples for the paired bootstrap."),
@@ -221,8 +222,9 @@ def compare(
     console.print(
         f"{r['task']} on {r['n']} cases ({r['n_groups']} patient groups): AUC A {r['auc_a']:.4f}, B {r['auc_b']:.4f}; "
         f"difference {r['difference']:+.4f}\n"
-        f"  DeLong (images independent): 95% CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}, z {r['z']:.3f}, p {r['p_value']:.4g}\n"
-        f"  paired group bootstrap ({b['n_boot']} resamples): 95% CI {b['ci_low']:+.4f} to {b['ci_high']:+.4f}, "
+        + ("" if r["z"] is None else f"  DeLong (images independent): 95% CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}, "
+                                     f"z {r['z']:.3f}, p {r['p_value']:.4g}\n")
+        + f"  paired group bootstrap ({b['n_boot']} resamples): 95% CI {b['ci_low']:+.4f} to {b['ci_high']:+.4f}, "
         + (f"p < {1 / b['n_boot']:.2g}" if b["p_value"] == 0 else f"p {b['p_value']:.4g}")
     )
     console.print(json.dumps(r, indent=2), highlight=False)

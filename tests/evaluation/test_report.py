@@ -93,6 +93,33 @@ def test_paired_bootstrap_keeps_patient_groups(subset, btxrd_manifest, tmp_path)
     assert b["ci_low"] > 0 and b["p_value"] == 0.0  # a real model against a constant: every resample favours it
 
 
+def test_macro_auc_compared_by_the_paired_bootstrap_alone(subset, btxrd_manifest, tmp_path):
+    """``task="macro"``: the mean one-vs-rest AUC of each model over the same group resamples; no DeLong."""
+    from osteolens.evaluation.bootstrap import group_bootstrap_weights
+    from osteolens.evaluation.compare import compare_models
+
+    out, f, p, y = subset
+    shuffled = pd.DataFrame({"case_id": f["case_id"], "p_normal": p[::-1, 0], "p_benign": p[::-1, 1],
+                             "p_malignant": p[::-1, 2]})  # another model: the same probabilities on the wrong cases
+    shuffled.to_csv(tmp_path / "shuffled.csv", index=False)
+    r = compare_models(out / "pred.csv", tmp_path / "shuffled.csv", btxrd_manifest, "macro", n_boot=300, seed=1)
+    present = np.unique(y)  # these 400 cases hold no normal image: the mean runs over the classes present
+    macro, macro_b = (np.mean([roc_auc_score(y == k, q[:, k]) for k in present]) for q in (p, p[::-1]))
+    assert r["auc_a"] == pytest.approx(macro, abs=1e-9) and r["auc_b"] == pytest.approx(macro_b, abs=1e-9)
+    assert r["difference"] == pytest.approx(macro - macro_b, abs=1e-9) and r["z"] is None and r["ci_low"] is None
+    W = group_bootstrap_weights(f["group_id"].to_numpy(), 300, 1)
+    boots = [np.mean([roc_auc_score(y == k, p[:, k], sample_weight=w) - roc_auc_score(y == k, p[::-1, k], sample_weight=w)
+                      for k in present]) for w in W]
+    assert r["bootstrap"]["ci_low"] == pytest.approx(np.quantile(boots, 0.025), abs=1e-6)
+    assert r["bootstrap"]["ci_high"] == pytest.approx(np.quantile(boots, 0.975), abs=1e-6)
+    result = CliRunner().invoke(app, ["compare", str(out / "pred.csv"), str(tmp_path / "shuffled.csv"), "--truth",
+                                      str(btxrd_manifest), "--task", "macro", "--n-boot", "100"])
+    assert result.exit_code == 0, result.output
+    assert "macro on 400 cases" in result.output and "DeLong" not in result.output and "paired group bootstrap" in result.output
+    with pytest.raises(EvaluationError, match="unknown task 'micro'.*macro"):
+        compare_models(out / "pred.csv", tmp_path / "shuffled.csv", btxrd_manifest, "micro")
+
+
 def test_hd95_in_mm_for_dicom_with_spacing(tmp_path, btxrd_dir):
     from PIL import Image
 
