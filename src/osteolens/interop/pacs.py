@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from osteolens.errors import OsteolensError
+from osteolens.io.atomic import replaced_atomically
 
 log = logging.getLogger("osteolens.pacs")
 RADIOGRAPH_MODALITIES = ("CR", "DX", "RG")
@@ -114,10 +114,8 @@ class WatchState:
             raise OsteolensError(f"{path}: unreadable watch state ({exc}); move it away to start afresh") from exc
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=2))
-        os.replace(tmp, path)
+        with replaced_atomically(path) as tmp:
+            tmp.write_text(json.dumps(self.__dict__, indent=2))
 
 
 def _orthanc_study_uid(session, url: str, orthanc_id: str) -> str | None:

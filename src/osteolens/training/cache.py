@@ -10,7 +10,6 @@ whose preprocessing asks for it).
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from osteolens.data.clinical import encode_clinical
 from osteolens.data.manifest import LABELS, SUBTYPES, Manifest, load_manifest
 from osteolens.errors import OsteolensError
+from osteolens.io.atomic import replaced_atomically
 from osteolens.io.images import read_image, read_mask, to_unit_grey
 from osteolens.transforms.preprocess import network_box, resize, to_uint8
 
@@ -107,14 +107,7 @@ def load_cached(manifest_path: str | Path, size: int, cache_dir: str | Path, pro
         subtypes=np.array([SUBTYPE_NAMES.index(c.subtype) if c.subtype in SUBTYPES else -1 for c in cases]),
         clinical=clinical.astype(np.float32),
     )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # A file of its own for each build, so that runs started together on one manifest (a sweep)
-    # do not write over each other's half-written cache; the last rename wins, and all are equal.
-    with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=path.stem + ".", suffix=".tmp.npz", delete=False) as f:
-        tmp = Path(f.name)
-    try:
+    # runs started together on one manifest (a sweep) build the same cache: each writes its own file
+    with replaced_atomically(path) as tmp:
         np.savez(tmp, **{f: getattr(data, f) for f in data.__dataclass_fields__})
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return data
