@@ -44,18 +44,20 @@ FIGURES = ("val_macro_auc", "val_auc_tumour", "val_auc_malignant", "val_dice", "
 
 def run_plan(plan: dict, root: Path, manifest: Path, splits: Path, device: str) -> list[str]:
     """Train every run of ``plan`` in parallel under ``root``; the names of those that finished."""
+    from osteolens.training.config import TrainConfig, with_changes
+
     base = json.loads((REPO / "configs" / "radiograph_default.json").read_text())
     base.update({"manifest": str(manifest.resolve()), "splits": str(splits.resolve()), "device": device,
-                 "threads": 1, "max_minutes": 1000}, **plan.get("base", {}))
+                 "threads": 1, "max_minutes": 1000})
+    base = with_changes(base, plan.get("base", {}))
     (root / "configs").mkdir(parents=True, exist_ok=True)
-    from osteolens.training.config import TrainConfig
 
-    configs = {}
-    for name, change in plan["runs"].items():
-        cfg = {**base, **change}
-        if "augment" in change:
-            cfg["augment"] = {**base.get("augment", {}), **change["augment"]}
-        configs[name] = cfg
+    configs = {name: with_changes(base, change) for name, change in plan["runs"].items()}
+    for name, cfg in configs.items():  # every run checked before any starts: a typo fails here, not an hour in
+        try:
+            TrainConfig(**cfg)
+        except ValueError as exc:
+            raise SystemExit(f"plan run {name!r}: invalid config: {exc}") from exc
     for crop in {cfg.get("crop_uniform_border") for cfg in configs.values()}:
         TrainConfig(**{**base, "crop_uniform_border": crop}).cached()  # each cache built once, before the runs share it
     procs = {}

@@ -1,12 +1,14 @@
+import json
 from pathlib import Path
 
 import pytest
 
-from osteolens.training.config import TrainConfig, load_config
+from osteolens.training.config import TrainConfig, load_config, with_changes
 from osteolens.training.refiner import RefinerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.json"))
+PLANS = sorted((CONFIG_DIR.parent / "benchmarks" / "plans").glob("*.json"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -24,3 +26,23 @@ def test_the_baseline_is_the_plain_classifier_the_issue_describes():
     aug = cfg.augment
     assert aug.hflip == 0.5 and not any((aug.rotate_deg, aug.scale, aug.translate, aug.brightness, aug.contrast,
                                          aug.gamma, aug.clahe))
+
+
+@pytest.mark.parametrize("path", PLANS, ids=lambda p: p.stem)
+def test_every_run_of_every_sweep_plan_is_a_valid_config(path):
+    """``benchmarks/sweep_radiograph.py`` lays each run's changes over the default config; a typo would
+    otherwise surface only inside a training process, on a lent GPU."""
+    plan = json.loads(path.read_text())
+    default = json.loads((CONFIG_DIR / "radiograph_default.json").read_text())
+    base = with_changes(default, plan.get("base", {}))
+    assert plan["runs"]
+    for name, change in plan["runs"].items():
+        cfg = TrainConfig(**with_changes(base, change))
+        if "augment" in change:  # the augmentations a run names change; the rest stay the default's
+            assert cfg.augment.hflip == TrainConfig(**base).augment.hflip
+            assert all(getattr(cfg.augment, k) == v for k, v in change["augment"].items())
+
+
+def test_a_plan_run_with_an_unknown_field_is_refused():
+    with pytest.raises(ValueError, match="jpg"):
+        TrainConfig(**with_changes({"manifest": "m.csv", "splits": "s.csv"}, {"augment": {"jpg": 0.2}}))

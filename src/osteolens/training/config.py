@@ -150,3 +150,18 @@ def load_config(path: str | Path, kind: type[RunConfig] = TrainConfig):
         msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise OsteolensError(f"{path}: invalid config: {msg}") from exc
     return cfg.resolved(path.parent.resolve())
+
+
+def with_changes(config: dict, changes: dict) -> dict:
+    """A raw config with ``changes`` laid over it: a recipe variant, as a sweep plan names it.
+
+    ``augment`` is merged field by field, so that a change names only the augmentations it alters;
+    every other field is replaced. Neither argument is modified.
+
+    >>> with_changes({"lr": 0.003, "augment": {"hflip": 0.5}}, {"seed": 1, "augment": {"jpeg": 0.2}})
+    {'lr': 0.003, 'augment': {'hflip': 0.5, 'jpeg': 0.2}, 'seed': 1}
+    """
+    merged = {**config, **changes}
+    if "augment" in changes:
+        merged["augment"] = {**config.get("augment", {}), **changes["augment"]}
+    return merged
