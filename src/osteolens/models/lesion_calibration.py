@@ -55,15 +55,15 @@ def validation_readings(model, manifest, cases, show_progress: bool = False) -> 
 def reading_figures(probs: np.ndarray, labels: np.ndarray, malignant_threshold: float) -> dict:
     """AUCs, ECE and malignant sensitivity and specificity at a threshold, of one set of probabilities."""
     from osteolens.evaluation.calibration import expected_calibration_error
-    from osteolens.evaluation.classification import macro_auc, roc_auc
+    from osteolens.evaluation.classification import macro_auc, roc_auc, sensitivity, specificity
 
     tumour = labels > 0
     share = probs[tumour, 2] / np.clip(probs[tumour, 1] + probs[tumour, 2], 1e-12, None)
     return {"auc_macro": float(macro_auc(labels, probs)), "auc_malignant": float(roc_auc(labels == 2, probs[:, 2])),
             "auc_malignant_among_tumours": float(roc_auc(labels[tumour] == 2, share)),
             "ece": float(expected_calibration_error(labels, probs)),
-            "malignant_sensitivity": float((probs[labels == 2, 2] >= malignant_threshold).mean()),
-            "malignant_specificity": float((probs[labels != 2, 2] < malignant_threshold).mean())}
+            "malignant_sensitivity": float(sensitivity(labels == 2, probs[:, 2] >= malignant_threshold)),
+            "malignant_specificity": float(specificity(labels == 2, probs[:, 2] >= malignant_threshold))}
 
 
 def calibrate_lesion_malignancy(model: str | Path, out_dir: str | Path, manifest: str | Path | None = None,
@@ -81,14 +81,13 @@ def calibrate_lesion_malignancy(model: str | Path, out_dir: str | Path, manifest
         The copy's metadata.
 
     Raises:
-        OsteolensError: a model without such a refiner or without a second look that reads it, or a
-            split file other than the model's.
+        OsteolensError: a model without such a refiner or without a second look that reads it, a
+            missing training file, or a split file other than the model's.
     """
-    from osteolens.checksums import sha256_file
     from osteolens.data.manifest import load_manifest
     from osteolens.data.splits import cases_in_split, load_splits
     from osteolens.inference.lesion_malignancy import combined_probabilities, fit_combination
-    from osteolens.models.recalibrate import _source_and_copy, _write_copy
+    from osteolens.models.recalibrate import _source_and_copy, _write_copy, checked_training_files
     from osteolens.training import calibration as cal
 
     source, meta, out_dir = _source_and_copy(model, out_dir)
@@ -101,10 +100,7 @@ def calibrate_lesion_malignancy(model: str | Path, out_dir: str | Path, manifest
         raise OsteolensError(f"{source.folder}: no second look reads its refiner; choose one first "
                              "(benchmarks/radiograph_postprocess.py --refiner --write)")
     training = meta["training"]
-    manifest = Path(manifest or training["manifest"])
-    splits = Path(splits or training["splits"])
-    if training.get("splits_sha256") and sha256_file(splits) != training["splits_sha256"]:
-        raise OsteolensError(f"{splits}: not the split file {meta['name']} {meta['version']} was trained with (sha256 differs)")
+    manifest, splits = checked_training_files(meta, manifest, splits)
     man = load_manifest(manifest)
     cases = cases_in_split(man, load_splits(splits), "val")
     readings = validation_readings(source, man, cases, show_progress)
@@ -120,7 +116,7 @@ def calibrate_lesion_malignancy(model: str | Path, out_dir: str | Path, manifest
     settings.update({
         "view": "the second look's view of the top lesion (calibration.second_look), read by the refiner",
         "fitted_on": {"split": "val", "n_images": int(len(labels)), "n_with_view": int(np.isfinite(logits).sum()),
-                      "splits_sha256": sha256_file(splits)},
+                      "splits_sha256": training["splits_sha256"]},
         "replaced": before,
         "validation": {k: {"whole_image": round(whole[k], 4), "combined": round(both[k], 4)} for k in whole},
     })

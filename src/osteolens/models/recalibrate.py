@@ -86,19 +86,33 @@ def training_data(meta: dict, manifest: str | Path | None, splits: str | Path | 
     """
     from osteolens.training.config import TrainConfig
 
-    tr = meta["training"]
+    manifest, splits = checked_training_files(meta, manifest, splits)
     own_tolerance, own_noisy = crop_settings(meta["preprocessing"])
     crop_tolerance = own_tolerance if crop_tolerance is _SOURCE else crop_tolerance
     crop_noisy = own_noisy if crop_noisy is _SOURCE else crop_noisy
-    cfg = TrainConfig(**{**tr["config"], "manifest": manifest or tr["manifest"], "splits": splits or tr["splits"],
+    cfg = TrainConfig(**{**meta["training"]["config"], "manifest": manifest, "splits": splits,
                          "crop_uniform_border": crop_tolerance, "crop_noisy_border": bool(crop_noisy and crop_tolerance is not None)})
-    for label, path in (("manifest", cfg.manifest), ("splits", cfg.splits)):
-        if not Path(path).is_file():
-            raise OsteolensError(f"{path}: {label} of the model's training data not found; pass --{label}")
-    if sha256_file(cfg.splits) != tr.get("splits_sha256"):
-        raise OsteolensError(f"{cfg.splits}: not the split file {meta['name']} was trained with (sha256 differs); "
-                             "calibrating on another validation split could use its training images")
     return cfg, cfg.cached()
+
+
+def checked_training_files(meta: dict, manifest: str | Path | None = None,
+                           splits: str | Path | None = None) -> tuple[Path, Path]:
+    """A model's training manifest and split file (the paths in ``meta`` unless given), both present, and the
+    split file the one the model was trained with (its sha256), so that its validation split holds no
+    training image.
+
+    Raises:
+        OsteolensError: a file is missing, or the split file differs from the model's.
+    """
+    tr = meta["training"]
+    paths = {"manifest": Path(manifest or tr["manifest"]), "splits": Path(splits or tr["splits"])}
+    for label, path in paths.items():
+        if not path.is_file():
+            raise OsteolensError(f"{path}: {label} of the model's training data not found; pass --{label}")
+    if sha256_file(paths["splits"]) != tr.get("splits_sha256"):
+        raise OsteolensError(f"{paths['splits']}: not the split file {meta['name']} was trained with (sha256 differs); "
+                             "calibrating on another validation split could use its training images")
+    return paths["manifest"], paths["splits"]
 
 
 def recalibrate_model(model: str | Path, out_dir: str | Path, crop_uniform_border=_SOURCE, version: str | None = None,
