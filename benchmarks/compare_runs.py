@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from osteolens.data.manifest import load_manifest
+from osteolens.data.splits import load_splits
 from osteolens.evaluation.bootstrap import MetricResult, group_bootstrap_weights, percentile_ci
 from osteolens.evaluation.classification import macro_auc, roc_auc
 from osteolens.evaluation.segmentation import dice, weighted_mean
@@ -46,27 +47,39 @@ REPO = Path(__file__).resolve().parents[1]
 METRICS = ("macro_auc", "auc_tumour", "auc_malignant", "dice", "pointing_game")
 
 
-def _predict(run: Path, device: str):
-    """``(config, calibration, validation data, flip-TTA predictions)`` of a run folder or an exported model."""
+def _predict(run: Path, device: str, split: str = "val"):
+    """``(config, calibration, the split's data, flip-TTA predictions)`` of a run folder or an exported model."""
     if (run / "best.pt").is_file():
         cfg, calib, _, model = load_run(run)
-        va = _validation(cfg, cfg.cached())
+        va = _split_data(cfg, cfg.cached(), split)
         model.to(device)
         return cfg, calib, va, predict_cached(model, va.images, va.clinical if cfg.clinical else None, tta=True)
     loaded = load_model(str(run))
     cfg, data = training_data(loaded.metadata, None, None)
-    va = _validation(cfg, data)
+    va = _split_data(cfg, data, split)
     return cfg, loaded.metadata["calibration"], va, predict_onnx(loaded, va.images, va.clinical if loaded.uses_clinical else None)
 
 
-def _validation(cfg, data):
-    _, val = split_indices(cfg, data.case_ids)
-    return data.take(val)
+def _split_data(cfg, data, split: str):
+    if split == "val":
+        _, val = split_indices(cfg, data.case_ids)  # limit_val honoured, as in training
+        return data.take(val)
+    table = load_splits(cfg.splits)
+    split_of = dict(zip(table["case_id"].astype(str), table["split"]))
+    index = np.flatnonzero(np.array([split_of.get(c, "") for c in data.case_ids]) == split)
+    if len(index) == 0:
+        raise OsteolensError(f"{cfg.splits}: no cases in split {split!r}")
+    return data.take(index)
 
 
-def validation_cases(run: Path, device: str = "cpu") -> dict:
-    """Per-case validation results of one run folder or exported model: labels, groups, probabilities, Dice, pointing hits."""
-    cfg, calib, va, pred = _predict(Path(run), device)
+def validation_cases(run: Path, device: str = "cpu", split: str = "val") -> dict:
+    """Per-case results of one run folder or exported model: labels, groups, probabilities, Dice, pointing hits.
+
+    ``split`` is ``val`` for every comparison here. ``test`` is only for scoring arms fixed in advance on a
+    held-out set, such as centres 2 and 3 of a centre split (``benchmarks/device/per_case.py``); never choose
+    between recipes on it.
+    """
+    cfg, calib, va, pred = _predict(Path(run), device, split)
     probs = cal.softmax(pred["class_logits"], calib["temperature"])
     truth = va.masks > 0
     tumour = va.labels > 0

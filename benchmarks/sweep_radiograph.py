@@ -18,7 +18,7 @@ Usage:
     python benchmarks/sweep_radiograph.py benchmarks/plans/lr_sweep_1.json --tag lr1 --device cuda
     python benchmarks/sweep_radiograph.py --summarise benchmarks/results/sweep_radiograph_lr*.json
 
-Writes work/sweeps/<tag>/ (configs, logs, run folders) and benchmarks/results/sweep_radiograph_<tag>.json.
+Writes work/sweeps/<tag>/ (configs, logs, run folders, result.json) and benchmarks/results/sweep_radiograph_<tag>.json.
 """
 
 from __future__ import annotations
@@ -140,6 +140,7 @@ def main() -> None:
     print_variants(by_variant([result]))
     out = REPO / "benchmarks" / "results" / f"sweep_radiograph_{args.tag}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
+    (root / "result.json").write_text(out.read_text())  # beside the runs too: work/ is kept where a copy of the tree is synced
     print(f"wrote {out.relative_to(REPO)}")
 
 
