@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from osteolens.data.manifest import load_manifest
-from osteolens.data.splits import load_splits
 from osteolens.evaluation.bootstrap import MetricResult, group_bootstrap_weights, percentile_ci
 from osteolens.evaluation.classification import macro_auc, roc_auc
 from osteolens.evaluation.segmentation import dice, weighted_mean
@@ -41,7 +40,7 @@ from osteolens.models.export import load_run
 from osteolens.models.recalibrate import predict_onnx, training_data
 from osteolens.models.registry import load_model
 from osteolens.training import calibration as cal
-from osteolens.training.trainer import predict_cached, split_indices
+from osteolens.training.trainer import case_splits, predict_cached, split_indices
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("macro_auc", "auc_tumour", "auc_malignant", "dice", "pointing_game")
@@ -64,9 +63,7 @@ def _split_data(cfg, data, split: str):
     if split == "val":
         _, val = split_indices(cfg, data.case_ids)  # limit_val honoured, as in training
         return data.take(val)
-    table = load_splits(cfg.splits)
-    split_of = dict(zip(table["case_id"].astype(str), table["split"]))
-    index = np.flatnonzero(np.array([split_of.get(c, "") for c in data.case_ids]) == split)
+    index = np.flatnonzero(case_splits(cfg, data.case_ids) == split)
     if len(index) == 0:
         raise OsteolensError(f"{cfg.splits}: no cases in split {split!r}")
     return data.take(index)

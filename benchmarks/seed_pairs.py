@@ -26,7 +26,7 @@ import numpy as np
 from compare_runs import metric_values
 from osteolens.evaluation.bootstrap import group_bootstrap_weights, percentile_ci
 from osteolens.evaluation.calibration import expected_calibration_error
-from osteolens.evaluation.classification import roc_auc
+from osteolens.evaluation.classification import multiclass_accuracy, roc_auc
 
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = ("case_ids", "groups", "labels", "probs", "dice", "pointing_game")
@@ -46,11 +46,10 @@ def load_runs(path: Path, sweep: str, split: str) -> dict[str, dict]:
 def metrics(cases: dict, weights=None) -> dict:
     """:func:`compare_runs.metric_values` plus benign-vs-rest AUC, top-label ECE and argmax accuracy."""
     y, p = cases["labels"], cases["probs"]
-    w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
     out = metric_values(cases, weights)
     out["auc_benign"] = roc_auc(y == 1, p[:, 1], weights)
     out["ece"] = expected_calibration_error(y, p, weights)
-    out["accuracy"] = (w @ (p.argmax(1) == y).astype(float)) / w.sum(-1)
+    out["accuracy"] = multiclass_accuracy(y, p.argmax(1), weights)
     return {k: np.asarray(v, float) for k, v in out.items()}
 
 
@@ -95,9 +94,10 @@ def print_table(result: dict, arm_a: str, arm_b: str) -> None:
     print(f"{result['n_images']} images, {result['n_groups']} groups, seeds {result['seeds']}")
     print(f"{'metric':<15}{arm_a:>9}{arm_b:>9}   {'mean of pairs (95% CI)':<29}{'pairs':<26}ensembles, difference (95% CI)")
     for k, r in result["metrics"].items():
-        ens = (f"{r[f'ensemble_{arm_a}']:.3f} / {r[f'ensemble_{arm_b}']:.3f}, {r['ensemble_difference']:+.3f} "
-               f"({r['ensemble_ci'][0]:+.3f} to {r['ensemble_ci'][1]:+.3f})") if "ensemble_ci" in r else ""
+        ens = ""
         if "ensemble_ci" in r:
+            ens = (f"{r[f'ensemble_{arm_a}']:.3f} / {r[f'ensemble_{arm_b}']:.3f}, {r['ensemble_difference']:+.3f} "
+                   f"({r['ensemble_ci'][0]:+.3f} to {r['ensemble_ci'][1]:+.3f})")
             ens += "".join(f"; {a} ensemble vs its seeds {r[f'ensemble_gain_{a}'][0]:+.3f} "
                            f"({r[f'ensemble_gain_{a}'][1]:+.3f} to {r[f'ensemble_gain_{a}'][2]:+.3f})" for a in (arm_a, arm_b))
         print(f"{k:<15}{r[f'{arm_a}_mean']:>9.3f}{r[f'{arm_b}_mean']:>9.3f}   {r['mean_of_pairs']:+.3f} "

@@ -139,8 +139,9 @@ def main() -> None:
     result = {"plan": str(args.plan), **collect(root, names, comparison)}
     print_variants(by_variant([result]))
     out = REPO / "benchmarks" / "results" / f"sweep_radiograph_{args.tag}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    (root / "result.json").write_text(out.read_text())  # beside the runs too: work/ is kept where a copy of the tree is synced
+    text = json.dumps(result, indent=2) + "\n"
+    out.write_text(text)
+    (root / "result.json").write_text(text)  # beside the runs too: work/ is kept where a copy of the tree is synced
     print(f"wrote {out.relative_to(REPO)}")
 
 

@@ -147,12 +147,17 @@ def _val_metrics(pred: dict, labels: np.ndarray, masks: np.ndarray | None, mask_
     }
 
 
-def split_indices(cfg: TrainConfig, case_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def case_splits(cfg: TrainConfig, case_ids: np.ndarray) -> np.ndarray:
+    """Each case's split name in ``cfg.splits`` (``''`` for a case the file does not list)."""
     table = load_splits(cfg.splits)
     if "split" not in table.columns:
         raise OsteolensError(f"{cfg.splits}: training needs a 'split' column with train and val")
     split_of = dict(zip(table["case_id"].astype(str), table["split"]))
-    splits = np.array([split_of.get(c, "") for c in case_ids])
+    return np.array([split_of.get(c, "") for c in case_ids])
+
+
+def split_indices(cfg: TrainConfig, case_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    splits = case_splits(cfg, case_ids)
     rng = np.random.default_rng(cfg.seed)
     train = np.flatnonzero(splits == "train")
     val = np.flatnonzero(splits == "val")
