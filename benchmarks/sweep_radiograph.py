@@ -44,7 +44,8 @@ FIGURES = ("val_macro_auc", "val_auc_tumour", "val_auc_malignant", "val_dice", "
 
 def run_plan(plan: dict, root: Path, manifest: Path, splits: Path, device: str) -> list[str]:
     """Train every run of ``plan`` in parallel under ``root``; the names of those that finished."""
-    from osteolens.training.config import TrainConfig, with_changes
+    from osteolens.errors import OsteolensError
+    from osteolens.training.config import TrainConfig, validate_config, with_changes
 
     base = json.loads((REPO / "configs" / "radiograph_default.json").read_text())
     base.update({"manifest": str(manifest.resolve()), "splits": str(splits.resolve()), "device": device,
@@ -55,9 +56,9 @@ def run_plan(plan: dict, root: Path, manifest: Path, splits: Path, device: str) 
     configs = {name: with_changes(base, change) for name, change in plan["runs"].items()}
     for name, cfg in configs.items():  # every run checked before any starts: a typo fails here, not an hour in
         try:
-            TrainConfig(**cfg)
-        except ValueError as exc:
-            raise SystemExit(f"plan run {name!r}: invalid config: {exc}") from exc
+            validate_config(cfg, f"plan run {name!r}")
+        except OsteolensError as exc:
+            raise SystemExit(str(exc)) from exc
     for crop in {cfg.get("crop_uniform_border") for cfg in configs.values()}:
         TrainConfig(**{**base, "crop_uniform_border": crop}).cached()  # each cache built once, before the runs share it
     procs = {}

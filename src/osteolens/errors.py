@@ -9,6 +9,21 @@ class OsteolensError(Exception):
     """Base class of every error osteolens raises on purpose."""
 
 
+def validation_message(exc) -> str:
+    """A pydantic ``ValidationError`` as ``field.path: problem; ...``, each invalid value named by its field.
+
+    >>> from pydantic import BaseModel
+    >>> class Spacing(BaseModel):
+    ...     mm: float
+    >>> try:
+    ...     Spacing(mm="wide")
+    ... except ValueError as exc:
+    ...     print(validation_message(exc))
+    mm: Input should be a valid number, unable to parse string as a number
+    """
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
 class ImageReadError(OsteolensError):
     """An image file is missing, unreadable, truncated or of an unsupported kind."""
 

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from osteolens.training.config import TrainConfig, load_config, with_changes
+from osteolens.errors import OsteolensError
+from osteolens.training.config import TrainConfig, load_config, validate_config, with_changes
 from osteolens.training.refiner import RefinerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -43,6 +44,20 @@ def test_every_run_of_every_sweep_plan_is_a_valid_config(path):
             assert all(getattr(cfg.augment, k) == v for k, v in change["augment"].items())
 
 
-def test_a_plan_run_with_an_unknown_field_is_refused():
-    with pytest.raises(ValueError, match="jpg"):
-        TrainConfig(**with_changes({"manifest": "m.csv", "splits": "s.csv"}, {"augment": {"jpg": 0.2}}))
+def test_a_plan_run_with_an_unknown_field_is_refused_by_name():
+    raw = with_changes({"manifest": "m.csv", "splits": "s.csv"}, {"augment": {"jpg": 0.2}, "lr": "fast"})
+    with pytest.raises(OsteolensError) as caught:
+        validate_config(raw, "plan run 'jpeg'")
+    message = str(caught.value)
+    assert message.startswith("plan run 'jpeg': invalid config: ")
+    assert "lr: Input should be a valid number" in message and "augment.jpg: Extra inputs are not permitted" in message
+
+
+def test_a_config_file_with_bad_values_is_refused_naming_file_and_field(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"manifest": "m.csv", "splits": "s.csv", "low_res_epochs": -1}))
+    with pytest.raises(OsteolensError, match=r"run\.json: invalid config: low_res_epochs: Input should be greater than or equal to 0"):
+        load_config(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(OsteolensError, match=r"run\.json: invalid config: a JSON object of fields is needed, got list"):
+        load_config(path)

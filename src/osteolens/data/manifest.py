@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from osteolens.errors import ManifestError
+from osteolens.errors import ManifestError, validation_message
 
 LABELS: tuple[str, ...] = ("normal", "benign", "malignant")
 
@@ -188,7 +188,7 @@ def load_manifest(path: str | Path, strict: bool = True) -> Manifest:
         try:
             cases.append(Case(**row))
         except ValidationError as exc:
-            msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            msg = validation_message(exc)
             if strict:
                 raise ManifestError(f"{path}, line {line}: {msg}") from exc
             errors.append((line, msg))

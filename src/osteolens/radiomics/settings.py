@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from osteolens.errors import OsteolensError
+from osteolens.errors import OsteolensError, validation_message
 
 DIRECTIONAL_2D = ["2d_average", "2d_slice_merge", "2.5d_direction_merge", "2.5d_volume_merge"]
 DIRECTIONAL_3D = ["3d_average", "3d_volume_merge"]
@@ -168,6 +168,13 @@ def load_settings(source: str | Path | None, default: str = "radiograph") -> Rad
     if not path.is_file():
         raise OsteolensError(f"{path}: no such radiomics settings file (or preset: {', '.join(PRESETS)})")
     try:
-        return RadiomicsSettings(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, ValidationError, TypeError) as exc:
-        raise OsteolensError(f"{path}: invalid radiomics settings: {exc}") from exc
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise OsteolensError(f"{path}: invalid radiomics settings: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise OsteolensError(f"{path}: invalid radiomics settings: a JSON object of fields is needed, "
+                             f"got {type(raw).__name__}")
+    try:
+        return RadiomicsSettings(**raw)
+    except ValidationError as exc:
+        raise OsteolensError(f"{path}: invalid radiomics settings: {validation_message(exc)}") from exc

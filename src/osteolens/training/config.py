@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-from osteolens.errors import OsteolensError
+from osteolens.errors import OsteolensError, validation_message
 from osteolens.models.multitask import DECODER_WIDTHS
 from osteolens.transforms.augment import AugmentConfig
 
@@ -144,12 +144,23 @@ def load_config(path: str | Path, kind: type[RunConfig] = TrainConfig):
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise OsteolensError(f"{path}: not valid JSON ({exc})") from exc
+    return validate_config(raw, str(path), kind).resolved(path.parent.resolve())
+
+
+def validate_config(raw: dict, where: str, kind: type[RunConfig] = TrainConfig):
+    """``raw`` as a validated config of ``kind``, or an error that names ``where`` and every invalid field.
+
+    ``where`` says what the values came from: a config file, or a run of a sweep plan.
+
+    Raises:
+        OsteolensError: ``WHERE: invalid config: field: problem; ...``.
+    """
+    if not isinstance(raw, dict):
+        raise OsteolensError(f"{where}: invalid config: a JSON object of fields is needed, got {type(raw).__name__}")
     try:
-        cfg = kind(**raw)
+        return kind(**raw)
     except ValidationError as exc:
-        msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise OsteolensError(f"{path}: invalid config: {msg}") from exc
-    return cfg.resolved(path.parent.resolve())
+        raise OsteolensError(f"{where}: invalid config: {validation_message(exc)}") from exc
 
 
 def with_changes(config: dict, changes: dict) -> dict:
