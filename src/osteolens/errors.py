@@ -24,6 +24,22 @@ def validation_message(exc) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
+def validated(kind, raw, where: str, what: str = "config"):
+    """``kind(**raw)`` for values read from a JSON file or plan, or an error naming ``where`` and every bad field.
+
+    Raises:
+        OsteolensError: ``WHERE: invalid WHAT: field: problem; ...``, or that a JSON object was needed.
+    """
+    from pydantic import ValidationError
+
+    if not isinstance(raw, dict):
+        raise OsteolensError(f"{where}: invalid {what}: a JSON object of fields is needed, got {type(raw).__name__}")
+    try:
+        return kind(**raw)
+    except ValidationError as exc:
+        raise OsteolensError(f"{where}: invalid {what}: {validation_message(exc)}") from exc
+
+
 class ImageReadError(OsteolensError):
     """An image file is missing, unreadable, truncated or of an unsupported kind."""
 

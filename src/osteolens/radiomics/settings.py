@@ -18,9 +18,9 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from osteolens.errors import OsteolensError, validation_message
+from osteolens.errors import OsteolensError, validated
 
 DIRECTIONAL_2D = ["2d_average", "2d_slice_merge", "2.5d_direction_merge", "2.5d_volume_merge"]
 DIRECTIONAL_3D = ["3d_average", "3d_volume_merge"]
@@ -171,10 +171,4 @@ def load_settings(source: str | Path | None, default: str = "radiograph") -> Rad
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise OsteolensError(f"{path}: invalid radiomics settings: not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise OsteolensError(f"{path}: invalid radiomics settings: a JSON object of fields is needed, "
-                             f"got {type(raw).__name__}")
-    try:
-        return RadiomicsSettings(**raw)
-    except ValidationError as exc:
-        raise OsteolensError(f"{path}: invalid radiomics settings: {validation_message(exc)}") from exc
+    return validated(RadiomicsSettings, raw, str(path), "radiomics settings")

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
-from osteolens.errors import OsteolensError, validation_message
+from osteolens.errors import OsteolensError, validated
 from osteolens.models.multitask import DECODER_WIDTHS
 from osteolens.transforms.augment import AugmentConfig
 
@@ -155,12 +155,7 @@ def validate_config(raw: dict, where: str, kind: type[RunConfig] = TrainConfig):
     Raises:
         OsteolensError: ``WHERE: invalid config: field: problem; ...``.
     """
-    if not isinstance(raw, dict):
-        raise OsteolensError(f"{where}: invalid config: a JSON object of fields is needed, got {type(raw).__name__}")
-    try:
-        return kind(**raw)
-    except ValidationError as exc:
-        raise OsteolensError(f"{where}: invalid config: {validation_message(exc)}") from exc
+    return validated(kind, raw, where)
 
 
 def with_changes(config: dict, changes: dict) -> dict:
