@@ -174,3 +174,21 @@ def test_transparency_is_composited_over_black(tmp_path, btxrd_dir, mode):
     Image.merge("LA", [Image.fromarray(grey), Image.fromarray(np.full(grey.shape, 255, np.uint8))]).save(tmp_path / "o.png")
     arr, props = read_image(tmp_path / "o.png")
     assert np.array_equal(arr, grey) and not any("transparency" in n for n in props.notes)
+
+
+def test_floating_point_tiff_keeps_negative_values_and_refuses_nan(tmp_path, btxrd_dir):
+    """A 32-bit float TIFF has no container range: it is scaled from min(0, its lowest value) to its highest, so
+    values below zero keep their contrast instead of all turning black; a NaN or infinite pixel is refused by name."""
+    grey = np.asarray(Image.open(btxrd_dir / "images" / "IMG000004.png").convert("L")).astype(np.float32)
+    shifted = grey / 255.0 - 0.5  # -0.5 .. +0.5
+    Image.fromarray(shifted, "F").save(tmp_path / "f.tif")
+    arr, props = read_image(tmp_path / "f.tif")
+    assert props.value_range == (pytest.approx(float(shifted.min())), pytest.approx(float(shifted.max())))
+    unit = to_unit_grey(arr, props)
+    expected = (grey - grey.min()) / (grey.max() - grey.min())
+    assert np.abs(unit - expected).max() < 1e-5
+    shifted[10, 20] = np.nan
+    shifted[11, 20] = np.inf
+    Image.fromarray(shifted, "F").save(tmp_path / "nan.tif")
+    with pytest.raises(ImageReadError, match=r"nan\.tif: 2 of 65536 pixels are not numbers \(NaN or infinity\)"):
+        read_image(tmp_path / "nan.tif")

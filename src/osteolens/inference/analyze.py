@@ -149,7 +149,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     box = network_box(framed, props.content_box, *crop_settings(meta["preprocessing"]))
     x_off, y_off, x_end, y_end = box or (0, 0, framed.shape[1], framed.shape[0])
     grey = framed[y_off:y_end, x_off:x_end]
-    check_analysable(grey, props.path)
+    check_analysable(grey, props.path, framed.shape)
     h, w = grey.shape
     seen = network_grey(grey, size)  # what the network reads; a second look cuts its views from it
     x = normalise(seen)
@@ -347,8 +347,11 @@ def check_modality(modality: str | None, path: str | Path) -> None:
                              "PET volumes use 'osteolens volume report'")
 
 
-def check_analysable(grey: np.ndarray, path: str | Path) -> None:
+def check_analysable(grey: np.ndarray, path: str | Path, stored_shape: tuple[int, ...] | None = None) -> None:
     """Refuse an image that cannot be a radiograph, rather than give it a made-up answer.
+
+    ``stored_shape`` is the file's own ``(H, W)`` where ``grey`` is the part inside cut borders, so
+    that a message about the size names both.
 
     Raises:
         ImageReadError: shorter side under :data:`MIN_SIDE_PX`, sides more than
@@ -364,12 +367,19 @@ def check_analysable(grey: np.ndarray, path: str | Path) -> None:
     Traceback (most recent call last):
     ...
     osteolens.errors.ImageReadError: IMG000004_mask.png: image has only two grey levels (0 and 255 of 255): a mask or a black-and-white picture, not a radiograph
+    >>> check_analysable(np.zeros((60, 1981)), "strip.png", stored_shape=(60, 2000))
+    Traceback (most recent call last):
+    ...
+    osteolens.errors.ImageReadError: strip.png: image is 1981 x 60 px inside its cut borders (2000 x 60 as stored); a radiograph needs at least 64 px a side
     """
     h, w = grey.shape[:2]
+    size = f"{w} x {h} px"
+    if stored_shape is not None and tuple(stored_shape[:2]) != (h, w):
+        size += f" inside its cut borders ({stored_shape[1]} x {stored_shape[0]} as stored)"
     if min(h, w) < MIN_SIDE_PX:
-        raise ImageReadError(path, f"image is {w} x {h} px; a radiograph needs at least {MIN_SIDE_PX} px a side")
+        raise ImageReadError(path, f"image is {size}; a radiograph needs at least {MIN_SIDE_PX} px a side")
     if max(h, w) > MAX_ASPECT * min(h, w):
-        raise ImageReadError(path, f"image is {w} x {h} px, more than {MAX_ASPECT:g} to 1; not a radiograph")
+        raise ImageReadError(path, f"image is {size}, more than {MAX_ASPECT:g} to 1; not a radiograph")
     if float(np.ptp(grey)) == 0.0:
         raise ImageReadError(path, "image is blank (every pixel has the same value)")
     step = max(1, int(np.sqrt(grey.size / 65536)))  # a radiograph shows many levels in any sample of its pixels

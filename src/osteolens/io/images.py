@@ -187,7 +187,8 @@ def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
             notes.append(f"values fit {depth} of the 16 bits stored: scaled to 0-{2**depth - 1} (the file records no "
                          "bit depth; detectors store 10-, 12- and 14-bit images in 16-bit files)")
     else:
-        high = float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" else float(np.nanmax(arr))
+        high = float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" else float(arr.max())
+    low = min(0.0, float(arr.min())) if arr.dtype.kind == "f" else 0.0  # floats have no container range: keep negatives
     props = ImageProperties(
         path=str(path),
         format=fmt,
@@ -196,7 +197,7 @@ def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
         bits=bits,
         channels=channels,
         photometric="MONOCHROME2" if channels == 1 else "RGB",
-        value_range=(0.0, high),
+        value_range=(low, high),
         notes=notes,
         orientation=orientation,
     )
@@ -270,7 +271,12 @@ def _pillow_to_array(im: Image.Image, path: Path, notes: list[str]) -> np.ndarra
             arr = arr.astype(np.uint16)
         return arr
     if mode == "F":
-        return np.asarray(im, dtype=np.float32)
+        arr = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr)).sum())
+            raise ImageReadError(path, f"{bad} of {arr.size} pixels are not numbers (NaN or infinity) in this "
+                                       "floating-point image; a radiograph's pixels all have a value")
+        return arr
     raise ImageReadError(path, f"unsupported pixel mode {mode!r}")
 
 
