@@ -73,6 +73,59 @@ def test_no_voi_uses_full_range(tmp_path):
     assert props.spacing_mm is None
 
 
+def _with_text_in(path, good: bytes, bad: bytes):
+    """Rewrite a decimal string's bytes in a saved file: pydicom will not write text into a DS itself."""
+    data = path.read_bytes()
+    assert data.count(good) == 1
+    path.write_bytes(data.replace(good, bad))
+    return path
+
+
+def test_an_invalid_window_is_ignored_and_said(tmp_path):
+    """A Window Width of 0 (PS3.3 C.11.2.1.2 asks for at least 1) or text in Window Center used to stop a whole batch
+    with pydicom's ValueError; the image is read at its full range instead, and the notes say why."""
+    pixels = [[10, 20], [30, 50]]
+    zero = make_dicom(tmp_path / "w0.dcm", pixels, WindowCenter=30, WindowWidth=0)
+    text = _with_text_in(make_dicom(tmp_path / "wt.dcm", pixels, WindowCenter="31.5", WindowWidth=40), b"31.5", b"abcd")
+    for path, why in ((zero, "Window Width must be greater than or equal to 1"), (text, "WindowCenter 'abcd' is not a number")):
+        arr, props = read_image(path)
+        assert np.allclose(to_unit_grey(arr, props), [[0, 0.25], [0.5, 1.0]])
+        assert any(why in n and n.endswith("full pixel range used") for n in props.notes), props.notes
+
+
+def test_text_in_rescale_slope_is_refused_by_name(tmp_path):
+    path = _with_text_in(make_dicom(tmp_path / "rs.dcm", [[10, 20], [30, 50]], RescaleSlope="1.25", RescaleIntercept=0),
+                         b"1.25", b"x.yz")
+    with pytest.raises(ImageReadError, match=r"rs\.dcm: cannot apply the modality rescale: RescaleSlope 'x.yz' is not a number"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("spacing", [[0, 0], [-0.1, 0.1], [1e6, 1e6]])
+def test_impossible_pixel_spacing_gives_no_size_in_mm(tmp_path, spacing):
+    """A lesion of 2e15 mm2 from a spacing of 1e6 mm helps no one: spacings that cannot be a radiograph's are
+    ignored, the next attribute is tried, and the notes say so."""
+    _, props = read_image(make_dicom(tmp_path / "s.dcm", np.arange(16).reshape(4, 4), PixelSpacing=spacing))
+    assert props.spacing_mm is None and any(n.startswith("PixelSpacing") and "ignored" in n for n in props.notes)
+    _, props = read_image(make_dicom(tmp_path / "i.dcm", np.arange(16).reshape(4, 4), PixelSpacing=spacing,
+                                     ImagerPixelSpacing=[0.15, 0.15]))
+    assert props.spacing_mm == pytest.approx((0.15, 0.15)) and props.spacing_source == "ImagerPixelSpacing"
+
+
+def test_a_decoder_failure_of_any_kind_names_the_file(tmp_path, monkeypatch):
+    """Decoders raise many exception types on malformed files; read_image turns each into an ImageReadError naming
+    the file, so that a batch records it and goes on."""
+    import osteolens.io.dicom as dicom
+
+    path = make_dicom(tmp_path / "odd.dcm", [[10, 20], [30, 50]])
+
+    def raise_type_error(p):
+        raise TypeError("unsupported operand type(s)")
+
+    monkeypatch.setattr(dicom, "read_dicom_image", raise_type_error)
+    with pytest.raises(ImageReadError, match=r"odd\.dcm: cannot read this DICOM file: TypeError: unsupported operand"):
+        read_image(path)
+
+
 def test_multiframe_refused(tmp_path):
     path = make_dicom(tmp_path / "multi.dcm", np.zeros((3, 4, 4)))
     with pytest.raises(ImageReadError, match="multi-frame"):

@@ -83,20 +83,32 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         if raw.ndim != 2:
             raise ImageReadError(path, f"expected a 2-D grey image, pixel array has shape {raw.shape}")
         padding = _padding_mask(ds, raw, path)
-        arr = apply_modality_lut(raw, ds).astype(np.float64)
+        if problem := _not_numbers(ds, ("RescaleSlope", "RescaleIntercept")):
+            raise ImageReadError(path, f"cannot apply the modality rescale: {problem}")
+        try:
+            arr = apply_modality_lut(raw, ds).astype(np.float64)
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise ImageReadError(path, f"invalid modality LUT: {exc}") from exc
         if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
             notes.append("modality LUT / rescale applied")
-        has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
-        if has_voi:
+        voi, why_full_range = None, "no VOI in file"
+        if "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds):
             # a VOI LUT is indexed by (integer) modality values; windows take any value
             lut_input = arr.astype(np.int64) if "VOILUTSequence" in ds and np.all(np.mod(arr, 1) == 0) else arr
-            arr = np.asarray(apply_voi_lut(lut_input, ds), dtype=np.float64)
-            low, high = _voi_output_range(ds, arr)
+            try:
+                if problem := _not_numbers(ds, ("WindowCenter", "WindowWidth")):
+                    raise ValueError(problem)
+                windowed = np.asarray(apply_voi_lut(lut_input, ds), dtype=np.float64)
+                voi = windowed, _voi_output_range(ds, windowed)
+            except (ValueError, TypeError, IndexError, KeyError) as exc:  # e.g. a Window Width of 0
+                why_full_range = f"the file's VOI LUT / window is invalid and was ignored ({exc})"
+        if voi is not None:
+            arr, (low, high) = voi
             notes.append("VOI LUT / window applied")
         else:
             native = arr if padding is None else arr[~padding]
             low, high = float(native.min()), float(native.max())
-            notes.append("no VOI in file: full pixel range used" + (" (padding excluded)" if padding is not None else ""))
+            notes.append(f"{why_full_range}: full pixel range used" + (" (padding excluded)" if padding is not None else ""))
         if photometric == "MONOCHROME1":
             arr = (high + low) - arr
             notes.append("MONOCHROME1 inverted")
@@ -117,7 +129,9 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
     else:
         raise ImageReadError(path, f"unsupported Photometric Interpretation {photometric!r}")
 
-    spacing, source = _spacing(ds)
+    ignored: list[str] = []
+    spacing, source = _spacing(ds, ignored)
+    notes += ignored
     props = ImageProperties(
         path=str(path),
         format="dicom",
@@ -188,16 +202,46 @@ def _voi_output_range(ds, arr: np.ndarray) -> tuple[float, float]:
     return float(extremes.min()), float(extremes.max())
 
 
-def _spacing(ds) -> tuple[tuple[float, float] | None, str | None]:
+def _not_numbers(ds, keywords: tuple[str, ...]) -> str | None:
+    """What is wrong with the first of ``keywords`` present in ``ds`` whose value is not a number (a
+    decimal string holding text, which pydicom keeps as text with a warning), or None."""
+    for keyword in keywords:
+        if keyword not in ds:
+            continue
+        value = ds.data_element(keyword).value
+        if value is None or value == "":
+            continue  # present but empty: as if absent
+        for v in [value] if isinstance(value, (str, bytes, int, float)) or value is None else list(value):
+            try:
+                float(v)
+            except (TypeError, ValueError):
+                return f"{keyword} {str(value)!r} is not a number"
+    return None
+
+
+#: the largest pixel spacing taken as real, in mm: a radiograph of 256 px at 10 mm would be 2.5 m across
+MAX_SPACING_MM = 10.0
+
+
+def _spacing(ds, ignored: list[str] | None = None) -> tuple[tuple[float, float] | None, str | None]:
+    """Pixel spacing (row, column) in mm and the attribute it came from; values that cannot be a radiograph's
+    (not a number, not positive, over :data:`MAX_SPACING_MM`) are skipped and described in ``ignored``."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = getattr(ds, keyword, None)
-        if value is not None and len(value) == 2:
-            row, col = float(value[0]), float(value[1])
-            if row <= 0 or col <= 0:
-                continue
-            if keyword == "ImagerPixelSpacing":
-                factor = float(getattr(ds, "EstimatedRadiographicMagnificationFactor", 1.0) or 1.0)
-                if factor > 0 and factor != 1.0:
-                    return (row / factor, col / factor), f"{keyword} / EstimatedRadiographicMagnificationFactor"
-            return (row, col), keyword
+        try:
+            value = getattr(ds, keyword, None)
+            row, col = (float(value[0]), float(value[1])) if value is not None and len(value) == 2 else (None, None)
+        except (ValueError, TypeError):
+            row = col = float("nan")
+        if row is None:
+            continue
+        if not (0 < row <= MAX_SPACING_MM and 0 < col <= MAX_SPACING_MM):
+            if ignored is not None:
+                ignored.append(f"{keyword} {row:g} x {col:g} mm ignored (not a number, not positive or over "
+                               f"{MAX_SPACING_MM:g} mm)")
+            continue
+        if keyword == "ImagerPixelSpacing":
+            factor = float(getattr(ds, "EstimatedRadiographicMagnificationFactor", 1.0) or 1.0)
+            if factor > 0 and factor != 1.0:
+                return (row / factor, col / factor), f"{keyword} / EstimatedRadiographicMagnificationFactor"
+        return (row, col), keyword
     return None, None

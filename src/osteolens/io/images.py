@@ -138,14 +138,22 @@ def read_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         ``(array, properties)``: the array is ``(H, W)`` for grey or ``(H, W, 3)`` for colour.
 
     Raises:
-        ImageReadError: missing, empty, truncated, unsupported or multi-frame input.
+        ImageReadError: missing, empty, truncated, unsupported or multi-frame input, or any other
+            failure of the decoders on the file's content (named with the decoder's own message), so
+            that a batch can record the file and go on.
     """
     fmt = sniff_format(path)
-    if fmt == "dicom":
-        from osteolens.io.dicom import read_dicom_image
+    try:
+        if fmt == "dicom":
+            from osteolens.io.dicom import read_dicom_image
 
-        return read_dicom_image(path)
-    return _read_pillow(Path(path), fmt)
+            return read_dicom_image(path)
+        return _read_pillow(Path(path), fmt)
+    except ImageReadError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, OSError, OverflowError) as exc:
+        # pydicom and Pillow raise these for malformed headers and data the checks above do not foresee
+        raise ImageReadError(path, f"cannot read this {fmt.upper()} file: {type(exc).__name__}: {exc}") from exc
 
 
 def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
