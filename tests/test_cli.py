@@ -30,7 +30,7 @@ def test_bad_arguments_give_clear_errors(tmp_path):
 
     r = subprocess.run([sys.executable, "-c", "from osteolens.cli import main; main()", "data", "verify", str(tmp_path / "none.csv")],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "none.csv: manifest not found" in r.stderr
+    assert r.returncode == 2 and "none.csv: manifest file not found" in r.stderr
     r = runner.invoke(app, ["data", "split", str(tmp_path / "x.csv"), "--out", "o.csv", "--fractions", "a,b"])
     assert r.exit_code == 2
 

@@ -35,6 +35,7 @@ def test_evaluate_writes_real_values(subset, btxrd_manifest):
     m = evaluate(out / "pred.csv", btxrd_manifest, out / "res", n_boot=300, seed=0)
     on_disk = json.loads((out / "res" / "metrics.json").read_text())
     assert on_disk["n_cases"] == 400 and on_disk["n_prediction_errors"] == 1
+    assert on_disk["n_predictions_without_truth"] == 0
     auc = on_disk["classification"]["auc"]["malignant"]
     assert auc["value"] == pytest.approx(roc_auc_score(y == 2, p[:, 2]), abs=1e-6)
     assert auc["ci_low"] < auc["value"] < auc["ci_high"] and auc["n"] == 400
@@ -209,3 +210,23 @@ def test_subtype_metrics_on_real_cases(btxrd_manifest, tmp_path):
         assert by_subtype[n]["subtype_recall"]["value"] == pytest.approx(recalls[n], abs=1e-6)
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "## By subtype (tumour images)" in summary and "subtype balanced accuracy" in summary
+
+
+def test_predictions_without_a_truth_case_are_counted(subset, btxrd_manifest, tmp_path):
+    """A prediction row whose image is not in the truth (a file from another data set, a renamed file) is not
+    silently dropped: metrics.json and the summary count it."""
+    out, f, p, y = subset
+    pred = pd.read_csv(out / "pred.csv")
+    pred.loc[0, "image"] = "not_in_btxrd.png"
+    pred.to_csv(tmp_path / "pred.csv", index=False)
+    evaluate(tmp_path / "pred.csv", btxrd_manifest, tmp_path / "res", n_boot=50, seed=0)
+    on_disk = json.loads((tmp_path / "res" / "metrics.json").read_text())
+    assert on_disk["n_cases"] == 399 and on_disk["n_predictions_without_truth"] == 1
+    assert "predictions without a truth case (another data set, or outside the split): 1" in (
+        tmp_path / "res" / "summary.md").read_text()
+
+
+def test_a_binary_file_given_as_predictions_is_refused_by_name(btxrd_manifest, tmp_path):
+    (tmp_path / "pred.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.raises(EvaluationError, match=r"pred\.csv: not a readable CSV predictions \(UnicodeDecodeError"):
+        evaluate(tmp_path / "pred.csv", btxrd_manifest, tmp_path / "res", n_boot=50)

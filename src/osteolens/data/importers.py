@@ -17,6 +17,7 @@ import pandas as pd
 from osteolens import __version__
 from osteolens.data.manifest import LABELS, SUBTYPES, Case, Manifest, relative_to
 from osteolens.errors import ManifestError
+from osteolens.io.tables import read_text_table
 
 BTXRD_SITES = (
     "hand", "ulna", "radius", "humerus", "foot", "tibia", "fibula", "femur", "hip bone",
@@ -102,7 +103,7 @@ def import_btxrd(src: str | Path, out: str | Path) -> ImportResult:
     if not images_dir.is_dir():
         raise ManifestError(f"{images_dir}: images folder not found")
     masks_dir = src / "masks"
-    frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+    frame = read_text_table(table, "BTXRD table", ManifestError)
     needed = ("image_id", "center", "age", "gender", "tumor", "benign", "malignant", *SUBTYPES, *BTXRD_VIEWS)
     missing = [c for c in needed if c not in frame.columns]
     if missing:
@@ -195,9 +196,7 @@ def import_folder(
     images, labels, out = Path(images), Path(labels), Path(out)
     if not images.is_dir():
         raise ManifestError(f"{images}: images folder not found")
-    if not labels.is_file():
-        raise ManifestError(f"{labels}: labels CSV not found")
-    frame = pd.read_csv(labels, dtype=str, keep_default_na=False)
+    frame = read_text_table(labels, "labels", ManifestError)
     if image_column not in frame.columns:
         raise ManifestError(f"{labels}: no column {image_column!r}; found {', '.join(frame.columns)}")
     if group_column is None:

@@ -37,6 +37,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from osteolens.errors import ManifestError, validation_message
+from osteolens.io.tables import read_text_table
 
 LABELS: tuple[str, ...] = ("normal", "benign", "malignant")
 
@@ -167,12 +168,7 @@ def load_manifest(path: str | Path, strict: bool = True) -> Manifest:
             row is malformed.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: manifest not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise ManifestError(f"{path}: not a readable CSV manifest ({exc})") from exc
+    frame = read_text_table(path, "manifest", ManifestError)
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise ManifestError(

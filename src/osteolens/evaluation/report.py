@@ -35,6 +35,7 @@ from osteolens.evaluation import detection as det
 from osteolens.evaluation import segmentation as seg
 from osteolens.evaluation.bootstrap import MetricResult, bootstrap_metric, group_bootstrap_weights
 from osteolens.io.images import read_mask
+from osteolens.io.tables import read_text_table
 
 PROB_COLUMNS = tuple(f"p_{k}" for k in LABELS)
 AGE_BANDS = ((0, 20, "<20"), (20, 40, "20-39"), (40, 60, "40-59"), (60, 200, ">=60"))
@@ -50,6 +51,7 @@ class EvaluationInputs:
     predictions_path: Path
     n_failed: int
     n_missing: int
+    n_unmatched: int = 0  # prediction rows without a truth case (another data set, or outside the split)
 
 
 def load_inputs(predictions: str | Path, truth: str | Path, splits: str | Path | None = None, split: str | None = None) -> EvaluationInputs:
@@ -60,10 +62,8 @@ def load_inputs(predictions: str | Path, truth: str | Path, splits: str | Path |
             prediction matching any truth case.
     """
     predictions = Path(predictions)
-    if not predictions.is_file():
-        raise EvaluationError(f"{predictions}: predictions file not found")
+    pred = read_text_table(predictions, "predictions", EvaluationError)
     manifest = load_manifest(truth)
-    pred = pd.read_csv(predictions, dtype=str, keep_default_na=False)
     if "case_id" in pred.columns:
         key = pred["case_id"].str.strip()
     elif "image" in pred.columns:
@@ -109,7 +109,8 @@ def load_inputs(predictions: str | Path, truth: str | Path, splits: str | Path |
             bad = joined.loc[abs(sums - 1) > 1e-3, "case_id"].iloc[0]
             raise EvaluationError(f"{predictions}: probabilities of case {bad!r} sum to {sums[abs(sums - 1) > 1e-3].iloc[0]:.4f}, not 1")
         joined[list(PROB_COLUMNS)] = probs
-    return EvaluationInputs(joined.reset_index(drop=True), manifest, predictions, n_failed, n_missing)
+    return EvaluationInputs(joined.reset_index(drop=True), manifest, predictions, n_failed, n_missing,
+                            n_unmatched=len(pred) - len(joined))
 
 
 def _decisions(t: pd.DataFrame, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -412,6 +413,7 @@ def evaluate(
         "n_groups": int(t["group_id"].nunique()),
         "n_prediction_errors": inp.n_failed,
         "n_truth_without_prediction": inp.n_missing,
+        "n_predictions_without_truth": inp.n_unmatched,
         "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "resampled_unit": "group_id (patient)"},
     }
     curves: dict = {}

@@ -23,7 +23,8 @@ def summary_lines(metrics: dict) -> list[str]:
         "",
         f"- cases: {metrics['n_cases']} in {metrics['n_groups']} patient groups; "
         f"prediction errors left out: {metrics['n_prediction_errors']}; truth cases without prediction: "
-        f"{metrics['n_truth_without_prediction']}",
+        f"{metrics['n_truth_without_prediction']}; predictions without a truth case (another data set, or outside "
+        f"the split): {metrics.get('n_predictions_without_truth', 0)}",
         f"- 95% CIs: bootstrap over patient groups, {metrics['bootstrap']['n_boot']} resamples, seed {metrics['bootstrap']['seed']}",
         "",
     ]

@@ -487,12 +487,10 @@ def left_out_note(left_out: list[Path], show: int = 5) -> str:
 
 def read_clinical_csv(path: str | Path) -> dict[str, dict]:
     """``image, age, sex, site[, region, view]`` rows keyed by image file name."""
-    import pandas as pd
+    from osteolens.io.tables import read_text_table  # only here: it imports pandas
 
     path = Path(path)
-    if not path.is_file():
-        raise OsteolensError(f"{path}: clinical CSV not found")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = read_text_table(path, "clinical data")
     if "image" not in table.columns:
         raise OsteolensError(f"{path}: needs an 'image' column; found {', '.join(table.columns)}")
     return {Path(r["image"]).name: {k: (v or None) for k, v in r.items()} for r in table.to_dict(orient="records")}
