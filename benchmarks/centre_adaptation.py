@@ -21,7 +21,6 @@ benchmarks/results/centre_adaptation_<tag>.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -29,13 +28,14 @@ import numpy as np
 import torch
 
 from compare_runs import metric_values
+from osteolens.data.splits import load_splits
 from osteolens.evaluation.bootstrap import group_bootstrap_weights, percentile_ci
 from osteolens.evaluation.calibration import expected_calibration_error
 from osteolens.evaluation.segmentation import dice
 from osteolens.models.export import load_run
 from osteolens.models.recalibrate import training_data
 from osteolens.training import calibration as cal
-from osteolens.training.trainer import case_splits, predict_cached, to_input
+from osteolens.training.trainer import predict_cached, to_input
 
 REPO = Path(__file__).resolve().parents[1]
 DIFF_METRICS = ("macro_auc", "auc_tumour", "auc_malignant", "dice")
@@ -143,10 +143,8 @@ def main() -> None:
     cfg, data = training_data(meta, None, None)
     _, _, _, net = load_run(args.run)
     state = {k: v.clone() for k, v in net.state_dict().items()}
-    split = case_splits(cfg, data.case_ids)
-    rows = {r["case_id"]: r for r in csv.DictReader(open(cfg.splits))}
-    centres = np.array([rows[c]["centre"] for c in data.case_ids])
-    groups = np.array([rows[c]["split_group"] for c in data.case_ids])
+    table = load_splits(cfg.splits).set_index("case_id").loc[data.case_ids]
+    split, centres, groups = (table[c].to_numpy(str) for c in ("split", "centre", "split_group"))
 
     def two_fold(index):
         a, b = halves(index, groups)

@@ -95,13 +95,15 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         if "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds):
             # a VOI LUT is indexed by (integer) modality values; windows take any value
             lut_input = arr.astype(np.int64) if "VOILUTSequence" in ds and np.all(np.mod(arr, 1) == 0) else arr
-            try:
-                if problem := _not_numbers(ds, ("WindowCenter", "WindowWidth")):
-                    raise ValueError(problem)
-                windowed = np.asarray(apply_voi_lut(lut_input, ds), dtype=np.float64)
-                voi = windowed, _voi_output_range(ds, windowed)
-            except (ValueError, TypeError, IndexError, KeyError) as exc:  # e.g. a Window Width of 0
-                why_full_range = f"the file's VOI LUT / window is invalid and was ignored ({exc})"
+            problem = _not_numbers(ds, ("WindowCenter", "WindowWidth"))
+            if problem is None:
+                try:
+                    windowed = np.asarray(apply_voi_lut(lut_input, ds), dtype=np.float64)
+                    voi = windowed, _voi_output_range(ds, windowed)
+                except (ValueError, TypeError, IndexError, KeyError) as exc:  # e.g. a Window Width of 0
+                    problem = str(exc)
+            if problem is not None:
+                why_full_range = f"the file's VOI LUT / window is invalid and was ignored ({problem})"
         if voi is not None:
             arr, (low, high) = voi
             notes.append("VOI LUT / window applied")
@@ -211,7 +213,7 @@ def _not_numbers(ds, keywords: tuple[str, ...]) -> str | None:
         value = ds.data_element(keyword).value
         if value is None or value == "":
             continue  # present but empty: as if absent
-        for v in [value] if isinstance(value, (str, bytes, int, float)) or value is None else list(value):
+        for v in [value] if isinstance(value, (str, bytes, int, float)) else list(value):
             try:
                 float(v)
             except (TypeError, ValueError):
@@ -229,11 +231,11 @@ def _spacing(ds, ignored: list[str] | None = None) -> tuple[tuple[float, float] 
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         try:
             value = getattr(ds, keyword, None)
-            row, col = (float(value[0]), float(value[1])) if value is not None and len(value) == 2 else (None, None)
+            if value is None or len(value) != 2:
+                continue
+            row, col = float(value[0]), float(value[1])
         except (ValueError, TypeError):
             row = col = float("nan")
-        if row is None:
-            continue
         if not (0 < row <= MAX_SPACING_MM and 0 < col <= MAX_SPACING_MM):
             if ignored is not None:
                 ignored.append(f"{keyword} {row:g} x {col:g} mm ignored (not a number, not positive or over "
