@@ -445,20 +445,24 @@ def analyze(
     inputs: list[Path] = typer.Argument(..., help="Radiograph files or folders (DICOM, PNG, JPEG, TIFF)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     model: str = typer.Option("osteolens-radiograph", help=MODEL_HELP),
-    clinical: Optional[Path] = typer.Option(None, "--clinical", help="CSV with image, age, sex, site (and region, view)."),
+    clinical: Optional[Path] = typer.Option(None, "--clinical", help="CSV with image, age, sex, site (and region, view); image is the file name, or its path where names repeat."),
     dicom_out: bool = typer.Option(False, "--dicom-out", help="For DICOM inputs also write SEG, SR (TID 1500), a presentation state (GSPS) and an overlay secondary capture."),
 ) -> None:
     """Detect, segment and classify bone tumours; write predictions.csv, masks, overlays, report.html."""
-    from osteolens.inference.analyze import analyze as run, collect_inputs, left_out_note
+    from osteolens.inference.analyze import analyze as run
+    from osteolens.inference.batch_inputs import collect_inputs, left_out_note
 
     left_out: list[Path] = []
     total = len(collect_inputs(inputs, left_out, output=out))  # nothing to read: run() says so
     if left_out and total:
         err_console.print(f"[yellow]note[/] {left_out_note(left_out)}", highlight=False)
+    notes: list[str] = []
     with _progress() as bar:
         task = bar.add_task("analysing", total=total)
         results = run(inputs, out, model=model, clinical_csv=clinical, progress=lambda d, t: bar.update(task, completed=d),
-                      dicom_out=dicom_out)
+                      dicom_out=dicom_out, notes=notes)
+    for line in notes:
+        err_console.print(f"[yellow]note[/] {line}", highlight=False)
     failed = [r for r in results if r.status != "ok"]
     for r in results:
         if r.status == "ok":
@@ -499,7 +503,7 @@ def pathology_classify(
     """Classify H&E tiles as non-tumour / viable / necrotic (background tiles are marked)."""
     import pandas as pd
 
-    from osteolens.inference.analyze import collect_inputs
+    from osteolens.inference.batch_inputs import collect_inputs
     from osteolens.pathology.classifier import classify_tiles
 
     rows = classify_tiles(collect_inputs(tiles), model)

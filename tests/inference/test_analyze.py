@@ -470,3 +470,23 @@ def test_each_lesion_is_measured(batch):
             assert info["lesion_long_axis_line"] == largest["long_axis_line"]
         seen += len(lesions)
     assert seen >= 2
+
+
+def test_clinical_rows_that_cannot_be_told_apart_fail_those_images_and_the_batch_goes_on(tiny_model, btxrd_dir, tmp_path):
+    for sub, case in (("a", "IMG000001"), ("b", "IMG000004")):
+        (tmp_path / sub).mkdir()
+        Image.open(btxrd_dir / "images" / f"{case}.png").save(tmp_path / sub / "img.png")
+    Image.open(btxrd_dir / "images" / "IMG000001.png").save(tmp_path / "c.png")
+    csv = tmp_path / "clinical.csv"
+    csv.write_text("image,age,sex\nimg.png,30,M\nc.png,forty,F\nmissing.png,50,F\n")
+    notes: list[str] = []
+    results = analyze([tmp_path / "a", tmp_path / "b", tmp_path / "c.png"], tmp_path / "out", model=tiny_model,
+                      clinical_csv=csv, notes=notes)
+    assert [r.status for r in results] == ["error", "error", "error"]
+    assert "the clinical row for 'img.png' names 2 different inputs" in results[0].error
+    assert results[2].error == "clinical data for c.png (clinical.csv line 3): age 'forty' is not a number of years"
+    assert notes == ["1 clinical row(s) name no input (missing.png)"]
+    csv.write_text("image,age,sex\na/img.png,30,M\nb\\img.png,70,F\n")  # paths tell them apart
+    results = analyze([tmp_path / "a", tmp_path / "b"], tmp_path / "out2", model=tiny_model, clinical_csv=csv)
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert sorted(p.name for p in (tmp_path / "out2" / "masks").iterdir()) == ["img.png", "img_1.png"]

@@ -42,7 +42,10 @@ def encode_clinical(age=None, sex=None, region=None, view=None) -> tuple[np.ndar
         v[0], v[1] = 0.35, 1.0
         missing.append("age")
     else:
-        a = float(age)
+        try:
+            a = float(age)
+        except ValueError:
+            raise ValueError(f"age {age!r} is not a number of years") from None
         if not 0 <= a <= 130:
             raise ValueError(f"age {a} is outside 0-130 years")
         v[0] = a / 100.0

@@ -28,6 +28,7 @@ import numpy as np
 from osteolens import RESEARCH_NOTICE, __version__
 from osteolens.data.clinical import encode_clinical
 from osteolens.errors import ImageReadError, OsteolensError
+from osteolens.inference.batch_inputs import clinical_for_inputs, collect_inputs, no_images_message, read_clinical_csv, unique_stems
 from osteolens.inference.postprocess import (MaskPostprocess, flip_mean_probability, lesions_for_label, to_input_size,
                                               working_shape)
 from osteolens.inference.lesion_malignancy import combined_probabilities
@@ -43,7 +44,6 @@ PREDICTION_COLUMNS = (
     "uncertainty", "lesion_area_px", "lesion_area_mm2", "boxes",
     "lesion_long_axis_px", "lesion_short_axis_px", "lesion_long_axis_mm", "lesion_short_axis_mm",
 )
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ""}
 REFER = "indeterminate: refer to a specialist"
 MIN_SIDE_PX = 64  # smaller than any radiograph; the network reads a 256-px view
 MAX_ASPECT = 10.0  # long-leg and spine films reach about 4:1
@@ -160,7 +160,8 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         try:
             vec, missing = encode_clinical(c.get("age"), c.get("sex"), c.get("region"), c.get("view"))
         except ValueError as exc:
-            raise OsteolensError(f"clinical data for {Path(props.path).name}: {exc}") from exc
+            where = f" ({c['_where']})" if c.get("_where") else ""
+            raise OsteolensError(f"clinical data for {Path(props.path).name}{where}: {exc}") from exc
         clin_vec = np.stack([vec, vec])
     out = model.run(np.ascontiguousarray(batch), clin_vec)
     logits = out["class_logits"].mean(axis=0)
@@ -433,84 +434,11 @@ def render_overlay(res: Analysis) -> np.ndarray:
     return draw_overlay(res.grey, res.mask, res.boxes, res.saliency, caption, axis_line=res.lesion_long_axis_line)
 
 
-def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
-                   output: str | Path | None = None) -> list[Path]:
-    """Files as given, and the image-like files inside folders (recursively, sorted).
-
-    Inside folders a file is taken by its name: one of :data:`IMAGE_SUFFIXES` (no suffix
-    included, as PACS exports often have none). Hidden files are ignored, and so is everything
-    under ``output`` (a batch's own output folder inside an input folder: a second run must not
-    read the first one's masks and overlays as radiographs); the other files a folder holds are
-    appended to ``left_out`` when a list is given, so that a caller can say what it did not
-    read. A file given by its own path is always taken (a missing or unreadable one becomes an
-    error row).
-
-    Example:
-        >>> import tempfile
-        >>> d = Path(tempfile.mkdtemp())
-        >>> for name in ("a.png", "b", "notes.txt", ".hidden.png"):
-        ...     _ = (d / name).write_bytes(b"")
-        >>> skipped = []
-        >>> [f.name for f in collect_inputs([d], skipped)], [f.name for f in skipped]
-        (['a.png', 'b'], ['notes.txt'])
-    """
-    files: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            own = Path(output).resolve() if output is not None else None
-            for f in sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")):
-                if own is not None and f.resolve().is_relative_to(own):
-                    continue
-                if f.suffix.lower() in IMAGE_SUFFIXES:
-                    files.append(f)
-                elif left_out is not None:
-                    left_out.append(f)
-        else:
-            files.append(p)  # a missing file becomes an error row
-    return files
-
-
-def no_images_message(inputs: list[str | Path], left_out: list[Path]) -> str:
-    """Why a batch has nothing to analyse: the inputs, and what their folders held instead."""
-    names = ", ".join(str(i) for i in inputs) or "(no inputs)"
-    msg = f"no radiographs to analyse in {names}: folders are searched for {', '.join(sorted(s for s in IMAGE_SUFFIXES if s))} files and files without a suffix"
-    return msg + (f"; {left_out_note(left_out)}" if left_out else "")
-
-
-def left_out_note(left_out: list[Path], show: int = 5) -> str:
-    """One line naming the files :func:`collect_inputs` left out of folders (the first ``show`` of them)."""
-    shown = ", ".join(str(f) for f in left_out[:show]) + (", ..." if len(left_out) > show else "")
-    return (f"left out {len(left_out)} file(s) in the folders that are not images by their name ({shown}); "
-            "give a file by its path to try it anyway")
-
-
-def read_clinical_csv(path: str | Path) -> dict[str, dict]:
-    """``image, age, sex, site[, region, view]`` rows keyed by image file name."""
-    from osteolens.io.tables import read_text_table  # only here: it imports pandas
-
-    path = Path(path)
-    table = read_text_table(path, "clinical data")
-    if "image" not in table.columns:
-        raise OsteolensError(f"{path}: needs an 'image' column; found {', '.join(table.columns)}")
-    return {Path(r["image"]).name: {k: (v or None) for k, v in r.items()} for r in table.to_dict(orient="records")}
-
-
-def _unique_stems(files: list[Path]) -> list[str]:
-    seen: dict[str, int] = {}
-    stems = []
-    for f in files:
-        stem = f.stem or f.name
-        n = seen.get(stem, 0)
-        seen[stem] = n + 1
-        stems.append(stem if n == 0 else f"{stem}_{n}")
-    return stems
-
-
 def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | LoadedModel = DEFAULT_MODEL,
             clinical_csv: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
             overlays: bool = True, clinical: dict[str, dict] | None = None, layers: bool | str = False,
-            dicom_out: bool = False, report: bool = True, keep_arrays: bool = False) -> list[Analysis]:
+            dicom_out: bool = False, report: bool = True, keep_arrays: bool = False,
+            notes: list[str] | None = None) -> list[Analysis]:
     """Analyse files and folders and write the outputs listed in the module docstring.
 
     Args:
@@ -520,7 +448,8 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         clinical_csv: optional CSV with ``image, age, sex, site`` (and ``region``, ``view``).
         progress: ``progress(done, total)`` after each image.
         overlays: write overlay PNGs (and the report's thumbnails).
-        clinical: clinical fields by image file name (added to, and overriding, the CSV's).
+        clinical: clinical fields by image file name or path (added to, and overriding, the
+            CSV's); rows are matched to inputs by :func:`~osteolens.inference.batch_inputs.clinical_for_inputs`.
         layers: also write ``layers/<stem>_image.png`` (the grey input) and
             ``layers/<stem>_saliency.png`` for viewers that compose the layers themselves;
             ``"npy"`` writes them as uint8 ``.npy`` arrays instead (no PNG encoding: the service
@@ -532,6 +461,8 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
             default: they are in the files written, and a full-size radiograph's take about 100 MB,
             so a batch of a few hundred films would not fit in memory; the report keeps a
             384-px thumbnail per image instead.
+        notes: when a list is given, lines about the batch as a whole are appended to it (clinical
+            rows that name no input).
 
     Returns:
         One :class:`Analysis` per input, in input order (an unreadable or refused file is an
@@ -548,15 +479,20 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
     files = collect_inputs(inputs, left_out, output=out)
     if not files:  # before anything is loaded or written
         raise OsteolensError(no_images_message(inputs, left_out))
+    table = {**(read_clinical_csv(clinical_csv) if clinical_csv else {}), **(clinical or {})}
     (out / "masks").mkdir(parents=True, exist_ok=True)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    clinical = {**(read_clinical_csv(clinical_csv) if clinical_csv else {}), **(clinical or {})}
+    rows, unused = clinical_for_inputs(files, table)
+    if unused and notes is not None:
+        shown = ", ".join(unused[:5]) + (", ..." if len(unused) > 5 else "")
+        notes.append(f"{len(unused)} clinical row(s) name no input ({shown})")
     results: list[Analysis] = []
-    stems = _unique_stems(files)
-    for i, (path, stem) in enumerate(zip(files, stems)):
+    for i, (path, stem, row) in enumerate(zip(files, unique_stems(files), rows)):
         try:
+            if isinstance(row, str):
+                raise OsteolensError(f"{path}: {row}")
             arr, props = read_image(path)
-            res = analyze_image(loaded, arr, props, clinical.get(path.name))
+            res = analyze_image(loaded, arr, props, row)
             res.mask_probability = None  # only callers of analyze_image need it; a batch keeps less
             save_png((res.mask * 255).astype(np.uint8), out / "masks" / f"{stem}.png")
             if layers:

@@ -1,0 +1,170 @@
+"""What a batch analyses: the input files, their output names and their clinical data.
+
+- :func:`collect_inputs`: files as given and the image-like files inside folders;
+- :func:`unique_stems`: one output name per input, distinct even where file names repeat;
+- :func:`read_clinical_csv` and :func:`clinical_for_inputs`: the ``--clinical`` table, each row
+  matched to the input it names (by file name, or by as much of its path as the row gives).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from osteolens.errors import OsteolensError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ""}
+
+
+def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
+                   output: str | Path | None = None) -> list[Path]:
+    """Files as given, and the image-like files inside folders (recursively, sorted).
+
+    Inside folders a file is taken by its name: one of :data:`IMAGE_SUFFIXES` (no suffix
+    included, as PACS exports often have none). Hidden files are ignored, and so is everything
+    under ``output`` (a batch's own output folder inside an input folder: a second run must not
+    read the first one's masks and overlays as radiographs); the other files a folder holds are
+    appended to ``left_out`` when a list is given, so that a caller can say what it did not
+    read. A file given by its own path is always taken (a missing or unreadable one becomes an
+    error row).
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> for name in ("a.png", "b", "notes.txt", ".hidden.png"):
+        ...     _ = (d / name).write_bytes(b"")
+        >>> skipped = []
+        >>> [f.name for f in collect_inputs([d], skipped)], [f.name for f in skipped]
+        (['a.png', 'b'], ['notes.txt'])
+    """
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            own = Path(output).resolve() if output is not None else None
+            for f in sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")):
+                if own is not None and f.resolve().is_relative_to(own):
+                    continue
+                if f.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append(f)
+                elif left_out is not None:
+                    left_out.append(f)
+        else:
+            files.append(p)  # a missing file becomes an error row
+    return files
+
+
+def no_images_message(inputs: list[str | Path], left_out: list[Path]) -> str:
+    """Why a batch has nothing to analyse: the inputs, and what their folders held instead."""
+    names = ", ".join(str(i) for i in inputs) or "(no inputs)"
+    msg = f"no radiographs to analyse in {names}: folders are searched for {', '.join(sorted(s for s in IMAGE_SUFFIXES if s))} files and files without a suffix"
+    return msg + (f"; {left_out_note(left_out)}" if left_out else "")
+
+
+def left_out_note(left_out: list[Path], show: int = 5) -> str:
+    """One line naming the files :func:`collect_inputs` left out of folders (the first ``show`` of them)."""
+    shown = ", ".join(str(f) for f in left_out[:show]) + (", ..." if len(left_out) > show else "")
+    return (f"left out {len(left_out)} file(s) in the folders that are not images by their name ({shown}); "
+            "give a file by its path to try it anyway")
+
+
+def unique_stems(files: list[Path]) -> list[str]:
+    """One output stem per input (``masks/<stem>.png``, ``<stem>.json``), no two alike.
+
+    A repeated stem gets ``_1``, ``_2``, ... (the first free one), compared without case, since a
+    folder on Windows or macOS holds ``IMG.png`` and ``img.png`` as one file.
+
+    >>> unique_stems([Path("a/img.png"), Path("b/img.png"), Path("img_1.dcm"), Path("IMG.jpg")])
+    ['img', 'img_1', 'img_1_1', 'IMG_2']
+    """
+    taken: set[str] = set()
+    stems = []
+    for f in files:
+        base = stem = f.stem or f.name
+        n = 0
+        while stem.casefold() in taken:
+            n += 1
+            stem = f"{base}_{n}"
+        taken.add(stem.casefold())
+        stems.append(stem)
+    return stems
+
+
+def read_clinical_csv(path: str | Path) -> dict[str, dict]:
+    """``image, age, sex, site[, region, view]`` rows keyed by their ``image`` value.
+
+    The ``image`` value is a file name, or a path (relative to any folder, ``/`` or ``\\``
+    separated) where names repeat in a batch. Each row also carries ``_where`` (the file and
+    line) for messages.
+
+    Raises:
+        OsteolensError: the file is not a readable CSV, has no ``image`` column, or has rows
+            without an image or two rows for the same image.
+    """
+    from osteolens.io.tables import read_text_table  # only here: it imports pandas
+
+    path = Path(path)
+    table = read_text_table(path, "clinical data")
+    if "image" not in table.columns:
+        raise OsteolensError(f"{path}: needs an 'image' column; found {', '.join(table.columns)}")
+    rows: dict[str, dict] = {}
+    lines: dict[str, list[int]] = {}
+    for line, r in enumerate(table.to_dict(orient="records"), start=2):
+        key = _path_key(r["image"])
+        if not key:
+            raise OsteolensError(f"{path}: line {line} has no image name")
+        rows[key] = {**{k: (v.strip() or None) for k, v in r.items()}, "_where": f"{path.name} line {line}"}
+        lines.setdefault(key, []).append(line)
+    repeated = {k: v for k, v in lines.items() if len(v) > 1}
+    if repeated:
+        shown = "; ".join(f"{k!r} on lines {', '.join(map(str, v))}" for k, v in list(repeated.items())[:5])
+        raise OsteolensError(f"{path}: {len(repeated)} image(s) have more than one row ({shown}); "
+                             "keep one row per image, naming it by its path where file names repeat")
+    return rows
+
+
+def clinical_for_inputs(files: list[Path], clinical: dict[str, dict]) -> tuple[list[dict | str | None], list[str]]:
+    """Each input's clinical row, and the rows that name no input.
+
+    A row names an input when its ``image`` value is the file's name or the end of its path
+    (``b/img.png`` names ``/data/b/img.png``); the row naming most of the path wins. A row that
+    is the best match for two different files cannot tell them apart, and both get a message
+    instead of a row.
+
+    Args:
+        files: the batch's inputs (:func:`collect_inputs`).
+        clinical: rows keyed by image name or path (:func:`read_clinical_csv`).
+
+    Returns:
+        ``(per_file, unused)``: for each file its row, ``None`` (no row) or a message (str) saying
+        why its row is ambiguous; and the keys of the rows used by no input.
+
+    >>> rows = {"img.png": {"age": "30"}, "b/img.png": {"age": "70"}, "c.png": {"age": "5"}}
+    >>> clinical_for_inputs([Path("a/img.png"), Path("b/img.png"), Path("d.png")], rows)
+    ([{'age': '30'}, {'age': '70'}, None], ['c.png'])
+    """
+    keys = {k: PurePosixPath(_path_key(k)).parts for k in clinical}
+    best: list[str | None] = []
+    for f in files:
+        parts = f.absolute().parts
+        found = [k for k, kp in keys.items() if parts[-len(kp):] == kp]
+        best.append(max(found, key=lambda k: len(keys[k])) if found else None)
+    owners: dict[str, set[Path]] = {}
+    for f, k in zip(files, best):
+        if k is not None:
+            owners.setdefault(k, set()).add(f.resolve())
+    per_file: list[dict | str | None] = []
+    for f, k in zip(files, best):
+        if k is None:
+            per_file.append(None)
+        elif len(owners[k]) > 1:
+            per_file.append(f"the clinical row for {k!r} names {len(owners[k])} different inputs; "
+                            "give each its path (e.g. folder/name) in the image column")
+        else:
+            per_file.append(clinical[k])
+    return per_file, [k for k in clinical if k not in owners]
+
+
+def _path_key(value: str) -> str:
+    """An ``image`` value as a ``/``-separated path without ``./`` or surrounding blanks."""
+    value = value.strip().replace("\\", "/")
+    return str(PurePosixPath(value)) if value else ""
