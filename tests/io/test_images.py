@@ -96,6 +96,21 @@ def test_mask_size_mismatch_is_named(tmp_path):
     assert read_mask(tmp_path / "m.png", expected_shape=(10, 12)).shape == (10, 12)
 
 
+def test_a_jpeg_mask_keeps_its_lesion_size_and_a_grey_picture_is_not_a_mask(btxrd_dir, tmp_path):
+    truth = read_mask(btxrd_dir / "masks" / "IMG000004.png")
+    Image.fromarray(truth.astype(np.uint8) * 255).save(tmp_path / "m.jpg", quality=75)
+    ringing = np.asarray(Image.open(tmp_path / "m.jpg"))
+    assert ((ringing > 0) & ~truth).sum() > 0.2 * truth.sum()  # what "any non-zero" would have added
+    assert (read_mask(tmp_path / "m.jpg") == truth).all()
+    labels = truth.astype(np.uint8)
+    labels[:, :128] *= 2  # a label map keeps every label
+    Image.fromarray(labels).save(tmp_path / "labels.png")
+    assert (read_mask(tmp_path / "labels.png") == truth).all()
+    Image.open(btxrd_dir / "images" / "IMG000004.png").save(tmp_path / "picture.png")
+    with pytest.raises(ImageReadError, match=r"picture\.png: not a mask: \d+% of its pixels are grey levels"):
+        read_mask(tmp_path / "picture.png")
+
+
 def test_tiff_sixteen_bit_and_colour(tmp_path):
     values = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
     Image.fromarray(values).save(tmp_path / "g16.tif")

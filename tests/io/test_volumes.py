@@ -3,6 +3,7 @@ import shutil
 import numpy as np
 import pydicom
 import pytest
+import SimpleITK as sitk
 
 from osteolens.errors import ImageReadError
 from osteolens.io.rtstruct import roi_names, rtstruct_to_mask
@@ -73,3 +74,14 @@ def test_missing_slice_several_series_and_bad_rtstruct_are_named_errors(tmp_path
     other.save_as(tmp_path / "other_frame.dcm")
     with pytest.raises(ImageReadError, match="frame of reference"):
         rtstruct_to_mask(tmp_path / "other_frame.dcm", volume)
+
+
+def test_a_float_volume_with_nan_voxels_is_refused_by_name(tmp_path):
+    image = sitk.ReadImage(str(shared("sts_ct_mr_pet") / "nifti" / "STS_002" / "PET_image.nii.gz"))
+    pixels = sitk.GetArrayFromImage(image).astype(np.float32)
+    pixels[3, 4, 5] = np.nan
+    broken = sitk.GetImageFromArray(pixels)
+    broken.CopyInformation(image)
+    sitk.WriteImage(broken, str(tmp_path / "pet.mha"))
+    with pytest.raises(ImageReadError, match=rf"pet\.mha: 1 of {pixels.size} voxels are not numbers"):
+        read_volume(tmp_path / "pet.mha")

@@ -116,8 +116,8 @@ def _check_case(manifest: Manifest, case: Case) -> _CaseResult:
         mask_path = manifest.resolve(case.mask)
         try:
             shape = image.shape[:2] if image is not None else None
-            raw, _ = read_image(mask_path)
-            mask = mask_from_array(raw, mask_path, expected_shape=shape)
+            raw, mask_props = read_image(mask_path)
+            mask = mask_from_array(raw, mask_path, expected_shape=shape, lossy=mask_props.format == "jpeg")
             if len(np.unique(raw)) > 2:
                 add("mask_not_binary", f"mask has {len(np.unique(raw))} distinct values; expected 0 and one foreground value", mask_path)
             if case.label == "normal" and mask.any():

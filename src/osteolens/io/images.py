@@ -335,25 +335,42 @@ def save_png(arr: np.ndarray, path_or_buffer, compress_level: int = 1) -> None:
     Image.fromarray(arr).save(path_or_buffer, format="PNG", compress_level=compress_level)
 
 
+MAX_MASK_LABELS = 64  # a label map with more labels than this is taken for a grey picture...
+MAX_MASK_MIDDLE_SHARE = 0.05  # ...when more than this share of its pixels lie between 10% and 90% of its maximum
+
+
 def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a binary mask (any non-zero pixel is foreground).
+    """Read a binary mask or label map (see :func:`mask_from_array` for what is foreground).
 
     Args:
-        path: PNG/TIFF/... mask file.
+        path: PNG/TIFF/JPEG/DICOM mask file.
         expected_shape: ``(H, W)`` the mask must have, if given.
 
     Returns:
         A ``(H, W)`` bool array.
 
     Raises:
-        ImageReadError: unreadable, or its size differs from ``expected_shape``.
+        ImageReadError: unreadable, a grey picture rather than a mask, or its size differs from
+            ``expected_shape``.
     """
-    arr, _ = read_image(path)
-    return mask_from_array(arr, path, expected_shape)
+    arr, props = read_image(path)
+    return mask_from_array(arr, path, expected_shape, lossy=props.format == "jpeg")
 
 
-def mask_from_array(arr: np.ndarray, path: str | Path, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """The bool mask of a read mask image, checked against ``expected_shape`` (see :func:`read_mask`)."""
+def mask_from_array(arr: np.ndarray, path: str | Path, expected_shape: tuple[int, int] | None = None,
+                    lossy: bool = False) -> np.ndarray:
+    """The bool mask of a read mask image, checked against ``expected_shape``.
+
+    Foreground is any non-zero pixel, so a label map (0, 1, 2, ...) keeps all its labels. A mask
+    stored lossily (``lossy``: JPEG) rings around its edges with faint non-zero pixels, which
+    would grow the lesion by a pixel or two all round, so there foreground is at least half
+    the maximum. A picture whose pixels are largely mid-grey (an image, or a probability map
+    that was never thresholded) is refused rather than read as one large lesion.
+
+    >>> ringing = np.array([[0, 3, 250], [2, 255, 251]], np.uint8)
+    >>> mask_from_array(ringing, "m.png").sum(), mask_from_array(ringing, "m.jpg", lossy=True).sum()
+    (np.int64(5), np.int64(3))
+    """
     if arr.ndim == 3:
         arr = arr.max(axis=2)
     if expected_shape is not None and tuple(arr.shape) != tuple(expected_shape[:2]):
@@ -361,4 +378,12 @@ def mask_from_array(arr: np.ndarray, path: str | Path, expected_shape: tuple[int
             path, f"mask size {arr.shape[1]}x{arr.shape[0]} differs from image size "
             f"{expected_shape[1]}x{expected_shape[0]} (width x height)"
         )
-    return arr > 0
+    top = float(arr.max()) if arr.size else 0.0
+    if top <= 0:
+        return arr > 0
+    middle = float(((arr > 0.1 * top) & (arr < 0.9 * top)).mean())
+    if middle > MAX_MASK_MIDDLE_SHARE and len(np.unique(arr)) > MAX_MASK_LABELS:
+        raise ImageReadError(path, f"not a mask: {middle:.0%} of its pixels are grey levels between 10% and 90% of its "
+                                   f"maximum, in {len(np.unique(arr))} levels (a mask holds 0 and one value per label; "
+                                   "threshold a probability map first)")
+    return arr >= top / 2 if lossy else arr > 0

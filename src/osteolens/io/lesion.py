@@ -29,6 +29,7 @@ def load_image_and_mask(image, mask, roi: str | None = None):
     """
     from osteolens.io.volumes import Volume, is_volume_file, read_volume
 
+    picture = False  # a 2-D image file: its grid has a pixel size but no place in space
     if isinstance(image, Volume):
         volume = image
     elif Path(image).is_dir() or is_volume_file(image):
@@ -37,6 +38,7 @@ def load_image_and_mask(image, mask, roi: str | None = None):
         from osteolens.io.images import read_image, to_unit_grey
 
         arr, props = read_image(image)
+        picture = True
         grey = to_unit_grey(arr, props) * 255.0
         sy, sx = props.spacing_mm or (1.0, 1.0)
         volume = Volume(array=grey[None].astype(np.float32), spacing=(1.0, float(sy), float(sx)), origin=(0.0, 0.0, 0.0),
@@ -47,7 +49,13 @@ def load_image_and_mask(image, mask, roi: str | None = None):
         if m.ndim == 2:
             m = m[None]
     elif is_volume_file(mask):
-        m = read_volume(mask).array > 0
+        grid = read_volume(mask)
+        if not picture and grid.array.shape == volume.array.shape and not grid.same_grid(volume):
+            # a mask of the image's shape that lies elsewhere in space belongs to another series
+            raise ImageReadError(mask, f"the mask's grid differs from the image's ({grid.grid_text()}, against "
+                                       f"{volume.grid_text()}): it was drawn on another series; resample it onto this "
+                                       "image first")
+        m = grid.array > 0
     else:
         path = Path(mask)
         try:

@@ -67,6 +67,12 @@ class Volume:
         return cls(array=sitk.GetArrayFromImage(img), spacing=tuple(img.GetSpacing()[::-1]), origin=tuple(img.GetOrigin()),
                    direction=np.array(img.GetDirection(), float).reshape(3, 3), **kwargs)
 
+    def grid_text(self) -> str:
+        """The grid in words, for messages: shape, spacing, origin and direction."""
+        return (f"shape (z, y, x) {self.array.shape}, spacing {tuple(round(float(v), 4) for v in self.spacing)} mm, "
+                f"origin {tuple(round(float(v), 3) for v in self.origin)} mm, "
+                f"direction {tuple(round(float(v), 3) for v in np.asarray(self.direction).ravel())}")
+
     def same_grid(self, other: "Volume", tol: float = 1e-3) -> bool:
         return (self.array.shape == other.array.shape and np.allclose(self.spacing, other.spacing, atol=tol)
                 and np.allclose(self.origin, other.origin, atol=tol * 10) and np.allclose(self.direction, other.direction, atol=tol))
@@ -103,7 +109,13 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
         raise ImageReadError(path, f"expected a 3-D single-channel image, got {img.GetDimension()}-D with "
                                    f"{img.GetNumberOfComponentsPerPixel()} channel(s)")
-    return Volume.from_sitk(img, source=str(path))
+    volume = Volume.from_sitk(img, source=str(path))
+    if volume.array.dtype.kind == "f" and not np.isfinite(volume.array).all():
+        bad = int((~np.isfinite(volume.array)).sum())
+        raise ImageReadError(path, f"{bad} of {volume.array.size} voxels are not numbers (NaN or infinity); every "
+                                   "measurement over them would be undefined: give them a value (such as the "
+                                   "background's) first")
+    return volume
 
 
 def _read_dicom_series(folder: Path, series_uid: str | None) -> Volume:
