@@ -64,6 +64,10 @@ def test_bad_inputs_get_4xx_and_service_keeps_serving(server, tmp_path, btxrd_di
     assert r.status_code == 400 and "a CT image (DICOM Modality CT), not a projection radiograph" in r.json()["detail"]
     bad_age = post(server, btxrd_dir / "images" / "IMG000004.png", age="300")
     assert bad_age.status_code == 400 and "age" in bad_age.json()["detail"]
+    for name in ("..", "."):  # a file name that is a folder's: it was written as the folder itself (500)
+        r = httpx.post(server + "/v1/analyses", files={"file": (name, (btxrd_dir / "images" / "IMG000004.png").read_bytes())},
+                       headers={"X-API-Key": KEY}, timeout=60)
+        assert r.status_code == 201 and r.json()["image"] == "upload"
     assert httpx.get(server + "/healthz").status_code == 200
 
 

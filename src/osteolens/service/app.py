@@ -203,7 +203,7 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
         folder = store / analysis_id
         (folder / "input").mkdir(parents=True)
         name = Path(file.filename or "upload").name or "upload"
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100] or "upload"
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100].lstrip(".") or "upload"  # "..", ".": not a file name
         target = folder / "input" / name
         size = 0
         with open(target, "wb") as fh:
