@@ -20,21 +20,21 @@ def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
     """Files as given, and the image-like files inside folders (recursively, sorted).
 
     Inside folders a file is taken by its name: one of :data:`IMAGE_SUFFIXES` (no suffix
-    included, as PACS exports often have none). Hidden files are ignored, and so is everything
-    under ``output`` (a batch's own output folder inside an input folder: a second run must not
-    read the first one's masks and overlays as radiographs); the other files a folder holds are
-    appended to ``left_out`` when a list is given, so that a caller can say what it did not
-    read. A file given by its own path is always taken (a missing or unreadable one becomes an
+    included, as PACS exports often have none; a CD's ``DICOMDIR`` index is not an image). Hidden
+    files are ignored, and so is everything under ``output`` (a batch's own output folder inside
+    an input folder: a second run must not read the first one's masks and overlays as
+    radiographs); the other files a folder holds are appended to ``left_out`` when a list is
+    given, so that a caller can say what it did not read. A file given by its own path is always taken (a missing or unreadable one becomes an
     error row).
 
     Example:
         >>> import tempfile
         >>> d = Path(tempfile.mkdtemp())
-        >>> for name in ("a.png", "b", "notes.txt", ".hidden.png"):
+        >>> for name in ("a.png", "b", "notes.txt", ".hidden.png", "DICOMDIR"):
         ...     _ = (d / name).write_bytes(b"")
         >>> skipped = []
         >>> [f.name for f in collect_inputs([d], skipped)], [f.name for f in skipped]
-        (['a.png', 'b'], ['notes.txt'])
+        (['a.png', 'b'], ['DICOMDIR', 'notes.txt'])
     """
     files: list[Path] = []
     for item in inputs:
@@ -44,7 +44,7 @@ def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
             for f in sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")):
                 if own is not None and f.resolve().is_relative_to(own):
                     continue
-                if f.suffix.lower() in IMAGE_SUFFIXES:
+                if f.suffix.lower() in IMAGE_SUFFIXES and f.name.upper() != "DICOMDIR":
                     files.append(f)
                 elif left_out is not None:
                     left_out.append(f)
