@@ -6,11 +6,13 @@ import os
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pydicom
 import pytest
 
+from osteolens.errors import OsteolensError
 from osteolens.interop.pacs import WatchState, analyze_study, watch
 from osteolens.io.dicom_write import image_to_dicom
 from osteolens.service.app import free_port, wait_for_http
@@ -18,16 +20,16 @@ from osteolens.service.app import free_port, wait_for_http
 PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 
 
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory):
+def start_orthanc(root, port=None):
+    """A real Orthanc with the DICOMweb plugin, its database in ``root``; returns (process, url)."""
     exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
     if not os.path.exists(exe) or not os.path.exists(PLUGIN):
         message = "Debian's orthanc and orthanc-dicomweb are not installed (make test installs them)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    root = tmp_path_factory.mktemp("orthanc")
-    port = free_port()
+    port = port or free_port()
+    root.mkdir(parents=True, exist_ok=True)
     config = {
         "Name": "osteolens-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
         "HttpPort": port, "DicomPort": free_port(), "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
@@ -39,6 +41,12 @@ def orthanc(tmp_path_factory):
     if not wait_for_http(url + "/system", 10.0):
         proc.kill()
         pytest.fail("Orthanc did not start")
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    proc, url = start_orthanc(tmp_path_factory.mktemp("orthanc"))
     yield url
     proc.terminate()
     proc.wait(timeout=10)
@@ -101,3 +109,27 @@ def test_watch_analyses_each_new_study_once_and_survives_restart(orthanc, tiny_m
     assert again.done.count(first) == 1
     assert series_modalities(orthanc, first) == ["CR", "OT", "PR", "SEG", "SR"]
     assert WatchState.load(state_file).last_change >= state.last_change
+
+
+def test_watch_keeps_watching_while_orthanc_restarts(tiny_model, btxrd_dir, tmp_path):
+    proc, url = start_orthanc(tmp_path / "pacs")
+    port = int(url.rsplit(":", 1)[1])
+    with pytest.raises(OsteolensError, match="cannot read the change feed"):  # a wrong address fails at once
+        watch(f"http://127.0.0.1:{free_port()}", tmp_path / "nowhere.json", tmp_path / "work", model=tiny_model)
+    state_file = tmp_path / "state.json"
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(watch, url, state_file, tmp_path / "work", model=tiny_model, poll_seconds=0.2, max_seconds=15)
+        deadline = time.time() + 10
+        while not state_file.exists() and time.time() < deadline:  # the feed has been read once
+            time.sleep(0.1)
+        proc.terminate()
+        proc.wait(timeout=10)
+        time.sleep(1.0)  # the watcher finds Orthanc gone and waits
+        proc, _ = start_orthanc(tmp_path / "pacs", port)
+        try:
+            study = upload(url, tmp_path, btxrd_dir, "IMG000004", "P-3")
+            state = running.result(timeout=60)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    assert state.done == [study] and not state.failed

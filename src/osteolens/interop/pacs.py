@@ -25,6 +25,7 @@ from osteolens.io.atomic import replaced_atomically
 
 log = logging.getLogger("osteolens.pacs")
 RADIOGRAPH_MODALITIES = ("CR", "DX", "RG")
+MAX_RETRY_WAIT_S = 60.0  # the longest pause between tries while Orthanc cannot be reached
 
 
 def _client(url: str, auth: tuple[str, str] | None = None, dicomweb_root: str = "/dicom-web"):
@@ -155,6 +156,12 @@ def watch(url: str, state_file: str | Path, work: str | Path, model="osteolens-r
 
     Returns:
         The final state.
+
+    Raises:
+        OsteolensError: the first read of the change feed fails (wrong URL or credentials), or
+            any read fails with ``once``. Once the feed has been read, a failure (Orthanc
+            restarting, the network down) is logged and retried, waiting twice as long each
+            time up to :data:`MAX_RETRY_WAIT_S`; changes already seen are not read again.
     """
     import requests
 
@@ -168,20 +175,30 @@ def watch(url: str, state_file: str | Path, work: str | Path, model="osteolens-r
     if auth:
         session.auth = auth
     started = time.monotonic()
+    polled, pause = False, poll_seconds
     while True:
         try:
             r = session.get(f"{url}/changes", params={"since": state.last_change, "limit": 100}, timeout=30)
             r.raise_for_status()
-        except requests.RequestException as exc:
-            raise OsteolensError(f"{url}: cannot read the change feed: {exc}") from exc
-        feed = r.json()
-        for change in feed.get("Changes", []):
-            if change.get("ChangeType") == "StableStudy":
-                study = _orthanc_study_uid(session, url, change["ID"])
-                if study and study not in state.done and study not in state.failed and _needs_analysis(session, url, change["ID"]):
-                    _analyse_with_retries(url, study, Path(work) / study, loaded, retries, state, auth)
-            state.last_change = int(change["Seq"])
-            state.save(state_file)
+            feed = r.json()
+            for change in feed.get("Changes", []):
+                if change.get("ChangeType") == "StableStudy":
+                    study = _orthanc_study_uid(session, url, change["ID"])
+                    if study and study not in state.done and study not in state.failed and _needs_analysis(session, url, change["ID"]):
+                        _analyse_with_retries(url, study, Path(work) / study, loaded, retries, state, auth)
+                state.last_change = int(change["Seq"])
+                state.save(state_file)
+        except (requests.RequestException, ValueError) as exc:
+            if once or not polled:  # a wrong URL or credentials: say so at once
+                raise OsteolensError(f"{url}: cannot read the change feed: {exc}") from exc
+            if max_seconds is not None and time.monotonic() - started > max_seconds:
+                return state
+            # Orthanc restarting, or the network down for a while: a watcher keeps watching
+            log.warning("watch: cannot read the change feed (%s); trying again in %.0f s", exc, pause)
+            time.sleep(pause)
+            pause = min(2 * pause, MAX_RETRY_WAIT_S)
+            continue
+        polled, pause = True, poll_seconds
         state.last_change = max(state.last_change, int(feed.get("Last", state.last_change)))
         state.save(state_file)
         if feed.get("Done", True) and (once or (max_seconds is not None and time.monotonic() - started > max_seconds)):
