@@ -2,6 +2,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from osteolens.cli import app
+from tests.conftest import shared
 
 runner = CliRunner()
 
@@ -31,6 +32,11 @@ def test_bad_arguments_give_clear_errors(tmp_path):
     r = subprocess.run([sys.executable, "-c", "from osteolens.cli import main; main()", "data", "verify", str(tmp_path / "none.csv")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "none.csv: manifest file not found" in r.stderr
+    (tmp_path / "taken").write_text("a file where the output folder should go")
+    r = subprocess.run([sys.executable, "-c", "from osteolens.cli import main; main()", "analyze",
+                        str(shared("btxrd256") / "images" / "IMG000001.png"), "--out", str(tmp_path / "taken")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and f"{tmp_path / 'taken'}/masks: Not a directory" in r.stderr and "Traceback" not in r.stderr
     r = runner.invoke(app, ["data", "split", str(tmp_path / "x.csv"), "--out", "o.csv", "--fractions", "a,b"])
     assert r.exit_code == 2
 

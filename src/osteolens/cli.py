@@ -730,11 +730,19 @@ def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for th
 
 
 def main() -> None:
-    """Entry point: run the app and turn osteolens errors into a red line and exit status 2."""
+    """Entry point: run the app and turn osteolens errors, and files or folders that cannot be
+    read or written (an output folder that is a file, no permission, a full disk), into a red
+    line and exit status 2."""
     try:
         app()
     except OsteolensError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a bug, keep its traceback
+            raise
+        where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 else "")
+        err_console.print(f"[bold red]error:[/] {where}: {exc.strerror or exc}", highlight=False)
         sys.exit(2)
 
 
