@@ -70,3 +70,15 @@ def test_import_folder_rejects_unknown_label(tmp_path):
     pd.DataFrame({"image": ["a.png"], "label": ["cancer"]}).to_csv(tmp_path / "labels.csv", index=False)
     with pytest.raises(ManifestError, match="line 2: label 'cancer'"):
         import_folder(tmp_path / "imgs", tmp_path / "labels.csv", tmp_path / "out")
+
+
+def test_import_folder_refuses_two_rows_for_one_image_and_names_rows_without_an_image(tmp_path, btxrd_dir):
+    (tmp_path / "imgs").mkdir()
+    Image.open(btxrd_dir / "images" / "IMG000004.png").save(tmp_path / "imgs" / "b.png")
+    pd.DataFrame({"image": ["b.png", "c.png", "b.png"], "label": ["malignant", "normal", "benign"]}).to_csv(
+        tmp_path / "labels.csv", index=False)
+    with pytest.raises(ManifestError, match=r"labels\.csv: 1 case\(s\) have more than one row \('b' on lines 2, 4\)"):
+        import_folder(tmp_path / "imgs", tmp_path / "labels.csv", tmp_path / "out")
+    pd.DataFrame({"image": ["b.png", "c.png"], "label": ["malignant", "normal"]}).to_csv(tmp_path / "labels.csv", index=False)
+    result = import_folder(tmp_path / "imgs", tmp_path / "labels.csv", tmp_path / "out")
+    assert any("1 row(s) name an image not in" in w and "(e.g. c)" in w for w in result.warnings)

@@ -17,7 +17,7 @@ import pandas as pd
 from osteolens import __version__
 from osteolens.data.manifest import LABELS, SUBTYPES, Case, Manifest, relative_to
 from osteolens.errors import ManifestError
-from osteolens.io.tables import read_text_table
+from osteolens.io.tables import read_text_table, repeated_rows
 
 BTXRD_SITES = (
     "hand", "ulna", "radius", "humerus", "foot", "tibia", "fibula", "femur", "hip bone",
@@ -191,7 +191,8 @@ def import_folder(
         The import result.
 
     Raises:
-        ManifestError: a folder or column is missing, or a label value is unknown.
+        ManifestError: a folder or column is missing, a label value is unknown, or two rows
+            name the same case.
     """
     images, labels, out = Path(images), Path(labels), Path(out)
     if not images.is_dir():
@@ -233,6 +234,13 @@ def import_folder(
             label=label,
         )
         rows.append(record)
+    repeated = repeated_rows([r["case_id"] for r in rows], "case")
+    if repeated:
+        raise ManifestError(f"{labels}: {repeated}; keep one row per image")
+    absent = [r["case_id"] for r in rows if not (out / r["image"]).is_file()]
+    if absent:
+        warnings.append(f"{labels}: {len(absent)} row(s) name an image not in {images} (e.g. {absent[0]}); "
+                        "osteolens data verify lists them as missing files")
     listed = {Path(r["image"]).name for r in rows}
     unlisted = sorted(p.name for p in images.iterdir() if p.is_file() and p.name not in listed)
     if unlisted:

@@ -100,26 +100,21 @@ def read_clinical_csv(path: str | Path) -> dict[str, dict]:
         OsteolensError: the file is not a readable CSV, has no ``image`` column, or has rows
             without an image or two rows for the same image.
     """
-    from osteolens.io.tables import read_text_table  # only here: it imports pandas
+    from osteolens.io.tables import read_text_table, repeated_rows  # only here: it imports pandas
 
     path = Path(path)
     table = read_text_table(path, "clinical data")
     if "image" not in table.columns:
         raise OsteolensError(f"{path}: needs an 'image' column; found {', '.join(table.columns)}")
-    rows: dict[str, dict] = {}
-    lines: dict[str, list[int]] = {}
-    for line, r in enumerate(table.to_dict(orient="records"), start=2):
-        key = _path_key(r["image"])
-        if not key:
-            raise OsteolensError(f"{path}: line {line} has no image name")
-        rows[key] = {**{k: (v.strip() or None) for k, v in r.items()}, "_where": f"{path.name} line {line}"}
-        lines.setdefault(key, []).append(line)
-    repeated = {k: v for k, v in lines.items() if len(v) > 1}
+    records = table.to_dict(orient="records")
+    keys = [_path_key(r["image"]) for r in records]
+    if "" in keys:
+        raise OsteolensError(f"{path}: line {keys.index('') + 2} has no image name")
+    repeated = repeated_rows(keys, "image")
     if repeated:
-        shown = "; ".join(f"{k!r} on lines {', '.join(map(str, v))}" for k, v in list(repeated.items())[:5])
-        raise OsteolensError(f"{path}: {len(repeated)} image(s) have more than one row ({shown}); "
-                             "keep one row per image, naming it by its path where file names repeat")
-    return rows
+        raise OsteolensError(f"{path}: {repeated}; keep one row per image, naming it by its path where file names repeat")
+    return {key: {**{k: (v.strip() or None) for k, v in r.items()}, "_where": f"{path.name} line {line}"}
+            for line, (key, r) in enumerate(zip(keys, records), start=2)}
 
 
 def clinical_for_inputs(files: list[Path], clinical: dict[str, dict]) -> tuple[list[dict | str | None], list[str]]:

@@ -37,3 +37,21 @@ def read_text_table(path: str | Path, what: str, error: type[OsteolensError] = O
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise error(f"{path}: not a readable CSV {what} ({type(exc).__name__}: {exc})") from exc
+
+
+def repeated_rows(keys: list[str], what: str, first_line: int = 2) -> str:
+    """Which keys of a table's rows (in order, the first on line ``first_line``) repeat, in words.
+
+    Returns ``""`` when every key is unique.
+
+    >>> repeated_rows(["a", "b", "a"], "image")
+    "1 image(s) have more than one row ('a' on lines 2, 4)"
+    """
+    lines: dict[str, list[int]] = {}
+    for line, key in enumerate(keys, start=first_line):
+        lines.setdefault(key, []).append(line)
+    repeated = {k: v for k, v in lines.items() if len(v) > 1}
+    if not repeated:
+        return ""
+    shown = "; ".join(f"{k!r} on lines {', '.join(map(str, v))}" for k, v in list(repeated.items())[:5])
+    return f"{len(repeated)} {what}(s) have more than one row ({shown}{'; ...' if len(repeated) > 5 else ''})"
