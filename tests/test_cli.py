@@ -37,6 +37,9 @@ def test_bad_arguments_give_clear_errors(tmp_path):
                         str(shared("btxrd256") / "images" / "IMG000001.png"), "--out", str(tmp_path / "taken")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and f"{tmp_path / 'taken'}/masks: Not a directory" in r.stderr and "Traceback" not in r.stderr
+    r = runner.invoke(app, ["analyze", str(shared("btxrd256") / "images" / "IMG000001.png"), "--out", str(tmp_path / "o"),
+                            "--model", "no-such-model"])
+    assert "unknown model 'no-such-model'" in str(r.exception) and not (tmp_path / "o").exists()  # nothing written
     r = runner.invoke(app, ["data", "split", str(tmp_path / "x.csv"), "--out", "o.csv", "--fractions", "a,b"])
     assert r.exit_code == 2
 

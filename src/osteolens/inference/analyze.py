@@ -480,8 +480,8 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
     if not files:  # before anything is loaded or written
         raise OsteolensError(no_images_message(inputs, left_out))
     table = {**(read_clinical_csv(clinical_csv) if clinical_csv else {}), **(clinical or {})}
-    (out / "masks").mkdir(parents=True, exist_ok=True)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    (out / "masks").mkdir(parents=True, exist_ok=True)  # only once inputs, clinical data and model are known good
     rows, unused = clinical_for_inputs(files, table)
     if unused and notes is not None:
         shown = ", ".join(unused[:5]) + (", ..." if len(unused) > 5 else "")
