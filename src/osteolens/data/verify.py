@@ -118,8 +118,8 @@ def _check_case(manifest: Manifest, case: Case) -> _CaseResult:
             shape = image.shape[:2] if image is not None else None
             raw, mask_props = read_image(mask_path)
             mask = mask_from_array(raw, mask_path, expected_shape=shape, lossy=mask_props.format == "jpeg")
-            if len(np.unique(raw)) > 2:
-                add("mask_not_binary", f"mask has {len(np.unique(raw))} distinct values; expected 0 and one foreground value", mask_path)
+            if (levels := len(np.unique(raw))) > 2:
+                add("mask_not_binary", f"mask has {levels} distinct values; expected 0 and one foreground value", mask_path)
             if case.label == "normal" and mask.any():
                 add("mask_label_conflict", f"label is normal but the mask has {int(mask.sum())} tumour pixels", mask_path)
             if case.label in ("benign", "malignant") and not mask.any():

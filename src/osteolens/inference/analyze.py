@@ -28,7 +28,8 @@ import numpy as np
 from osteolens import RESEARCH_NOTICE, __version__
 from osteolens.data.clinical import encode_clinical
 from osteolens.errors import ImageReadError, OsteolensError
-from osteolens.inference.batch_inputs import clinical_for_inputs, collect_inputs, no_images_message, read_clinical_csv, unique_stems
+from osteolens.inference.batch_inputs import (clinical_for_inputs, collect_inputs, no_images_message, read_clinical_csv,
+                                              unique_stems, unused_rows_note)
 from osteolens.inference.postprocess import (MaskPostprocess, flip_mean_probability, lesions_for_label, to_input_size,
                                               working_shape)
 from osteolens.inference.lesion_malignancy import combined_probabilities
@@ -484,8 +485,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
     (out / "masks").mkdir(parents=True, exist_ok=True)  # only once inputs, clinical data and model are known good
     rows, unused = clinical_for_inputs(files, table)
     if unused and notes is not None:
-        shown = ", ".join(unused[:5]) + (", ..." if len(unused) > 5 else "")
-        notes.append(f"{len(unused)} clinical row(s) name no input ({shown})")
+        notes.append(unused_rows_note(unused))
     results: list[Analysis] = []
     for i, (path, stem, row) in enumerate(zip(files, unique_stems(files), rows)):
         try:

@@ -62,9 +62,17 @@ def no_images_message(inputs: list[str | Path], left_out: list[Path]) -> str:
 
 def left_out_note(left_out: list[Path], show: int = 5) -> str:
     """One line naming the files :func:`collect_inputs` left out of folders (the first ``show`` of them)."""
-    shown = ", ".join(str(f) for f in left_out[:show]) + (", ..." if len(left_out) > show else "")
-    return (f"left out {len(left_out)} file(s) in the folders that are not images by their name ({shown}); "
-            "give a file by its path to try it anyway")
+    return (f"left out {len(left_out)} file(s) in the folders that are not images by their name "
+            f"({_first(left_out, show)}); give a file by its path to try it anyway")
+
+
+def unused_rows_note(unused: list[str], show: int = 5) -> str:
+    """One line naming the clinical rows that :func:`clinical_for_inputs` matched to no input."""
+    return f"{len(unused)} clinical row(s) name no input ({_first(unused, show)})"
+
+
+def _first(items: list, show: int) -> str:
+    return ", ".join(str(i) for i in items[:show]) + (", ..." if len(items) > show else "")
 
 
 def unique_stems(files: list[Path]) -> list[str]:

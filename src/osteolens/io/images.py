@@ -382,8 +382,8 @@ def mask_from_array(arr: np.ndarray, path: str | Path, expected_shape: tuple[int
     if top <= 0:
         return arr > 0
     middle = float(((arr > 0.1 * top) & (arr < 0.9 * top)).mean())
-    if middle > MAX_MASK_MIDDLE_SHARE and len(np.unique(arr)) > MAX_MASK_LABELS:
+    if middle > MAX_MASK_MIDDLE_SHARE and (levels := len(np.unique(arr))) > MAX_MASK_LABELS:
         raise ImageReadError(path, f"not a mask: {middle:.0%} of its pixels are grey levels between 10% and 90% of its "
-                                   f"maximum, in {len(np.unique(arr))} levels (a mask holds 0 and one value per label; "
+                                   f"maximum, in {levels} levels (a mask holds 0 and one value per label; "
                                    "threshold a probability map first)")
     return arr >= top / 2 if lossy else arr > 0
