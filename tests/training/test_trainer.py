@@ -7,7 +7,7 @@ import torch
 
 from osteolens.errors import OsteolensError
 from osteolens.training.cache import load_cached
-from osteolens.training.calibration import best_mask_threshold, fit_temperature, normalised_entropy, softmax
+from osteolens.training.calibration import best_mask_threshold, fit_temperature, malignant_threshold, normalised_entropy, softmax
 from osteolens.training.config import load_config
 from osteolens.transforms.augment import AugmentConfig, RadiographAugment
 
@@ -201,6 +201,9 @@ def test_temperature_and_helpers():
     probs = np.zeros((2, 4, 4)); probs[:, :2, :2] = 0.8
     masks = np.zeros((2, 4, 4)); masks[:, :2, :2] = 1
     assert best_mask_threshold(probs, masks) == (0.3, 1.0)
+    assert malignant_threshold(y, softmax(logits)[:, 2], 0.9) > 0
+    with pytest.raises(OsteolensError, match="none of the 400 calibration images is malignant"):
+        malignant_threshold(np.where(y == 2, 1, y), softmax(logits)[:, 2], 0.9)
 
 
 def test_config_errors_name_the_field(tmp_path):

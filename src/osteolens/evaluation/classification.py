@@ -66,7 +66,12 @@ def roc_curve_points(y_true, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def threshold_for_sensitivity(y_true, y_score, target: float) -> float:
-    """The highest threshold whose sensitivity (``score >= t``) is at least ``target``."""
+    """The highest threshold whose sensitivity (``score >= t``) is at least ``target``.
+
+    NaN when there is no positive case: no threshold has a sensitivity then.
+    """
+    if not np.asarray(y_true).astype(bool).any():
+        return float("nan")
     fpr, tpr, thr = roc_curve_points(y_true, y_score)
     ok = np.flatnonzero(tpr >= target)
     if ok.size == 0:

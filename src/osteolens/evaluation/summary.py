@@ -39,7 +39,7 @@ def summary_lines(metrics: dict) -> list[str]:
         if "subtype_balanced_accuracy" in c:
             common = c["subtype_most_common"]
             rows += [("subtype balanced accuracy (tumours)", c["subtype_balanced_accuracy"]),
-                     (f"share of the most common subtype ({common['subtype']})", common["share"])]
+                     (f"share of the most common subtype ({common['subtype'] or 'none'})", common["share"])]
         lines += [f"| {name} | {format_metric(m)} | {m['n']} |" for name, m in rows]
         lines += ["", "### Operating points", "", "| task | point | sensitivity | specificity | PPV | NPV | F1 |", "|---|---|---|---|---|---|---|"]
         for task, m in c["operating_point"].items():
@@ -47,7 +47,8 @@ def summary_lines(metrics: dict) -> list[str]:
         target = c["at_sensitivity"]["target"]
         for task in ("malignant", "tumour_vs_normal"):
             m = c["at_sensitivity"][task]
-            lines.append(f"| {task} | sensitivity >= {target} (threshold {m['threshold']:.3f}) | " + " | ".join(format_metric(m[k]) for k in ("sensitivity", "specificity", "ppv", "npv", "f1")) + " |")
+            threshold = "n/a: no positive case" if m["threshold"] is None else f"{m['threshold']:.3f}"
+            lines.append(f"| {task} | sensitivity >= {target} (threshold {threshold}) | " + " | ".join(format_metric(m[k]) for k in ("sensitivity", "specificity", "ppv", "npv", "f1")) + " |")
         cm = c["confusion_matrix"]
         lines += ["", "### Confusion matrix (rows truth, columns prediction)", "", "| | " + " | ".join(cm["labels"]) + " |", "|---" * (len(cm["labels"]) + 1) + "|"]
         lines += [f"| {lab} | " + " | ".join(str(v) for v in row) + " |" for lab, row in zip(cm["labels"], cm["matrix"])]

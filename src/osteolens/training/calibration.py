@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from osteolens.errors import OsteolensError
 from osteolens.evaluation.classification import threshold_for_sensitivity
 
 
@@ -47,7 +48,14 @@ def normalised_entropy(probs: np.ndarray) -> np.ndarray:
 
 
 def malignant_threshold(labels: np.ndarray, p_malignant: np.ndarray, target_sensitivity: float) -> float:
-    """Highest threshold on p(malignant) whose validation sensitivity reaches the target."""
+    """Highest threshold on p(malignant) whose validation sensitivity reaches the target.
+
+    Raises:
+        OsteolensError: no malignant image among ``labels``: no threshold has a sensitivity.
+    """
+    if not (np.asarray(labels) == 2).any():
+        raise OsteolensError(f"none of the {len(labels)} calibration images is malignant, so no threshold for 'malignant' "
+                             "can be chosen; calibrate on a set that includes malignant images")
     return threshold_for_sensitivity(labels == 2, p_malignant, target_sensitivity)
 
 
