@@ -68,11 +68,7 @@ def main() -> None:
     model = load_model(args.model)
     results = analyze([manifest.resolve(c.image) for c in cases], work / "analysis", model=model,
                       clinical_csv=work / "clinical.csv", overlays=False, keep_arrays=True)
-    pred = pd.read_csv(work / "analysis" / "predictions.csv", dtype=str, keep_default_na=False)
-    pred["mask"] = "masks/" + pred["image"].map(lambda s: Path(s).stem) + ".png"
-    pred["boxes"] = [";".join(f"{' '.join(map(str, b))} {s}" for b, s in zip(r.boxes, r.box_scores)) for r in results]
-    pred.to_csv(work / "analysis" / "predictions_eval.csv", index=False)
-    metrics = evaluate(work / "analysis" / "predictions_eval.csv", args.manifest, work / "evaluation",
+    metrics = evaluate(work / "analysis" / "predictions.csv", args.manifest, work / "evaluation",
                        splits=args.splits, split=args.split, n_boot=args.n_boot, seed=0,
                        target_sensitivity=0.92)
 
@@ -94,7 +90,7 @@ def main() -> None:
     }
     # the operating point recorded in the model (malignant threshold chosen on validation)
     cal = model.metadata["calibration"]
-    t = pd.read_csv(work / "analysis" / "predictions_eval.csv")
+    t = pd.read_csv(work / "analysis" / "predictions.csv")
     truth_label = {c.case_id: c.label for c in cases}
     group_of = {c.case_id: c.group_id for c in cases}
     ids = t["image"].map(lambda s: Path(s).stem)

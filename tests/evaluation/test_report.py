@@ -230,3 +230,31 @@ def test_a_binary_file_given_as_predictions_is_refused_by_name(btxrd_manifest, t
     (tmp_path / "pred.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     with pytest.raises(EvaluationError, match=r"pred\.csv: not a readable CSV predictions \(UnicodeDecodeError"):
         evaluate(tmp_path / "pred.csv", btxrd_manifest, tmp_path / "res", n_boot=50)
+
+
+def test_a_set_without_malignant_cases_reports_no_operating_point_for_it(subset, btxrd_manifest, tmp_path):
+    """With no malignant case, 'sensitivity >= 0.9' has no threshold: the row says so instead of a threshold that
+    flags every image, and the malignant AUC is n/a, while tumour vs normal is still measured."""
+    out, f, p, y = subset
+    pred = pd.read_csv(out / "pred.csv")
+    pred = pred[pred["image"].isin(f.loc[y < 2, "case_id"] + ".png")]
+    pred.to_csv(tmp_path / "pred.csv", index=False)
+    m = evaluate(tmp_path / "pred.csv", btxrd_manifest, tmp_path / "res", n_boot=50, seed=0)
+    at = m["classification"]["at_sensitivity"]
+    assert at["malignant"]["threshold"] is None and at["malignant"]["specificity"] is None
+    assert 0 < at["tumour_vs_normal"]["threshold"] < 1 and at["tumour_vs_normal"]["sensitivity"]["value"] >= 0.9
+    assert m["classification"]["auc"]["malignant"]["value"] is None
+    summary = (tmp_path / "res" / "summary.md").read_text()
+    assert "| malignant | sensitivity >= 0.9 (threshold n/a: no positive case) | n/a | n/a | n/a | n/a | n/a |" in summary
+
+
+@pytest.mark.parametrize("boxes, scores, message", [
+    ("10 10 40 40;50 50 60 60", "0.9", r"case IMG000001: 2 boxes but 1 box_scores"),
+    ("10 10 forty 40", "", r"case IMG000001: box '10 10 forty 40' is not numbers"),
+    ("10 10 40 40", "high", r"case IMG000001: box score 'high' is not numbers"),
+])
+def test_boxes_and_their_scores_that_do_not_read_are_named(btxrd_manifest, tmp_path, boxes, scores, message):
+    pd.DataFrame({"image": ["IMG000001.png"], "p_normal": [0.2], "p_benign": [0.3], "p_malignant": [0.5],
+                  "boxes": [boxes], "box_scores": [scores]}).to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(EvaluationError, match=message):
+        evaluate(tmp_path / "p.csv", btxrd_manifest, tmp_path / "out", n_boot=20)

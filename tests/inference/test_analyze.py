@@ -61,6 +61,12 @@ def test_csv_contract(batch):
         for box in filter(None, r.boxes.split(";")):
             x0, y0, x1, y1 = map(int, box.split())
             assert 0 <= x0 < x1 and 0 <= y0 < y1
+        scores = [float(v) for v in filter(None, r.box_scores.split(";"))]
+        assert len(scores) == len(list(filter(None, r.boxes.split(";")))) and all(0 < v <= 1 for v in scores)
+        assert (out / r["mask"]).is_file() and r["mask"].startswith(f"masks/{r.image.rsplit('.', 1)[0]}")
+    # a_plain.png given twice: the mask column tells its two rows apart
+    assert sorted(ok.loc[ok.image == "a_plain.png", "mask"]) == ["masks/a_plain.png", "masks/a_plain_1.png"]
+    assert (err["mask"] == "").all() and (err.box_scores == "").all()
     dcm = ok.set_index("image").loc["d_radiograph.dcm"]
     assert dcm.lesion_area_mm2 != "" and float(dcm.lesion_area_mm2) == pytest.approx(float(dcm.lesion_area_px) * 0.2, abs=0.01)
     assert ok.set_index("image").loc["b_sixteen.png", "lesion_area_mm2"] == ""
@@ -490,3 +496,41 @@ def test_clinical_rows_that_cannot_be_told_apart_fail_those_images_and_the_batch
     results = analyze([tmp_path / "a", tmp_path / "b"], tmp_path / "out2", model=tiny_model, clinical_csv=csv)
     assert [r.status for r in results] == ["ok", "ok"]
     assert sorted(p.name for p in (tmp_path / "out2" / "masks").iterdir()) == ["img.png", "img_1.png"]
+
+
+def test_analyze_then_evaluate_scores_masks_and_ranked_boxes(btxrd_dir, btxrd_manifest, tmp_path):
+    """The two commands a user runs, on real radiographs with the shipped model: evaluate reads the masks and box
+    scores from analyze's predictions.csv as written (no column to add), so Dice and AP are those of the masks
+    and lesion scores analyze reported."""
+    from osteolens.evaluation import detection as det
+    from osteolens.evaluation.report import evaluate
+
+    cases = ["IMG000001", "IMG000004", "IMG000005", "IMG000222", "IMG000234", "IMG000235", "IMG001868", "IMG001871"]
+    analyze([btxrd_dir / "images" / f"{c}.png" for c in cases], tmp_path / "run", overlays=False, report=False)
+    metrics = evaluate(tmp_path / "run" / "predictions.csv", btxrd_manifest, tmp_path / "eval", n_boot=20, seed=0)
+    truth = {c: np.asarray(Image.open(btxrd_dir / "masks" / f"{c}.png")) > 127 for c in cases}
+    tumours = [c for c in cases if truth[c].any()]
+    dice = []
+    for c in tumours:
+        pred = np.asarray(Image.open(tmp_path / "run" / "masks" / f"{c}.png")) > 0
+        dice.append(2 * (pred & truth[c]).sum() / (pred.sum() + truth[c].sum()))
+    seg = metrics["segmentation"]["dice_mean_tumour"]
+    assert seg["n"] == len(tumours) >= 4 and seg["value"] == pytest.approx(np.mean(dice), abs=1e-6)
+    lesions = {c: json.loads((tmp_path / "run" / f"{c}.json").read_text())["lesions"] for c in cases}
+    matched = det.match_detections([det.boxes_from_mask(truth[c]) for c in cases],
+                                   [[(tuple(one["box"]), one["score"]) for one in lesions[c]] for c in cases], 0.5)
+    assert metrics["detection"]["ap50"]["value"] == pytest.approx(det.average_precision(matched), abs=1e-4)
+
+
+def test_the_issue_s_clinical_columns_give_the_region_through_the_site(tiny_model, btxrd_dir, tmp_path):
+    """A clinical CSV with the columns ``image, age, sex, site`` (no region) reads the region from the site: the
+    answer is the one given with the region itself, and only the view is listed as missing."""
+    img = btxrd_dir / "images" / "IMG000004.png"
+    (tmp_path / "site.csv").write_text("image,age,sex,site\nIMG000004.png,52,M,foot\n")
+    (tmp_path / "region.csv").write_text("image,age,sex,region\nIMG000004.png,52,M,lower limb\n")
+    (tmp_path / "neither.csv").write_text("image,age,sex\nIMG000004.png,52,M\n")
+    got = {k: analyze([img], tmp_path / k, model=tiny_model, clinical_csv=tmp_path / f"{k}.csv", overlays=False,
+                      report=False)[0] for k in ("site", "region", "neither")}
+    assert got["site"].clinical_missing == got["region"].clinical_missing == ["view"]
+    assert got["neither"].clinical_missing == ["region", "view"]
+    assert got["site"].p_malignant == got["region"].p_malignant != got["neither"].p_malignant

@@ -1,7 +1,9 @@
 """Clinical context as a model input: age, sex, body region and view.
 
 The anatomical *site* is deliberately not used: in BTXRD it is annotated for every tumour image
-and for no normal image, so a model given the site would read the label from it.
+and for no normal image, so a model given the site would read the label from it. Where a user
+gives a site and no region, the region is read from the site (:func:`region_of_site`): every
+radiograph has a region, so that carries no label.
 
 Missing values get neutral codes (age 0.35, the training median / 100; sex 0.5; region and view
 all zero) and a flag, and :func:`encode_clinical` reports them.
@@ -10,6 +12,7 @@ all zero) and a flag, and :func:`encode_clinical` reports them.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +21,37 @@ REGIONS = ("upper limb", "lower limb", "pelvis")
 VIEWS = ("frontal", "lateral", "oblique")
 CLINICAL_FEATURES = ("age_decades_scaled", "age_missing", "sex_male", *[f"region={r}" for r in REGIONS], *[f"view={v}" for v in VIEWS])
 N_CLINICAL = len(CLINICAL_FEATURES)
+#: words of an anatomical site, and the body region of a radiograph showing it (BTXRD's regions)
+SITE_WORDS = {
+    "upper limb": ("hand", "hands", "finger", "fingers", "thumb", "metacarpal", "metacarpals", "carpal", "carpus",
+                   "wrist", "scaphoid", "radius", "radial", "ulna", "ulnar", "forearm", "elbow", "humerus", "humeral",
+                   "arm", "shoulder"),
+    "lower limb": ("foot", "feet", "toe", "toes", "metatarsal", "metatarsals", "tarsal", "tarsus", "calcaneus",
+                   "calcaneal", "talus", "ankle", "tibia", "tibial", "fibula", "fibular", "shin", "leg", "knee",
+                   "patella", "femur", "femoral", "thigh"),
+    "pelvis": ("hip", "pelvis", "pelvic", "ilium", "iliac", "ischium", "ischial", "pubis", "pubic", "acetabulum",
+               "acetabular", "sacrum", "sacral", "coccyx"),
+}
 
 
-def encode_clinical(age=None, sex=None, region=None, view=None) -> tuple[np.ndarray, list[str]]:
+def region_of_site(site) -> str | None:
+    """The body region(s) of an anatomical site: ``;``-joined, or None where no word names a limb or the pelvis.
+
+    Several sites may be given, ``;``-separated (BTXRD's ``tibia;fibula;femur``). A bone outside
+    the limbs and pelvis (``spine``, ``rib``) has no region the model knows.
+
+    Example:
+        >>> region_of_site("distal femur"), region_of_site("hip bone"), region_of_site("ulna;humerus")
+        ('lower limb', 'pelvis', 'upper limb')
+        >>> region_of_site("hand;tibia"), region_of_site("thoracic spine")
+        ('upper limb;lower limb', None)
+    """
+    words = set(re.findall(r"[a-z]+", str(site or "").lower()))
+    found = [region for region in REGIONS if words & set(SITE_WORDS[region])]
+    return ";".join(found) or None
+
+
+def encode_clinical(age=None, sex=None, region=None, view=None, site=None) -> tuple[np.ndarray, list[str]]:
     """Encode one case's clinical fields.
 
     Args:
@@ -28,6 +59,8 @@ def encode_clinical(age=None, sex=None, region=None, view=None) -> tuple[np.ndar
         sex: ``M``/``F`` (case-insensitive), or None.
         region: ``upper limb``, ``lower limb`` or ``pelvis`` (``;``-joined allowed), or None.
         view: ``frontal``, ``lateral`` or ``oblique``, or None.
+        site: the anatomical site, read for the region only where ``region`` is not given
+            (:func:`region_of_site`); never an input itself.
 
     Returns:
         ``(vector, missing)``: a float32 vector of length :data:`N_CLINICAL` and the names of the
@@ -59,6 +92,8 @@ def encode_clinical(age=None, sex=None, region=None, view=None) -> tuple[np.ndar
         missing.append("sex")
     else:
         raise ValueError(f"sex {sex!r} is not M or F")
+    if not str(region or "").strip():
+        region = region_of_site(site)
     for name, values, offset in (("region", REGIONS, 3), ("view", VIEWS, 3 + len(REGIONS))):
         given = region if name == "region" else view
         parts = [p.strip().lower() for p in str(given or "").split(";") if p.strip()]

@@ -9,7 +9,8 @@ stem is the case id) and any of:
   each subtype's recall in the subtype strata;
 - ``mask`` (path of the predicted mask, relative to the CSV) -> segmentation;
 - ``boxes`` (``x0 y0 x1 y1 [score]``, ``;``-separated) or a ``mask`` -> detection.
-  A box without a score takes the image's tumour probability (1 - ``p_normal``).
+  A box without a score takes its entry in ``box_scores`` (``;``-separated, one per box, as
+  ``osteolens analyze`` writes them), else the image's tumour probability (1 - ``p_normal``).
 
 Rows with ``status`` = ``error`` are left out and counted. Every metric is reported as
 ``{"value", "ci_low", "ci_high", "n"}`` with a 95% interval from a bootstrap over patient
@@ -155,6 +156,9 @@ def _classification(t: pd.DataFrame, W: np.ndarray, boot: dict, target_sensitivi
     for name in ("malignant", "tumour_vs_normal"):
         truth, score, _ = binaries[name]
         thr = cls.threshold_for_sensitivity(truth[sel], score[sel], target_sensitivity)
+        if np.isnan(thr):  # no positive case: no threshold reaches a sensitivity
+            r["at_sensitivity"][name] = {"threshold": None, "note": "no positive case", **{k: None for k in cls.BINARY_METRICS}}
+            continue
         r["at_sensitivity"][name] = {"threshold": round(thr, 6), **{k: m(f, truth, score >= thr) for k, f in cls.BINARY_METRICS.items()}}
     r["calibration"] = {
         "ece": m(cal.expected_calibration_error, y, probs),
@@ -215,6 +219,37 @@ def _read_pred_mask(t_row, base: Path, shape):
     return read_mask(path, expected_shape=shape)
 
 
+def _numbers(text: str, what: str, case_id: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split()]
+    except ValueError:
+        raise EvaluationError(f"case {case_id}: {what} {text.strip()!r} is not numbers") from None
+
+
+def _detections(row: pd.Series, p_tumour: float) -> list[tuple[tuple, float]]:
+    """A row's boxes with their scores: a box's fifth number, else its ``box_scores`` entry, else ``p_tumour``."""
+    boxes = str(row["boxes"]).split(";")
+    scores = str(row.get("box_scores", "") or "").strip()
+    scores = [_numbers(v, "box score", row["case_id"]) for v in scores.split(";")] if scores else None
+    if scores is not None and len(scores) != len(boxes):
+        raise EvaluationError(f"case {row['case_id']}: {len(boxes)} boxes but {len(scores)} box_scores")
+    dets = []
+    for k, part in enumerate(boxes):
+        nums = _numbers(part, "box", row["case_id"])
+        if len(nums) not in (4, 5):
+            raise EvaluationError(f"case {row['case_id']}: box {part!r} needs 4 or 5 numbers")
+        if len(nums) == 5:
+            score = nums[4]
+        elif scores is not None:
+            if len(scores[k]) != 1:
+                raise EvaluationError(f"case {row['case_id']}: box score {k + 1} needs one number")
+            score = scores[k][0]
+        else:
+            score = p_tumour
+        dets.append((tuple(nums[:4]), score))
+    return dets
+
+
 def _segmentation_and_detection(inp: EvaluationInputs, W: np.ndarray, boot: dict) -> tuple[dict, dict, pd.DataFrame]:
     t = inp.table
     base = inp.predictions_path.parent
@@ -243,11 +278,7 @@ def _segmentation_and_detection(inp: EvaluationInputs, W: np.ndarray, boot: dict
             record["hd95_mm"] = seg.hausdorff95(truth, pred_mask, spacing) if spacing else np.nan
         dets = []
         if has_boxes and str(row["boxes"]).strip():
-            for part in str(row["boxes"]).split(";"):
-                nums = [float(v) for v in part.split()]
-                if len(nums) not in (4, 5):
-                    raise EvaluationError(f"case {row['case_id']}: box {part!r} needs 4 or 5 numbers")
-                dets.append((tuple(nums[:4]), nums[4] if len(nums) == 5 else float(p_tumour[i])))
+            dets = _detections(row, float(p_tumour[i]))
         elif pred_mask is not None:
             dets = [(b, float(p_tumour[i])) for b in det.boxes_from_mask(pred_mask)]
         return record, (det.boxes_from_mask(truth) if truth is not None else []), dets

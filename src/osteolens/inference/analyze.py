@@ -44,6 +44,7 @@ PREDICTION_COLUMNS = (
     "image", "status", "error", "p_normal", "p_benign", "p_malignant", "label", "subtype", "p_subtype",
     "uncertainty", "lesion_area_px", "lesion_area_mm2", "boxes",
     "lesion_long_axis_px", "lesion_short_axis_px", "lesion_long_axis_mm", "lesion_short_axis_mm",
+    "box_scores", "mask",
 )
 REFER = "indeterminate: refer to a specialist"
 MIN_SIDE_PX = 64  # smaller than any radiograph; the network reads a 256-px view
@@ -76,6 +77,8 @@ class Analysis:
     lesion_long_axis_line: list | None = None
     boxes: list = field(default_factory=list)
     box_scores: list = field(default_factory=list)
+    #: the mask's file, relative to the batch folder (``masks/<stem>.png``), once :func:`analyze` has written it
+    mask_file: str = ""
     lesions: list = field(default_factory=list)
     subtype_probabilities: dict = field(default_factory=dict)
     spacing_mm: list | None = None
@@ -106,6 +109,7 @@ class Analysis:
             "boxes": ";".join(" ".join(str(int(v)) for v in b) for b in self.boxes),
             "lesion_long_axis_px": r(self.lesion_long_axis_px, 1), "lesion_short_axis_px": r(self.lesion_short_axis_px, 1),
             "lesion_long_axis_mm": r(self.lesion_long_axis_mm, 1), "lesion_short_axis_mm": r(self.lesion_short_axis_mm, 1),
+            "box_scores": ";".join(f"{s:.6g}" for s in self.box_scores), "mask": self.mask_file,
         }
 
     def to_json(self, model: LoadedModel | None = None, extra: dict | None = None) -> dict:
@@ -132,7 +136,8 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         model: a loaded model.
         arr: the pixel array.
         props: its properties (spacing, value range).
-        clinical: optional ``{"age", "sex", "region", "view"}`` for models that use them.
+        clinical: optional ``{"age", "sex", "region", "view", "site"}`` for models that use them (the site only
+            stands in for a region not given).
 
     Returns:
         The :class:`Analysis` (mask and saliency at the input's size). Where the reader found
@@ -159,7 +164,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     if model.uses_clinical:
         c = clinical or {}
         try:
-            vec, missing = encode_clinical(c.get("age"), c.get("sex"), c.get("region"), c.get("view"))
+            vec, missing = encode_clinical(c.get("age"), c.get("sex"), c.get("region"), c.get("view"), c.get("site"))
         except ValueError as exc:
             where = f" ({c['_where']})" if c.get("_where") else ""
             raise OsteolensError(f"clinical data for {Path(props.path).name}{where}: {exc}") from exc
@@ -494,7 +499,8 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
             arr, props = read_image(path)
             res = analyze_image(loaded, arr, props, row)
             res.mask_probability = None  # only callers of analyze_image need it; a batch keeps less
-            save_png((res.mask * 255).astype(np.uint8), out / "masks" / f"{stem}.png")
+            res.mask_file = f"masks/{stem}.png"
+            save_png((res.mask * 255).astype(np.uint8), out / res.mask_file)
             if layers:
                 (out / "layers").mkdir(exist_ok=True)
                 for name, arr in (("image", res.grey), ("saliency", res.saliency)):
@@ -515,7 +521,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
                 dicom_files = write_analysis_dicom(path, res, loaded.metadata, out / "dicom" / stem, overlay)
             extra = {"input": {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                                "properties": props.to_dict()},
-                     "mask_file": f"masks/{stem}.png", "overlay_file": f"{stem}_overlay.png" if overlays else None,
+                     "overlay_file": f"{stem}_overlay.png" if overlays else None,
                      "dicom_files": dicom_files}
             (out / f"{stem}.json").write_text(json.dumps(res.to_json(loaded, extra), indent=2) + "\n")
             if report and overlays:

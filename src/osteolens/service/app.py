@@ -1,7 +1,8 @@
 """The osteolens HTTP API (FastAPI).
 
 - ``POST /v1/analyses``: multipart upload of a radiograph (DICOM, PNG, JPEG, TIFF) with
-  optional form fields ``age``, ``sex``, ``region``, ``view``; returns the analysis JSON.
+  optional form fields ``age``, ``sex``, ``region``, ``view`` and ``site`` (read for the region when no
+  region is given); returns the analysis JSON.
 - ``GET /v1/analyses/{id}`` and ``.../mask``, ``.../overlay``, ``.../report``;
   ``DELETE /v1/analyses/{id}`` removes an analysis and the upload it was made from.
 - ``POST /v1/scores/mirels`` and ``/v1/scores/sins``: JSON body with the score's fields;
@@ -195,7 +196,8 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
 
     @app.post("/v1/analyses", dependencies=[Depends(require_key)])
     def create_analysis(file: UploadFile = File(...), age: float | None = Form(default=None), sex: str | None = Form(default=None),
-                        region: str | None = Form(default=None), view: str | None = Form(default=None)) -> JSONResponse:
+                        region: str | None = Form(default=None), view: str | None = Form(default=None),
+                        site: str | None = Form(default=None)) -> JSONResponse:
         from osteolens.inference.analyze import analyze
 
         t0 = time.perf_counter()
@@ -214,7 +216,7 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
                     shutil.rmtree(folder, ignore_errors=True)
                     raise HTTPException(status_code=413, detail=f"upload exceeds the limit of {limit} bytes")
                 fh.write(chunk)
-        clinical = {name: {"age": age, "sex": sex, "region": region, "view": view}}
+        clinical = {name: {"age": age, "sex": sex, "region": region, "view": view, "site": site}}
         try:
             with gate:
                 # layers as arrays, overlay and report on first request: an upload pays only for what
