@@ -139,6 +139,21 @@ def test_folders_name_what_they_leave_out_and_skip_the_batch_s_own_output(tiny_m
         assert "left out 2 file(s)" in r.output and "knee_copy.gif" in r.output and "notes.txt" in r.output
     table = pd.read_csv(scans / "out" / "predictions.csv", dtype=str, keep_default_na=False)
     assert list(table.image) == ["knee.png"]
+    # a later run into another folder leaves the earlier output out too: its overlays read as radiographs,
+    # and its DICOM objects (SEG, SR, presentation state, overlay capture) as failed ones
+    from pydicom.uid import generate_uid
+
+    from tests.io.test_dicom import make_dicom
+
+    make_dicom(scans / "knee.dcm", np.asarray(Image.open(scans / "knee.png")).astype(np.uint16) * 16,
+               StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid())
+    analyze([scans / "knee.dcm"], scans / "out_dicom", model=tiny_model, dicom_out=True)
+    assert len(list((scans / "out_dicom" / "dicom").rglob("*.dcm"))) == 4
+    r = runner.invoke(app, ["analyze", str(scans), "--out", str(tmp_path / "elsewhere"), "--model", str(tiny_model)])
+    assert r.exit_code == 0 and "2 analysed, 0 failed" in r.output, r.output
+    assert "left out 2 folder(s) holding an earlier analysis's output" in r.output
+    table = pd.read_csv(tmp_path / "elsewhere" / "predictions.csv", dtype=str, keep_default_na=False)
+    assert list(table.image) == ["knee.dcm", "knee.png"]
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -160,3 +160,28 @@ def test_presentation_state_draws_each_lesion_on_the_radiograph(btxrd_dir, tmp_p
                         str(tmp_path / f"{stem}.pgm")], check=True, capture_output=True)
         shown.append(np.asarray(Image.open(tmp_path / f"{stem}.pgm")))
     assert shown[0].shape == (256, 256) and shown[0].std() > 10 and np.array_equal(shown[0], shown[1])
+
+
+def test_a_stripped_header_still_gets_valid_outputs_and_one_without_its_study_is_named(tiny_model, btxrd_dir, tmp_path):
+    """A DICOM with its study and series UIDs but no patient or study attributes (as some anonymisers leave
+    them) gets SEG, SR, presentation state and capture that dciodvfy passes, with those attributes empty; one
+    without a StudyInstanceUID cannot place its outputs in a study and is an error row naming what it lacks,
+    while the batch goes on (the first raised an AttributeError out of highdicom and stopped the batch)."""
+    from PIL import Image
+    from pydicom.uid import generate_uid
+
+    from osteolens.inference.analyze import analyze
+    from tests.io.test_dicom import make_dicom
+
+    pixels = np.asarray(Image.open(btxrd_dir / "images" / "IMG000004.png")).astype(np.uint16) * 16
+    make_dicom(tmp_path / "stripped.dcm", pixels, StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid())
+    make_dicom(tmp_path / "no_study.dcm", pixels)
+    results = analyze([tmp_path / "no_study.dcm", tmp_path / "stripped.dcm"], tmp_path / "out", model=tiny_model,
+                      dicom_out=True, overlays=True)
+    assert [r.status for r in results] == ["error", "ok"]
+    assert results[0].error.endswith("no_study.dcm: has no StudyInstanceUID, SeriesInstanceUID, so DICOM outputs "
+                                     "cannot join its study; analyse it without --dicom-out, or fix the file's header")
+    for name in ("seg.dcm", "sr.dcm", "pr.dcm", "sc.dcm"):
+        path = tmp_path / "out" / "dicom" / "stripped" / name
+        assert dciodvfy_errors(path) == [], name
+        assert pydicom.dcmread(path).PatientID == ""

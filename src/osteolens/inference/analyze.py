@@ -28,8 +28,8 @@ import numpy as np
 from osteolens import RESEARCH_NOTICE, __version__
 from osteolens.data.clinical import encode_clinical
 from osteolens.errors import ImageReadError, OsteolensError
-from osteolens.inference.batch_inputs import (clinical_for_inputs, collect_inputs, no_images_message, read_clinical_csv,
-                                              unique_stems, unused_rows_note)
+from osteolens.inference.batch_inputs import (BATCH_OUTPUT_HEADER, clinical_for_inputs, collect_inputs, no_images_message,
+                                              read_clinical_csv, unique_stems, unused_rows_note)
 from osteolens.inference.postprocess import (MaskPostprocess, flip_mean_probability, lesions_for_label, to_input_size,
                                               working_shape)
 from osteolens.inference.lesion_malignancy import combined_probabilities
@@ -41,7 +41,7 @@ from osteolens.training.calibration import normalised_entropy, softmax
 from osteolens.transforms.preprocess import crop_settings, network_box, network_grey, normalise, preprocess, resize
 
 PREDICTION_COLUMNS = (
-    "image", "status", "error", "p_normal", "p_benign", "p_malignant", "label", "subtype", "p_subtype",
+    *BATCH_OUTPUT_HEADER, "label", "subtype", "p_subtype",
     "uncertainty", "lesion_area_px", "lesion_area_mm2", "boxes",
     "lesion_long_axis_px", "lesion_short_axis_px", "lesion_long_axis_mm", "lesion_short_axis_mm",
     "box_scores", "mask",

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 
 from osteolens.errors import OsteolensError
@@ -23,34 +24,68 @@ def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
     included, as PACS exports often have none; a CD's ``DICOMDIR`` index is not an image). Hidden
     files are ignored, and so is everything under ``output`` (a batch's own output folder inside
     an input folder: a second run must not read the first one's masks and overlays as
-    radiographs); the other files a folder holds are appended to ``left_out`` when a list is
-    given, so that a caller can say what it did not read. A file given by its own path is always taken (a missing or unreadable one becomes an
-    error row).
+    radiographs). A folder holding an earlier batch's output (:func:`is_batch_output`) is left
+    out whole, for the same reason. The other files a folder holds, and those earlier output
+    folders, are appended to ``left_out`` when a list is given, so that a caller can say what it
+    did not read. A file given by its own path is always taken (a missing or unreadable one
+    becomes an error row).
 
     Example:
         >>> import tempfile
         >>> d = Path(tempfile.mkdtemp())
         >>> for name in ("a.png", "b", "notes.txt", ".hidden.png", "DICOMDIR"):
         ...     _ = (d / name).write_bytes(b"")
+        >>> (d / "run").mkdir(); _ = (d / "run" / "predictions.csv").write_text(",".join(BATCH_OUTPUT_HEADER))
+        >>> _ = (d / "run" / "a_overlay.png").write_bytes(b"")
         >>> skipped = []
         >>> [f.name for f in collect_inputs([d], skipped)], [f.name for f in skipped]
-        (['a.png', 'b'], ['DICOMDIR', 'notes.txt'])
+        (['a.png', 'b'], ['DICOMDIR', 'notes.txt', 'run'])
     """
     files: list[Path] = []
+    own = Path(output).resolve() if output is not None else None
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            own = Path(output).resolve() if output is not None else None
-            for f in sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")):
-                if own is not None and f.resolve().is_relative_to(own):
-                    continue
-                if f.suffix.lower() in IMAGE_SUFFIXES and f.name.upper() != "DICOMDIR":
-                    files.append(f)
-                elif left_out is not None:
-                    left_out.append(f)
-        else:
+        if not p.is_dir():
             files.append(p)  # a missing file becomes an error row
+            continue
+        found, skipped = [], []
+        for folder, subfolders, names in os.walk(p):
+            folder = Path(folder)
+            if own is not None and folder.resolve().is_relative_to(own):
+                subfolders[:] = []
+                continue
+            if is_batch_output(folder):
+                skipped.append(folder)
+                subfolders[:] = []
+                continue
+            for name in names:
+                f = folder / name
+                if name.startswith(".") or not f.is_file():
+                    continue
+                if f.suffix.lower() in IMAGE_SUFFIXES and name.upper() != "DICOMDIR":
+                    found.append(f)
+                else:
+                    skipped.append(f)
+        files += sorted(found)
+        if left_out is not None:
+            left_out += sorted(skipped)
     return files
+
+
+#: the first columns of the ``predictions.csv`` an analysis writes, which mark its folder as a batch output
+BATCH_OUTPUT_HEADER = ("image", "status", "error", "p_normal", "p_benign", "p_malignant")
+
+
+def is_batch_output(folder: Path) -> bool:
+    """Whether ``folder`` holds a batch's output (a ``predictions.csv`` starting with :data:`BATCH_OUTPUT_HEADER`).
+
+    Its masks, overlays and DICOM objects are osteolens's drawings, not radiographs.
+    """
+    try:
+        with open(Path(folder) / "predictions.csv", encoding="utf-8", errors="replace") as fh:
+            return fh.readline().strip().split(",")[: len(BATCH_OUTPUT_HEADER)] == list(BATCH_OUTPUT_HEADER)
+    except OSError:
+        return False
 
 
 def no_images_message(inputs: list[str | Path], left_out: list[Path]) -> str:
@@ -61,9 +96,16 @@ def no_images_message(inputs: list[str | Path], left_out: list[Path]) -> str:
 
 
 def left_out_note(left_out: list[Path], show: int = 5) -> str:
-    """One line naming the files :func:`collect_inputs` left out of folders (the first ``show`` of them)."""
-    return (f"left out {len(left_out)} file(s) in the folders that are not images by their name "
-            f"({_first(left_out, show)}); give a file by its path to try it anyway")
+    """One line naming what :func:`collect_inputs` left out of folders (the first ``show`` of each kind)."""
+    outputs = [p for p in left_out if p.is_dir()]
+    others = [p for p in left_out if not p.is_dir()]
+    parts = []
+    if others:
+        parts.append(f"left out {len(others)} file(s) in the folders that are not images by their name ({_first(others, show)})")
+    if outputs:
+        parts.append(f"left out {len(outputs)} folder(s) holding an earlier analysis's output, whose masks and overlays are "
+                     f"not radiographs ({_first(outputs, show)})")
+    return "; ".join(parts) + "; give a file by its path to try it anyway"
 
 
 def unused_rows_note(unused: list[str], show: int = 5) -> str:

@@ -101,6 +101,18 @@ def image_to_dicom(image: str | Path, out: str | Path, patient_id: str | None = 
 SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 _COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime",
            "ReferringPhysicianName", "StudyID", "AccessionNumber", "SpecificCharacterSet")
+#: patient and study attributes of type 2 (present, may be empty): a derived object needs them even where the source has none
+_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "ReferringPhysicianName",
+          "StudyID", "AccessionNumber")
+#: what a derived object must reference in its source (type 1): without them it cannot join the source's study
+_SOURCE_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+
+
+def _fill_type2(ds) -> None:
+    """Add the patient and study attributes of type 2 that ``ds`` lacks, empty (as an anonymised export leaves them)."""
+    for keyword in _TYPE2:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
 
 
 def secondary_capture(ref, rgb: np.ndarray, description: str):
@@ -126,10 +138,7 @@ def secondary_capture(ref, rgb: np.ndarray, description: str):
     for keyword in _COPIED:
         if keyword in ref:
             setattr(ds, keyword, getattr(ref, keyword))
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                    "ReferringPhysicianName", "StudyID", "AccessionNumber"):
-        if keyword not in ds:
-            setattr(ds, keyword, "")
+    _fill_type2(ds)
     now = dt.datetime.now()
     ds.SOPClassUID, ds.SOPInstanceUID = SC_IMAGE_STORAGE, meta.MediaStorageSOPInstanceUID
     ds.Modality = "OT"
@@ -287,7 +296,8 @@ def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir
         ``{"seg": path, "sr": path, "pr": path, "sc": path or None}``.
 
     Raises:
-        OsteolensError: the source is not a single-frame DICOM image.
+        OsteolensError: the source is not a single-frame DICOM image, or lacks the UIDs that place the outputs in
+            its study. Empty patient and study attributes of type 2 are added where the source has none.
     """
     import highdicom as hd
     import pydicom
@@ -302,6 +312,11 @@ def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir
         raise OsteolensError(f"{source}: not a readable DICOM file ({exc})") from exc
     if analysis.mask is None or analysis.mask.shape != (src.Rows, src.Columns):
         raise OsteolensError(f"{source}: the analysis mask does not match the image size {src.Columns}x{src.Rows}")
+    lacking = [k for k in _SOURCE_UIDS if not str(src.get(k, "") or "").strip()]
+    if lacking:
+        raise OsteolensError(f"{source}: has no {', '.join(lacking)}, so DICOM outputs cannot join its study; "
+                             "analyse it without --dicom-out, or fix the file's header")
+    _fill_type2(src)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     algo = _algorithm(model_meta)
