@@ -528,8 +528,9 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
                 res.thumbnail = report_thumbnail(overlay)
             if not keep_arrays:
                 res.mask = res.saliency = res.grey = res.overlay = None
-        except OsteolensError as exc:
-            res = Analysis(image=path.name, status="error", error=str(exc))
+        except Exception as exc:  # one file's failure, named; the batch goes on
+            message = str(exc) if isinstance(exc, OsteolensError) else f"{path}: unexpected {type(exc).__name__}: {exc}"
+            res = Analysis(image=path.name, status="error", error=message)
             (out / f"{stem}.json").write_text(json.dumps(res.to_json(loaded, {"input": {"path": str(path)}}), indent=2) + "\n")
         results.append(res)
         if progress:

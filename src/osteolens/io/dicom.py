@@ -50,8 +50,12 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ds = pydicom.dcmread(path)
+            for _ in (*ds.file_meta.iterall(), *ds.iterall()):  # every element parsed now: a damaged one fails here
+                pass
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise ImageReadError(path, f"unreadable DICOM: {exc}") from exc
+    except Exception as exc:  # a damaged header raises whatever its element's parser does (BytesLengthException, ...)
+        raise ImageReadError(path, f"unreadable DICOM: {type(exc).__name__}: {exc}") from exc
     cut_short = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
     if cut_short:
         raise ImageReadError(path, f"truncated DICOM (the file ends inside an element): {cut_short[0]}")

@@ -296,16 +296,27 @@ def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir
         ``{"seg": path, "sr": path, "pr": path, "sc": path or None}``.
 
     Raises:
-        OsteolensError: the source is not a single-frame DICOM image, or lacks the UIDs that place the outputs in
-            its study. Empty patient and study attributes of type 2 are added where the source has none.
+        OsteolensError: the source is not a single-frame DICOM image, lacks the UIDs that place the outputs in
+            its study, or has a header value the outputs cannot carry (a damaged date, an unknown SOP class: the
+            message names highdicom's or pydicom's complaint). Empty patient and study attributes of type 2 are
+            added where the source has none.
     """
+    try:
+        return _write_analysis_dicom(Path(source), analysis, model_meta, out_dir, overlay_rgb)
+    except OsteolensError:
+        raise
+    except Exception as exc:  # the source header's values go into every object, and highdicom checks each
+        raise OsteolensError(f"{source}: its DICOM outputs could not be written from its header "
+                             f"({type(exc).__name__}: {exc})") from exc
+
+
+def _write_analysis_dicom(source: Path, analysis, model_meta: dict, out_dir: str | Path, overlay_rgb) -> dict:
     import highdicom as hd
     import pydicom
     from pydicom.dataset import Dataset
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
-    source = Path(source)
     try:
         src = pydicom.dcmread(source)
     except Exception as exc:
