@@ -64,6 +64,16 @@ def test_truncated_jpeg_is_refused_with_its_name(tmp_path, btxrd_dir):
     assert "cut.jpg" in str(err.value) and "truncated" in str(err.value)
 
 
+def test_a_tiff_with_a_damaged_header_is_named_without_python_internals(tmp_path, btxrd_dir):
+    Image.open(btxrd_dir / "images" / "IMG000001.png").save(tmp_path / "film.tif")
+    data = bytearray((tmp_path / "film.tif").read_bytes())
+    data[4:8] = b"\xff\xff\xff\x7f"  # where the first image directory starts: past the end of the file
+    (tmp_path / "film.tif").write_bytes(bytes(data))
+    with pytest.warns(UserWarning), pytest.raises(ImageReadError) as err:  # Pillow warns of the EXIF it cannot read
+        read_image(tmp_path / "film.tif")
+    assert str(err.value).endswith("film.tif: cannot decode TIFF: its TIFF header is damaged or of a kind Pillow cannot read")
+
+
 def test_text_file_named_png_is_refused(tmp_path):
     fake = tmp_path / "notes.png"
     fake.write_text("patient notes, not an image\n")

@@ -174,6 +174,8 @@ def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
         raise ImageReadError(path, f"image too large to read safely ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         problem = str(exc) or type(exc).__name__
+        if isinstance(exc, UnidentifiedImageError):  # its text is "cannot identify image file <_io.BufferedReader ...>"
+            problem = f"its {fmt.upper()} header is damaged or of a kind Pillow cannot read"
         if "truncated" in problem.lower() or "broken" in problem.lower():
             problem = f"truncated or corrupt {fmt.upper()} ({problem})"
         else:
