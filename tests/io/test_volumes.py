@@ -55,8 +55,15 @@ def test_missing_slice_several_series_and_bad_rtstruct_are_named_errors(tmp_path
     for k, f in enumerate(sorted(src.iterdir())):
         if k != 10:
             shutil.copy(f, gap / f.name)
-    with pytest.raises(ImageReadError, match="a slice is missing"):
+    with pytest.raises(ImageReadError, match="a slice is missing$"):
         read_volume(gap)
+    cut = tmp_path / "cut"  # a copy interrupted inside one slice's header: that slice is named
+    shutil.copytree(src, cut)
+    damaged = sorted(cut.iterdir())[10]
+    damaged.write_bytes(damaged.read_bytes()[:900])
+    with pytest.raises(ImageReadError, match=rf"a slice is missing; 1 DICOM file\(s\) here have no slice position "
+                                             rf"\({damaged.name}\): a damaged slice reads so"):
+        read_volume(cut)
     mixed = tmp_path / "mixed"
     shutil.copytree(src, mixed)
     ct = sorted((shared("sts_ct_mr_pet") / "dicom" / "STS_002" / "CT" / "image").iterdir())[0]

@@ -27,6 +27,38 @@ from osteolens.errors import ImageReadError
 from osteolens.io.images import ImageProperties
 
 
+def read_dicom_dataset(path: str | Path, stop_before_pixels: bool = False):
+    """A DICOM file's pydicom dataset with every element parsed, so that a damaged one fails here, named.
+
+    pydicom parses an element when it is first used, so a damaged value (an unknown VR, a broken
+    length) would otherwise raise from wherever it is read, with whatever type its parser uses.
+
+    Raises:
+        pydicom.errors.InvalidDicomError: not a DICOM file at all (callers decide whether to skip it).
+        ImageReadError: a DICOM file that is damaged or cut short.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+            for _ in (*ds.file_meta.iterall(), *ds.iterall()):
+                pass
+        except InvalidDicomError:
+            raise
+        except (OSError, ValueError, EOFError) as exc:
+            raise ImageReadError(path, f"unreadable DICOM: {exc}") from exc
+        except Exception as exc:  # a damaged header raises whatever its element's parser does (BytesLengthException, ...)
+            raise ImageReadError(path, f"unreadable DICOM: {type(exc).__name__}: {exc}") from exc
+    cut_short = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
+    if cut_short:
+        raise ImageReadError(path, f"truncated DICOM (the file ends inside an element): {cut_short[0]}")
+    return ds
+
+
 def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
     """Read a single-frame grey or colour DICOM image.
 
@@ -41,24 +73,14 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         ImageReadError: unreadable, no pixel data, multi-frame, unsupported photometry, or
             nothing but padding.
     """
-    import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     path = Path(path)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = pydicom.dcmread(path)
-            for _ in (*ds.file_meta.iterall(), *ds.iterall()):  # every element parsed now: a damaged one fails here
-                pass
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        ds = read_dicom_dataset(path)
+    except InvalidDicomError as exc:
         raise ImageReadError(path, f"unreadable DICOM: {exc}") from exc
-    except Exception as exc:  # a damaged header raises whatever its element's parser does (BytesLengthException, ...)
-        raise ImageReadError(path, f"unreadable DICOM: {type(exc).__name__}: {exc}") from exc
-    cut_short = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
-    if cut_short:
-        raise ImageReadError(path, f"truncated DICOM (the file ends inside an element): {cut_short[0]}")
     if "PixelData" not in ds:
         sop = getattr(ds, "SOPClassUID", None) or getattr(ds.file_meta, "MediaStorageSOPClassUID", None)
         kind = getattr(sop, "name", str(sop)) if sop else "unknown SOP class"

@@ -120,15 +120,20 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
 
 def _read_dicom_series(folder: Path, series_uid: str | None) -> Volume:
     import pydicom
+    from pydicom.errors import InvalidDicomError
 
-    headers = []
+    from osteolens.io.dicom import read_dicom_dataset
+
+    headers, no_position = [], []
     for f in sorted(p for p in folder.iterdir() if p.is_file()):
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-        except Exception:  # not DICOM: ignored, as viewers do
+            ds = read_dicom_dataset(f, stop_before_pixels=True)  # a damaged slice is named, not passed over
+        except InvalidDicomError:  # not DICOM: ignored, as viewers do
             continue
         if "ImagePositionPatient" in ds and "PixelSpacing" in ds:
             headers.append((f, ds))
+        else:
+            no_position.append(f.name)  # a structure set, a report, or a slice whose header is damaged
     if not headers:
         raise ImageReadError(folder, "no DICOM image slices (with ImagePositionPatient and PixelSpacing) in this folder")
     series = sorted({str(ds.SeriesInstanceUID) for _, ds in headers})
@@ -153,8 +158,10 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> Volume:
         step = float(np.median(gaps))
         if np.max(np.abs(gaps - step)) > 0.1 * step:
             worst = int(np.argmax(np.abs(gaps - step)))
+            unplaced = (f"; {len(no_position)} DICOM file(s) here have no slice position ({', '.join(no_position[:5])}"
+                        f"{', ...' if len(no_position) > 5 else ''}): a damaged slice reads so") if no_position else ""
             raise ImageReadError(folder, f"uneven slice spacing ({gaps[worst]:.2f} mm between slices {worst} and {worst + 1}, "
-                                         f"median {step:.2f} mm): a slice is missing")
+                                         f"median {step:.2f} mm): a slice is missing{unplaced}")
     else:
         step = float(first.get("SliceThickness", 1.0) or 1.0)
     slices = []
