@@ -7,6 +7,8 @@ under the error type of the module that reads it.
 
 from __future__ import annotations
 
+import codecs
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +18,11 @@ from osteolens.errors import OsteolensError
 
 def read_text_table(path: str | Path, what: str, error: type[OsteolensError] = OsteolensError) -> pd.DataFrame:
     """A CSV file with every column as text and no value read as missing (empty cells stay ``""``).
+
+    Tables as spreadsheets save them are read too: UTF-8 (with or without a byte-order mark),
+    UTF-16 with its mark ("Unicode text"), else Windows-1252 (Excel's "CSV" on Windows in Western
+    Europe); cells separated by commas, or by semicolons or tabs where the header has no comma
+    (Excel's "CSV" where the decimal mark is a comma).
 
     Args:
         path: the CSV file.
@@ -34,9 +41,28 @@ def read_text_table(path: str | Path, what: str, error: type[OsteolensError] = O
     if not path.is_file():
         raise error(f"{path}: {what} file not found")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        text = _decoded(path.read_bytes())
+        header = text.split("\n", 1)[0]
+        sep = "," if "," in header else ";" if ";" in header else "\t" if "\t" in header else ","
+        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise error(f"{path}: not a readable CSV {what} ({type(exc).__name__}: {exc})") from exc
+
+
+def _decoded(data: bytes) -> str:
+    """A text file's bytes as text: UTF-16 with a byte-order mark, UTF-8, else Windows-1252.
+
+    Raises:
+        UnicodeDecodeError: binary data (a NUL byte outside UTF-16, or bytes no encoding here reads).
+    """
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return data.decode("utf-16")
+    if b"\x00" in data:
+        raise UnicodeDecodeError("utf-8", data, data.index(b"\x00"), data.index(b"\x00") + 1, "a NUL byte: binary data, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252")
 
 
 def repeated_rows(keys: list[str], what: str, first_line: int = 2) -> str:
