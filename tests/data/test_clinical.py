@@ -30,3 +30,9 @@ def test_regions_read_from_btxrd_sites_agree_with_its_recorded_regions(btxrd_man
 @pytest.mark.parametrize("site", ["", None, np.nan, "skull"])
 def test_no_region_from_nothing(site):
     assert region_of_site(site) is None
+
+
+def test_an_age_with_a_decimal_comma_is_read_and_words_are_refused():
+    assert encode_clinical("48,5")[0][0] == pytest.approx(0.485)
+    with pytest.raises(ValueError, match="age 'forty' is not a number of years"):
+        encode_clinical("forty")

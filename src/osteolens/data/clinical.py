@@ -76,7 +76,7 @@ def encode_clinical(age=None, sex=None, region=None, view=None, site=None) -> tu
         missing.append("age")
     else:
         try:
-            a = float(age)
+            a = float(str(age).strip().replace(",", "."))  # "48,5" from a table where the decimal mark is a comma
         except ValueError:
             raise ValueError(f"age {age!r} is not a number of years") from None
         if not 0 <= a <= 130:
