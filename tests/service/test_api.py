@@ -41,6 +41,10 @@ def test_analysis_round_trip(server, btxrd_dir):
     assert "research use only" in report and "data:image/png;base64," in report and body["label"] in report
     assert httpx.get(server + body["links"]["report"], headers=h).text == report
     assert httpx.get(server + "/v1/analyses/" + "f" * 32, headers=h).status_code == 404
+    # the site stands in for a region not given: the same answer as with the region
+    by_site = post(server, btxrd_dir / "images" / "IMG000001.png", age="48", sex="F", site="hip bone", view="frontal")
+    assert by_site.status_code == 201 and by_site.json()["clinical_missing"] == []
+    assert by_site.json()["p_malignant"] == body["p_malignant"]
 
 
 def test_bad_inputs_get_4xx_and_service_keeps_serving(server, tmp_path, btxrd_dir):
