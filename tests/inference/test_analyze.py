@@ -1,4 +1,5 @@
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -149,9 +150,14 @@ def test_folders_name_what_they_leave_out_and_skip_the_batch_s_own_output(tiny_m
                StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid())
     analyze([scans / "knee.dcm"], scans / "out_dicom", model=tiny_model, dicom_out=True)
     assert len(list((scans / "out_dicom" / "dicom").rglob("*.dcm"))) == 4
+    # a report beside the images, as a PACS export has them (suffix-less): left out as a DICOM object, not an error row
+    shutil.copy(scans / "out_dicom" / "dicom" / "knee" / "sr.dcm", scans / "IM0002")
     r = runner.invoke(app, ["analyze", str(scans), "--out", str(tmp_path / "elsewhere"), "--model", str(tiny_model)])
     assert r.exit_code == 0 and "2 analysed, 0 failed" in r.output, r.output
     assert "left out 2 folder(s) holding an earlier analysis's output" in r.output
+    assert "left out 1 DICOM object(s) that are not images (Comprehensive 3D SR Storage: " in r.output
+    r = runner.invoke(app, ["analyze", str(scans / "IM0002"), "--out", str(tmp_path / "given"), "--model", str(tiny_model)])
+    assert "DICOM has no pixel data (Comprehensive 3D SR Storage)" in r.output  # given by its path: tried, and named
     table = pd.read_csv(tmp_path / "elsewhere" / "predictions.csv", dtype=str, keep_default_na=False)
     assert list(table.image) == ["knee.dcm", "knee.png"]
 

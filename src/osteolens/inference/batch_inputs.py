@@ -25,7 +25,8 @@ def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
     files are ignored, and so is everything under ``output`` (a batch's own output folder inside
     an input folder: a second run must not read the first one's masks and overlays as
     radiographs). A folder holding an earlier batch's output (:func:`is_batch_output`) is left
-    out whole, for the same reason. The other files a folder holds, and those earlier output
+    out whole, for the same reason, and so are DICOM objects that are not images (a report, a
+    presentation state, a segmentation: :func:`non_image_dicom`). The other files a folder holds, and those earlier output
     folders, are appended to ``left_out`` when a list is given, so that a caller can say what it
     did not read. A file given by its own path is always taken (a missing or unreadable one
     becomes an error row).
@@ -62,7 +63,7 @@ def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
                 f = folder / name
                 if name.startswith(".") or not f.is_file():
                     continue
-                if f.suffix.lower() in IMAGE_SUFFIXES and name.upper() != "DICOMDIR":
+                if f.suffix.lower() in IMAGE_SUFFIXES and name.upper() != "DICOMDIR" and not non_image_dicom(f):
                     found.append(f)
                 else:
                     skipped.append(f)
@@ -70,6 +71,29 @@ def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
         if left_out is not None:
             left_out += sorted(skipped)
     return files
+
+
+#: SOP classes whose objects hold no picture to read (structured reports and key objects, presentation states,
+#: segmentations, registrations and raw data, RT objects, encapsulated documents), by UID prefix
+NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.11.", "1.2.840.10008.5.1.4.1.1.66",
+                          "1.2.840.10008.5.1.4.1.1.481.", "1.2.840.10008.5.1.4.1.1.104.")
+
+
+def non_image_dicom(path: Path) -> str:
+    """The SOP class name of a DICOM file that is not an image (a report, a segmentation, ...), else ``""``.
+
+    Only the file's meta header is read. A file that is not DICOM, or whose header does not
+    read, gives ``""``: it is taken, and its error row says what is wrong with it.
+    """
+    if path.suffix.lower() not in (".dcm", ".dicom", ""):
+        return ""
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        sop = read_file_meta_info(path).get("MediaStorageSOPClassUID")
+    except Exception:  # not DICOM or damaged: the reader names the problem on its row
+        return ""
+    return (sop.name or str(sop)) if sop and str(sop).startswith(NON_IMAGE_SOP_PREFIXES) else ""
 
 
 #: the first columns of the ``predictions.csv`` an analysis writes, which mark its folder as a batch output
@@ -98,10 +122,14 @@ def no_images_message(inputs: list[str | Path], left_out: list[Path]) -> str:
 def left_out_note(left_out: list[Path], show: int = 5) -> str:
     """One line naming what :func:`collect_inputs` left out of folders (the first ``show`` of each kind)."""
     outputs = [p for p in left_out if p.is_dir()]
-    others = [p for p in left_out if not p.is_dir()]
+    objects = [p for p in left_out if not p.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES and p.name.upper() != "DICOMDIR"]
+    others = [p for p in left_out if not p.is_dir() and p not in objects]
     parts = []
     if others:
         parts.append(f"left out {len(others)} file(s) in the folders that are not images by their name ({_first(others, show)})")
+    if objects:
+        kinds = sorted({non_image_dicom(p) for p in objects})
+        parts.append(f"left out {len(objects)} DICOM object(s) that are not images ({', '.join(kinds)}: {_first(objects, show)})")
     if outputs:
         parts.append(f"left out {len(outputs)} folder(s) holding an earlier analysis's output, whose masks and overlays are "
                      f"not radiographs ({_first(outputs, show)})")
