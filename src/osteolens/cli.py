@@ -450,17 +450,12 @@ def analyze(
 ) -> None:
     """Detect, segment and classify bone tumours; write predictions.csv, masks, overlays, report.html."""
     from osteolens.inference.analyze import analyze as run
-    from osteolens.inference.batch_inputs import collect_inputs, left_out_note
 
-    left_out: list[Path] = []
-    total = len(collect_inputs(inputs, left_out, output=out))  # nothing to read: run() says so
-    if left_out and total:
-        err_console.print(f"[yellow]note[/] {left_out_note(left_out)}", highlight=False)
-    notes: list[str] = []
+    notes: list[str] = []  # what the folders left out, clinical rows naming no input
     with _progress() as bar:
-        task = bar.add_task("analysing", total=total)
-        results = run(inputs, out, model=model, clinical_csv=clinical, progress=lambda d, t: bar.update(task, completed=d),
-                      dicom_out=dicom_out, notes=notes)
+        task = bar.add_task("analysing", total=None)
+        results = run(inputs, out, model=model, clinical_csv=clinical, dicom_out=dicom_out, notes=notes,
+                      progress=lambda d, t: bar.update(task, completed=d, total=t))
     for line in notes:
         err_console.print(f"[yellow]note[/] {line}", highlight=False)
     failed = [r for r in results if r.status != "ok"]

@@ -28,8 +28,8 @@ import numpy as np
 from osteolens import RESEARCH_NOTICE, __version__
 from osteolens.data.clinical import encode_clinical
 from osteolens.errors import ImageReadError, OsteolensError
-from osteolens.inference.batch_inputs import (BATCH_OUTPUT_HEADER, clinical_for_inputs, collect_inputs, no_images_message,
-                                              read_clinical_csv, unique_stems, unused_rows_note)
+from osteolens.inference.batch_inputs import (BATCH_OUTPUT_HEADER, clinical_for_inputs, collect_inputs, left_out_note,
+                                              no_images_message, read_clinical_csv, unique_stems, unused_rows_note)
 from osteolens.inference.postprocess import (MaskPostprocess, flip_mean_probability, lesions_for_label, to_input_size,
                                               working_shape)
 from osteolens.inference.lesion_malignancy import combined_probabilities
@@ -467,8 +467,8 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
             default: they are in the files written, and a full-size radiograph's take about 100 MB,
             so a batch of a few hundred films would not fit in memory; the report keeps a
             384-px thumbnail per image instead.
-        notes: when a list is given, lines about the batch as a whole are appended to it (clinical
-            rows that name no input).
+        notes: when a list is given, lines about the batch as a whole are appended to it (what the
+            folders held that was left out, clinical rows that name no input).
 
     Returns:
         One :class:`Analysis` per input, in input order (an unreadable or refused file is an
@@ -489,7 +489,9 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     (out / "masks").mkdir(parents=True, exist_ok=True)  # only once inputs, clinical data and model are known good
     rows, unused = clinical_for_inputs(files, table)
-    if unused and notes is not None:
+    if notes is not None and left_out:
+        notes.append(left_out_note(left_out))
+    if notes is not None and unused:
         notes.append(unused_rows_note(unused))
     results: list[Analysis] = []
     for i, (path, stem, row) in enumerate(zip(files, unique_stems(files), rows)):
