@@ -1,5 +1,7 @@
 """DICOM out: CR wrapping, SEG, SR (TID 1500) and secondary capture, checked by dciodvfy and read back."""
 
+import csv
+import json
 import os
 import shutil
 import subprocess
@@ -178,9 +180,10 @@ def test_a_stripped_header_still_gets_valid_outputs_and_one_without_its_study_is
     make_dicom(tmp_path / "no_study.dcm", pixels)
     results = analyze([tmp_path / "no_study.dcm", tmp_path / "stripped.dcm"], tmp_path / "out", model=tiny_model,
                       dicom_out=True, overlays=True)
-    assert [r.status for r in results] == ["error", "ok"]
+    assert [r.status for r in results] == ["ok", "ok"] and results[1].error == ""
+    assert results[0].error.startswith("analysed, but its DICOM outputs were not written: ")
     assert results[0].error.endswith("no_study.dcm: has no StudyInstanceUID, SeriesInstanceUID, so DICOM outputs "
-                                     "cannot join its study; analyse it without --dicom-out, or fix the file's header")
+                                     "cannot join its study; they need the file's header fixed")
     for name in ("seg.dcm", "sr.dcm", "pr.dcm", "sc.dcm"):
         path = tmp_path / "out" / "dicom" / "stripped" / name
         assert dciodvfy_errors(path) == [], name
@@ -189,7 +192,9 @@ def test_a_stripped_header_still_gets_valid_outputs_and_one_without_its_study_is
 
 def test_damaged_headers_are_error_rows_that_name_the_damage_and_the_batch_goes_on(tiny_model, btxrd_dir, tmp_path):
     """One byte changed in a real radiograph's header. Of 300 files damaged at random (a throwaway loop), 13 stopped
-    a --dicom-out batch with exceptions out of pydicom or highdicom; such a file is now its own error row."""
+    a --dicom-out batch with exceptions out of pydicom or highdicom; such a file is now its own row. One whose
+    pixels read but whose header cannot carry the DICOM outputs keeps its analysis: an ok row whose error says
+    why no DICOM object was written, with no half set of objects left behind."""
     from osteolens.inference.analyze import analyze
     from osteolens.io.dicom_write import image_to_dicom
 
@@ -210,10 +215,26 @@ def test_damaged_headers_are_error_rows_that_name_the_damage_and_the_batch_goes_
         damaged("sop.dcm", b"\x08\x00\x16\x00UI", 2 + sop_class.index("4.1.1") + 2, 0xD4),  # a digit of its SOP Class UID
         good,
     ]
+    notes = []
     with pytest.warns(UserWarning, match="Invalid value for VR UI"):  # pydicom's, on reading the broken UID
-        results = analyze(files, tmp_path / "out", model=tiny_model, dicom_out=True, overlays=True)
-    assert [r.status for r in results] == ["error", "error", "ok"]
+        results = analyze(files, tmp_path / "out", model=tiny_model, dicom_out=True, overlays=True, notes=notes)
+    assert [r.status for r in results] == ["error", "ok", "ok"]
     assert results[0].error.endswith("vr.dcm: unreadable DICOM: NotImplementedError: Unknown Value Representation "
                                      "'0x50 0x8e' in tag (0008,0090)")
+    assert results[1].error.startswith("analysed, but its DICOM outputs were not written: ")
     assert "sop.dcm: its DICOM outputs could not be written from its header (" in results[1].error
+    assert results[2].error == ""
+    # the damaged header changes no pixel: the analysis equals the good copy's
+    assert results[1].p_malignant == results[2].p_malignant and results[1].boxes == results[2].boxes
+    assert not (tmp_path / "out" / "dicom" / "sop").exists()
     assert len(list((tmp_path / "out" / "dicom" / "good").glob("*.dcm"))) == 4
+    saved = json.loads((tmp_path / "out" / "sop.json").read_text())
+    assert saved["status"] == "ok" and saved["dicom_files"] is None and saved["error"] == results[1].error
+    assert (tmp_path / "out" / "masks" / "sop.png").is_file()
+    with open(tmp_path / "out" / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[1]["status"] == "ok" and rows[1]["error"] == results[1].error and rows[1]["p_malignant"]
+    assert notes == ["1 image(s) analysed without their DICOM outputs, which their headers could not carry "
+                     "(sop.dcm): see the error column"]
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert report.count("<td>not written</td>") == 1 and "3 input(s): 2 analysed, 1 failed" in report

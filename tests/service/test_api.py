@@ -75,6 +75,24 @@ def test_bad_inputs_get_4xx_and_service_keeps_serving(server, tmp_path, btxrd_di
     assert httpx.get(server + "/healthz").status_code == 200
 
 
+def test_a_dicom_whose_header_cannot_carry_outputs_is_still_answered(server, tmp_path, btxrd_dir):
+    """The service writes DICOM objects for every DICOM upload; a radiograph without a Study Instance UID cannot
+    have them, and was refused with a 400 although its pixels read. It now gets its analysis (201), no DICOM
+    links, and an error field naming the upload (not where the server keeps it) and what its header lacks."""
+    from tests.io.test_dicom import make_dicom
+
+    pixels = np.asarray(Image.open(btxrd_dir / "images" / "IMG000004.png")).astype(np.uint16) * 16
+    r = post(server, make_dicom(tmp_path / "no_study.dcm", pixels))
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["status"] == "ok" and abs(body["p_normal"] + body["p_benign"] + body["p_malignant"] - 1) < 1e-5
+    assert body["error"] == ("analysed, but its DICOM outputs were not written: no_study.dcm: has no StudyInstanceUID, "
+                             "SeriesInstanceUID, so DICOM outputs cannot join its study; they need the file's "
+                             "header fixed")
+    assert not any(k.startswith("dicom_") for k in body["links"])
+    assert httpx.get(server + body["links"]["mask"], headers={"X-API-Key": KEY}).status_code == 200
+
+
 def test_concurrent_requests_do_not_mix(server, btxrd_dir):
     names = ["IMG000001", "IMG000004", "IMG000005", "IMG000006"] * 2
     single = {n: post(server, btxrd_dir / "images" / f"{n}.png").json()["p_malignant"] for n in set(names)}

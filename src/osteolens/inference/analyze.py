@@ -10,7 +10,9 @@ service and the benchmarks share; :func:`analyze` runs it over files and folders
 - ``report.html``: one self-contained page for the batch.
 
 A file that cannot be read becomes a row with ``status=error`` and its message; the batch
-goes on.
+goes on. An ``ok`` row's ``error`` is empty, except when ``--dicom-out`` could not write a DICOM
+input's outputs (its header cannot carry them): the analysis stands, and ``error`` says why its
+``dicom/<stem>/`` objects are missing.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ PREDICTION_COLUMNS = (
     "box_scores", "mask",
 )
 REFER = "indeterminate: refer to a specialist"
+DICOM_OUTPUTS_FAILED = "analysed, but its DICOM outputs were not written"
 MIN_SIDE_PX = 64  # smaller than any radiograph; the network reads a 256-px view
 MAX_ASPECT = 10.0  # long-leg and spine films reach about 4:1
 
@@ -494,6 +497,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
     if notes is not None and unused:
         notes.append(unused_rows_note(unused))
     results: list[Analysis] = []
+    dicom_failures: list[str] = []
     for i, (path, stem, row) in enumerate(zip(files, unique_stems(files), rows)):
         try:
             if isinstance(row, str):
@@ -520,7 +524,11 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
             if dicom_out and is_dicom:
                 from osteolens.io.dicom_write import write_analysis_dicom
 
-                dicom_files = write_analysis_dicom(path, res, loaded.metadata, out / "dicom" / stem, overlay)
+                try:
+                    dicom_files = write_analysis_dicom(path, res, loaded.metadata, out / "dicom" / stem, overlay)
+                except OsteolensError as exc:  # the header cannot carry the outputs; the analysis stands
+                    res.error = f"{DICOM_OUTPUTS_FAILED}: {exc}"
+                    dicom_failures.append(path.name)
             extra = {"input": {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                                "properties": props.to_dict()},
                      "overlay_file": f"{stem}_overlay.png" if overlays else None,
@@ -537,6 +545,9 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         results.append(res)
         if progress:
             progress(i + 1, len(files))
+    if notes is not None and dicom_failures:
+        notes.append(f"{len(dicom_failures)} image(s) analysed without their DICOM outputs, which their headers "
+                     f"could not carry ({', '.join(dicom_failures)}): see the error column")
     with open(out / "predictions.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(PREDICTION_COLUMNS))
         writer.writeheader()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from osteolens.errors import OsteolensError
 from osteolens.io.atomic import replaced_atomically
+from osteolens.io.dicom_write import OUTPUT_FILES
 
 log = logging.getLogger("osteolens.pacs")
 RADIOGRAPH_MODALITIES = ("CR", "DX", "RG")
@@ -86,10 +87,10 @@ def analyze_study(url: str, study_uid: str, work: str | Path | None = None, mode
     results = analyze(files, work / "results", model=loaded, dicom_out=True) if files else []
     stored = []
     for path, res in zip(files, results):
-        if res.status != "ok":
-            log.warning("study %s: one instance could not be analysed: %s", study_uid, res.error)
+        if res.status != "ok" or res.error:  # an ok row's error: its DICOM outputs could not be written
+            log.warning("study %s: nothing stored for one instance: %s", study_uid, res.error)
             continue
-        objects = [pydicom.dcmread(work / "results" / "dicom" / path.stem / name) for name in ("seg.dcm", "sr.dcm", "pr.dcm", "sc.dcm")]
+        objects = [pydicom.dcmread(work / "results" / "dicom" / path.stem / name) for name in OUTPUT_FILES]
         client.store_instances(objects, study_instance_uid=study_uid)
         stored += [o.SOPInstanceUID for o in objects]
     log.info("study analysed: %d radiograph(s), %d object(s) stored", len(files), len(stored))

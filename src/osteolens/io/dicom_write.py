@@ -27,6 +27,8 @@ from osteolens.errors import OsteolensError
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 MANUFACTURER = "osteolens (open source)"
+#: what :func:`write_analysis_dicom` writes into its folder: SEG, SR, presentation state, secondary capture
+OUTPUT_FILES = ("seg.dcm", "sr.dcm", "pr.dcm", "sc.dcm")
 
 
 def image_to_dicom(image: str | Path, out: str | Path, patient_id: str | None = None, patient_name: str | None = None,
@@ -303,11 +305,21 @@ def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir
     """
     try:
         return _write_analysis_dicom(Path(source), analysis, model_meta, out_dir, overlay_rgb)
-    except OsteolensError:
-        raise
-    except Exception as exc:  # the source header's values go into every object, and highdicom checks each
+    except Exception as exc:
+        _remove_outputs(Path(out_dir))  # no half set of objects from one image: a PACS would file them as complete
+        if isinstance(exc, OsteolensError):
+            raise
+        # the source header's values go into every object, and highdicom checks each
         raise OsteolensError(f"{source}: its DICOM outputs could not be written from its header "
                              f"({type(exc).__name__}: {exc})") from exc
+
+
+def _remove_outputs(out_dir: Path) -> None:
+    """Remove the objects :func:`write_analysis_dicom` writes from ``out_dir``, and the folder when that empties it."""
+    for name in OUTPUT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
 
 
 def _write_analysis_dicom(source: Path, analysis, model_meta: dict, out_dir: str | Path, overlay_rgb) -> dict:
@@ -326,7 +338,7 @@ def _write_analysis_dicom(source: Path, analysis, model_meta: dict, out_dir: str
     lacking = [k for k in _SOURCE_UIDS if not str(src.get(k, "") or "").strip()]
     if lacking:
         raise OsteolensError(f"{source}: has no {', '.join(lacking)}, so DICOM outputs cannot join its study; "
-                             "analyse it without --dicom-out, or fix the file's header")
+                             "they need the file's header fixed")
     _fill_type2(src)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

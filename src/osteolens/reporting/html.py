@@ -99,7 +99,8 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
             f"<tr><td>lesion area</td><td>{area}</td></tr>"
             f"<tr><td>largest lesion, long x short axis</td><td>{size}</td></tr>"
             f"<tr><td>boxes (x0 y0 x1 y1)</td><td>{e('; '.join(' '.join(map(str, b)) for b in r.boxes)) or '-'}</td></tr>"
-            "</table></div>"
+            + (f"<tr><td>not written</td><td class='refer'>{e(r.error)}</td></tr>" if r.error else "")
+            + "</table></div>"
         )
     meta = model.metadata
     cal = meta["calibration"]

@@ -339,6 +339,8 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
 
 def _body(folder: Path, analysis_id: str, stem: str) -> dict:
     data = json.loads((folder / f"{stem}.json").read_text())
+    if data.get("error") and data.get("input"):  # an analysis whose DICOM outputs failed: name the upload, not its path
+        data["error"] = data["error"].replace(data["input"]["path"], data["image"])
     for key in ("input", "mask_file", "overlay_file"):  # server paths stay on the server
         data.pop(key, None)
     base = f"/v1/analyses/{analysis_id}"

@@ -102,7 +102,7 @@ $("upload").addEventListener("submit", async (event) => {
   status("analysing...");
   try {
     const a = await (await api("/v1/analyses", { method: "POST", body: form })).json();
-    await show(a); status(`analysed ${a.image}`);
+    await show(a); a.error ? status(`analysed ${a.image}; ${a.error}`, true) : status(`analysed ${a.image}`);
   } catch (e) { status(e.message, true); }
 });
 
