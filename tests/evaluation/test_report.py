@@ -54,6 +54,22 @@ def test_evaluate_writes_real_values(subset, btxrd_manifest):
     assert m["classification"]["macro_auc"]["value"] == on_disk["classification"]["macro_auc"]["value"]
 
 
+def test_predictions_saved_with_decimal_commas_give_the_same_figures(subset, btxrd_manifest, tmp_path):
+    """A predictions table opened and saved by a spreadsheet where the decimal mark is a comma has semicolons
+    between cells and commas in its numbers; its probabilities were refused as non-numeric."""
+    out, f, p, y = subset
+    table = pd.read_csv(out / "pred.csv", dtype=str, keep_default_na=False).drop(columns="mask")
+    table.to_csv(tmp_path / "point.csv", index=False)
+    for c in ("p_normal", "p_benign", "p_malignant"):
+        table[c] = table[c].str.replace(".", ",", regex=False)
+    table.to_csv(tmp_path / "comma.csv", index=False, sep=";")
+    assert "0," in (tmp_path / "comma.csv").read_text()
+    point = evaluate(tmp_path / "point.csv", btxrd_manifest, tmp_path / "a", n_boot=50, seed=0)
+    comma = evaluate(tmp_path / "comma.csv", btxrd_manifest, tmp_path / "b", n_boot=50, seed=0)
+    assert comma["classification"]["auc"] == point["classification"]["auc"]
+    assert comma["classification"]["auc"]["malignant"]["value"] == pytest.approx(roc_auc_score(y == 2, p[:, 2]), abs=1e-6)
+
+
 def test_probabilities_must_sum_to_one(tmp_path, btxrd_manifest):
     pd.DataFrame({"case_id": ["IMG000001"], "p_normal": [0.5], "p_benign": [0.5], "p_malignant": [0.5]}).to_csv(tmp_path / "p.csv", index=False)
     with pytest.raises(EvaluationError, match="IMG000001.*sum to 1.5"):

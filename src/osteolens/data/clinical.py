@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from osteolens.io.tables import decimal_number
+
 REGIONS = ("upper limb", "lower limb", "pelvis")
 VIEWS = ("frontal", "lateral", "oblique")
 CLINICAL_FEATURES = ("age_decades_scaled", "age_missing", "sex_male", *[f"region={r}" for r in REGIONS], *[f"view={v}" for v in VIEWS])
@@ -76,7 +78,7 @@ def encode_clinical(age=None, sex=None, region=None, view=None, site=None) -> tu
         missing.append("age")
     else:
         try:
-            a = float(str(age).strip().replace(",", "."))  # "48,5" from a table where the decimal mark is a comma
+            a = decimal_number(age)  # "48,5" from a table where the decimal mark is a comma
         except ValueError:
             raise ValueError(f"age {age!r} is not a number of years") from None
         if not 0 <= a <= 130:

@@ -36,7 +36,7 @@ from osteolens.evaluation import detection as det
 from osteolens.evaluation import segmentation as seg
 from osteolens.evaluation.bootstrap import MetricResult, bootstrap_metric, group_bootstrap_weights
 from osteolens.io.images import read_mask
-from osteolens.io.tables import read_text_table
+from osteolens.io.tables import decimal_number, read_text_table
 
 PROB_COLUMNS = tuple(f"p_{k}" for k in LABELS)
 AGE_BANDS = ((0, 20, "<20"), (20, 40, "20-39"), (40, 60, "40-59"), (60, 200, ">=60"))
@@ -101,7 +101,7 @@ def load_inputs(predictions: str | Path, truth: str | Path, splits: str | Path |
     if present and len(present) != len(PROB_COLUMNS):
         raise EvaluationError(f"{predictions}: has {present} but needs all of {list(PROB_COLUMNS)}")
     if present:
-        probs = joined[list(PROB_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+        probs = joined[list(PROB_COLUMNS)].map(_number_or_nan)
         if probs.isna().any().any():
             bad = joined.loc[probs.isna().any(axis=1), "case_id"].iloc[0]
             raise EvaluationError(f"{predictions}: case {bad!r} has a missing or non-numeric probability")
@@ -219,9 +219,16 @@ def _read_pred_mask(t_row, base: Path, shape):
     return read_mask(path, expected_shape=shape)
 
 
+def _number_or_nan(text: str) -> float:
+    try:
+        return decimal_number(text)
+    except ValueError:
+        return np.nan
+
+
 def _numbers(text: str, what: str, case_id: str) -> list[float]:
     try:
-        return [float(v) for v in text.split()]
+        return [decimal_number(v) for v in text.split()]
     except ValueError:
         raise EvaluationError(f"case {case_id}: {what} {text.strip()!r} is not numbers") from None
 

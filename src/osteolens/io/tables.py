@@ -65,6 +65,22 @@ def _decoded(data: bytes) -> str:
         return data.decode("cp1252")
 
 
+def decimal_number(text) -> float:
+    """A number written with a decimal point or, as spreadsheets write it where that is the decimal mark,
+    a decimal comma (one comma and no point).
+
+    Raises:
+        ValueError: the text is not a number.
+
+    >>> decimal_number("0,25"), decimal_number(" 1e-3 "), decimal_number(48)
+    (0.25, 0.001, 48.0)
+    """
+    t = str(text).strip()
+    if t.count(",") == 1 and "." not in t:
+        t = t.replace(",", ".")
+    return float(t)
+
+
 def repeated_rows(keys: list[str], what: str, first_line: int = 2) -> str:
     """Which keys of a table's rows (in order, the first on line ``first_line``) repeat, in words.
 
