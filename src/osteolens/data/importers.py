@@ -17,6 +17,7 @@ import pandas as pd
 from osteolens import __version__
 from osteolens.data.manifest import LABELS, SUBTYPES, Case, Manifest, relative_to
 from osteolens.errors import ManifestError
+from osteolens.io.images import IMAGE_SUFFIXES
 from osteolens.io.tables import read_text_table, repeated_rows
 
 BTXRD_SITES = (
@@ -29,7 +30,6 @@ BTXRD_CITATION = (
     "Yao S. et al., A Radiograph Dataset for the Classification, Localization, and Segmentation "
     "of Primary Bone Tumors. Scientific Data 12, 88 (2025). doi:10.1038/s41597-024-04311-y"
 )
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", "")
 
 
 @dataclass

@@ -12,15 +12,14 @@ import os
 from pathlib import Path, PurePosixPath
 
 from osteolens.errors import OsteolensError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ""}
+from osteolens.io.images import IMAGE_SUFFIXES
 
 
 def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
                    output: str | Path | None = None) -> list[Path]:
     """Files as given, and the image-like files inside folders (recursively, sorted).
 
-    Inside folders a file is taken by its name: one of :data:`IMAGE_SUFFIXES` (no suffix
+    Inside folders a file is taken by its name: one of :data:`~osteolens.io.images.IMAGE_SUFFIXES` (no suffix
     included, as PACS exports often have none; a CD's ``DICOMDIR`` index is not an image). Hidden
     files are ignored, and so is everything under ``output`` (a batch's own output folder inside
     an input folder: a second run must not read the first one's masks and overlays as

@@ -37,6 +37,9 @@ _MAGIC = (
     (b"II+\x00", "tiff"),  # BigTIFF
     (b"MM\x00+", "tiff"),
 )
+#: the file-name endings taken as images where a folder is searched (no suffix: DICOM files often have none),
+#: in the order an importer tries them for a stem
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", "")
 
 
 @dataclass
