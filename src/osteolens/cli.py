@@ -667,16 +667,17 @@ def dicom_from_image(
     patient_id: Optional[str] = typer.Option(None, help="Patient ID (default: generated)."),
     patient_name: Optional[str] = typer.Option(None, help="Patient name, DICOM style Family^Given (default: Anonymous)."),
     patient_sex: str = typer.Option("", help="M, F, O or empty."),
+    patient_age: str = typer.Option("", help="Patient's Age: years (48) or DICOM style (048Y, 006M); analysis reads it."),
     study_uid: Optional[str] = typer.Option(None, help="Add to this study (default: a new study)."),
-    body_part: str = typer.Option("", help="Body Part Examined, e.g. KNEE."),
-    view_position: str = typer.Option("", help="View Position, e.g. AP or LAT."),
+    body_part: str = typer.Option("", help="Body Part Examined, e.g. KNEE (analysis reads its region)."),
+    view_position: str = typer.Option("", help="View Position, e.g. AP or LAT (analysis reads the view)."),
     pixel_spacing_mm: Optional[float] = typer.Option(None, help="Imager pixel spacing in mm, when known."),
 ) -> None:
     """Wrap a plain image as a DICOM CR radiograph so that it can enter the DICOM path."""
     from osteolens.io.dicom_write import image_to_dicom
 
     path = image_to_dicom(image, out, patient_id=patient_id, patient_name=patient_name, patient_sex=patient_sex,
-                          study_uid=study_uid, body_part=body_part, view_position=view_position, pixel_spacing_mm=pixel_spacing_mm)
+                          patient_age=patient_age, study_uid=study_uid, body_part=body_part, view_position=view_position, pixel_spacing_mm=pixel_spacing_mm)
     console.print(f"wrote {path}")
 
 

@@ -108,6 +108,48 @@ def encode_clinical(age=None, sex=None, region=None, view=None, site=None) -> tu
     return v, missing
 
 
+def clinical_with_header(given: dict | None, header: dict | None) -> tuple[dict, dict]:
+    """The clinical values an image is analysed with, and where each came from.
+
+    A value given (a clinical table's row, a form's field) wins; the image header's
+    (:func:`osteolens.io.dicom_clinical.header_clinical`) fills what is not given; a given site
+    stands in for a region neither gives (:func:`region_of_site`).
+
+    Args:
+        given: ``age, sex, region, view, site`` (values may be None or ""), with ``_where`` (the
+            table and line) when read from a table.
+        header: ``{field: {"value", "from"}}`` read from the image's header, or None.
+
+    Returns:
+        ``(values, used)``: ``values`` for :func:`encode_clinical` (``age, sex, region, view``,
+        and ``_where``), and ``used``: ``{field: {"value", "from"}}`` for each value there.
+
+    >>> values, used = clinical_with_header({"age": "40", "site": "femur", "_where": "c.csv line 2"},
+    ...                                     {"sex": {"value": "F", "from": "DICOM Patient's Sex 'F'"}})
+    >>> values
+    {'age': '40', 'sex': 'F', 'region': 'lower limb', 'view': None, '_where': 'c.csv line 2'}
+    >>> used["age"]["from"], used["region"]["from"]
+    ('c.csv line 2', "site 'femur'")
+    """
+    given, header = given or {}, header or {}
+    values, used = {}, {}
+    for name in ("age", "sex", "region", "view"):
+        value = given.get(name)
+        if value is not None and str(value).strip():
+            values[name] = value
+            used[name] = {"value": value, "from": given.get("_where") or "given"}
+        elif name in header:
+            values[name] = header[name]["value"]
+            used[name] = dict(header[name])
+        elif name == "region" and region_of_site(given.get("site")):
+            values[name] = region_of_site(given["site"])
+            used[name] = {"value": values[name], "from": f"site {str(given['site']).strip()!r}"}
+        else:
+            values[name] = None
+    values["_where"] = given.get("_where")
+    return values, used
+
+
 def clinical_table(cases):
     """The ``--clinical`` CSV table (image, age, sex, site, region, view) of manifest cases."""
     import pandas as pd

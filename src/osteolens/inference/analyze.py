@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from osteolens import RESEARCH_NOTICE, __version__
-from osteolens.data.clinical import encode_clinical
+from osteolens.data.clinical import clinical_with_header, encode_clinical
 from osteolens.errors import ImageReadError, OsteolensError
 from osteolens.inference.batch_inputs import (BATCH_OUTPUT_HEADER, clinical_for_inputs, collect_inputs, left_out_note,
                                               no_images_message, read_clinical_csv, unique_stems, unused_rows_note)
@@ -87,6 +87,9 @@ class Analysis:
     spacing_mm: list | None = None
     content_box: list | None = None
     clinical_missing: list = field(default_factory=list)
+    #: the clinical values the model read, each with where it came from (a clinical table's line, the form,
+    #: the DICOM attribute, the site): ``{field: {"value", "from"}}``
+    clinical: dict = field(default_factory=dict)
     #: the refiner's malignancy logit of the top lesion's view, the view (x0, y0, x1, y1, in the pixels of the
     #: working map) and the whole-image probabilities before they were combined (models whose refiner reads it)
     lesion_malignancy: dict | None = None
@@ -139,8 +142,9 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         model: a loaded model.
         arr: the pixel array.
         props: its properties (spacing, value range).
-        clinical: optional ``{"age", "sex", "region", "view", "site"}`` for models that use them (the site only
-            stands in for a region not given).
+        clinical: optional ``{"age", "sex", "region", "view", "site"}`` for models that use them; a DICOM
+            header's values (``props.header_clinical``) fill what is not given, and the site stands in for a
+            region neither gives (:func:`~osteolens.data.clinical.clinical_with_header`).
 
     Returns:
         The :class:`Analysis` (mask and saliency at the input's size). Where the reader found
@@ -163,11 +167,11 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     seen = network_grey(grey, size)  # what the network reads; a second look cuts its views from it
     x = normalise(seen)
     batch = np.stack([x, x[..., ::-1]])
-    clin_vec, missing = None, []
+    clin_vec, missing, used = None, [], {}
     if model.uses_clinical:
-        c = clinical or {}
+        c, used = clinical_with_header(clinical, props.header_clinical)
         try:
-            vec, missing = encode_clinical(c.get("age"), c.get("sex"), c.get("region"), c.get("view"), c.get("site"))
+            vec, missing = encode_clinical(c["age"], c["sex"], c["region"], c["view"])
         except ValueError as exc:
             where = f" ({c['_where']})" if c.get("_where") else ""
             raise OsteolensError(f"clinical data for {Path(props.path).name}{where}: {exc}") from exc
@@ -222,7 +226,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         lesion_area_mm2=float(area * spacing[0] * spacing[1]) if spacing else None, **largest_lesion_fields(lesions),
         boxes=[one["box"] for one in lesions], box_scores=scores, lesions=lesions,
         subtype_probabilities={n: round(float(p), 6) for n, p in zip(names, sub_probs)},
-        spacing_mm=list(spacing) if spacing else None, clinical_missing=missing,
+        spacing_mm=list(spacing) if spacing else None, clinical_missing=missing, clinical=used,
         content_box=list(box) if box else None, lesion_malignancy=lesion_reading,
         seconds=round(time.perf_counter() - t0, 4), mask=mask, saliency=sal, grey=framed, mask_probability=full_prob,
     )

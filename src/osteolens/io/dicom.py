@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from osteolens.errors import ImageReadError
+from osteolens.io.dicom_clinical import header_clinical
 from osteolens.io.images import ImageProperties
 
 
@@ -174,6 +175,7 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         notes=notes + [f"source photometric {photometric}"],
         content_box=content_box,
         modality=str(getattr(ds, "Modality", "") or "").strip().upper() or None,
+        header_clinical=header_clinical(ds) or None,
     )
     return arr, props
 

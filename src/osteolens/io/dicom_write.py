@@ -18,6 +18,7 @@ All four share the source's study and patient, and sit in new series.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ OUTPUT_FILES = ("seg.dcm", "sr.dcm", "pr.dcm", "sc.dcm")
 
 
 def image_to_dicom(image: str | Path, out: str | Path, patient_id: str | None = None, patient_name: str | None = None,
-                   patient_sex: str = "", patient_birth_date: str = "", study_uid: str | None = None,
+                   patient_sex: str = "", patient_birth_date: str = "", patient_age: str | int = "", study_uid: str | None = None,
                    accession: str = "", body_part: str = "", view_position: str = "",
                    pixel_spacing_mm: float | None = None) -> Path:
     """Wrap a plain image as a DICOM CR radiograph (12-bit MONOCHROME2, explicit VR little endian).
@@ -43,12 +44,16 @@ def image_to_dicom(image: str | Path, out: str | Path, patient_id: str | None = 
         patient_id, patient_name: given, or generated (``OSTEO-<random>``, ``Anonymous``).
         patient_sex: ``M``, ``F``, ``O`` or empty.
         patient_birth_date: ``YYYYMMDD`` or empty.
+        patient_age: years (``48``) or DICOM's Age String (``048Y``, ``006M``), or empty.
         study_uid: put the image into this study (default: a new one).
         accession, body_part, view_position: optional descriptors (``AP``, ``LAT``, ...).
         pixel_spacing_mm: imager pixel spacing when known.
 
     Returns:
         The written path.
+
+    Raises:
+        OsteolensError: an age that is neither a number of years nor an Age String.
     """
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -69,6 +74,7 @@ def image_to_dicom(image: str | Path, out: str | Path, patient_id: str | None = 
     ds.PatientID = patient_id or f"OSTEO-{generate_uid()[-12:]}"
     ds.PatientBirthDate = patient_birth_date
     ds.PatientSex = patient_sex
+    ds.PatientAge = _age_string(patient_age)
     ds.StudyInstanceUID = study_uid or generate_uid()
     ds.StudyDate = ds.ContentDate = ds.SeriesDate = now.strftime("%Y%m%d")
     ds.StudyTime = ds.ContentTime = ds.SeriesTime = now.strftime("%H%M%S")
@@ -281,6 +287,18 @@ def _algorithm(model_meta: dict):
         name=model_meta["name"], version=model_meta["version"], family=codes.cid7162.ArtificialIntelligence,
         source="osteolens", parameters={"sha256": model_meta["sha256"][:64]},
     )
+
+
+def _age_string(age: str | int) -> str:
+    """DICOM's Age String (``048Y``) of a number of years, or an Age String checked; ``""`` for none."""
+    text = str(age).strip().upper()
+    if not text:
+        return ""
+    if re.fullmatch(r"\d{1,3}", text) and int(text) <= 130:
+        return f"{int(text):03d}Y"
+    if re.fullmatch(r"\d{3}[DWMY]", text):
+        return text
+    raise OsteolensError(f"patient age {age!r}: give years (48) or a DICOM Age String (048Y, 006M, 010W, 020D)")
 
 
 def write_analysis_dicom(source: str | Path, analysis, model_meta: dict, out_dir: str | Path, overlay_rgb: np.ndarray | None = None) -> dict:

@@ -67,6 +67,9 @@ class ImageProperties:
         orientation: the EXIF Orientation (1-8) a JPEG, TIFF or PNG carried and that was applied, so
             that the array, and every mask and box made from it, is upright as viewers show the file;
             ``None`` when the file has none or it is 1 (upright already).
+        header_clinical: what a DICOM header says of the patient and the view, as the model's
+            clinical fields (:func:`osteolens.io.dicom_clinical.header_clinical`); ``None`` for
+            other formats or when the header says none of it.
     """
 
     path: str
@@ -83,6 +86,7 @@ class ImageProperties:
     content_box: tuple[int, int, int, int] | None = None
     modality: str | None = None
     orientation: int | None = None
+    header_clinical: dict | None = None
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""

@@ -73,6 +73,21 @@ def axes_text(long_px: float, short_px: float, long_mm: float | None = None, sho
     return f"{long_px:.0f} x {short_px:.0f} px (no pixel spacing)"
 
 
+def clinical_text(r) -> str:
+    """The clinical values the model read, each with its source on hover, and those it lacked (HTML).
+
+    >>> class R: clinical = {"age": {"value": 52.0, "from": "DICOM Patient's Age '052Y'"}}; clinical_missing = ["view"]
+    >>> clinical_text(R)
+    '<span title="DICOM Patient&#x27;s Age &#x27;052Y&#x27;">age 52</span>; not given: view'
+    """
+    e = html.escape
+    given = [f"<span title=\"{e(v['from'])}\">{e(k)} {e(format(v['value'], 'g') if isinstance(v['value'], float) else str(v['value']))}</span>"
+             for k, v in r.clinical.items()]
+    if r.clinical_missing:
+        given.append(f"not given: {e(', '.join(r.clinical_missing))}")
+    return "; ".join(given) or "-"
+
+
 def write_batch_report(results: list, model, path: Path, overlays: bool = True) -> Path:
     """Write ``report.html`` for a batch: notice, model, one card per image (with its
     :func:`report_thumbnail`, ``Analysis.thumbnail``, when ``overlays``), errors."""
@@ -99,6 +114,7 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
             f"<tr><td>lesion area</td><td>{area}</td></tr>"
             f"<tr><td>largest lesion, long x short axis</td><td>{size}</td></tr>"
             f"<tr><td>boxes (x0 y0 x1 y1)</td><td>{e('; '.join(' '.join(map(str, b)) for b in r.boxes)) or '-'}</td></tr>"
+            f"<tr><td>clinical inputs</td><td>{clinical_text(r)}</td></tr>"
             + (f"<tr><td>not written</td><td class='refer'>{e(r.error)}</td></tr>" if r.error else "")
             + "</table></div>"
         )
