@@ -75,13 +75,17 @@ def test_dicom_upload_offers_dicom_downloads(browser, server, btxrd_dir, tmp_pat
 
     from osteolens.io.dicom_write import image_to_dicom
 
-    src = image_to_dicom(btxrd_dir / "images" / "IMG000001.png", tmp_path / "study.dcm", pixel_spacing_mm=0.3)
+    src = image_to_dicom(btxrd_dir / "images" / "IMG000001.png", tmp_path / "study.dcm", pixel_spacing_mm=0.3,
+                         patient_age="048Y", patient_sex="F", body_part="PELVIS")
     page = browser.new_page(accept_downloads=True)
     page.goto(server + "/")
     page.fill("#key", KEY)
     page.set_input_files("#file", str(src))
+    page.select_option("#sex", "M")  # typed in the form: wins over the header's F
     page.click("#analyse")
     page.wait_for_selector("#dicom-downloads:not([hidden])", timeout=30000)
+    assert page.inner_text("#clinical") == ("age 48 (DICOM Patient's Age '048Y'); sex M (upload form); "
+                                            "region pelvis (DICOM Body Part Examined 'PELVIS'); not given: view")
     assert "mm²" in page.inner_text("#area")
     long_axis, short_axis = (float(v) for v in page.inner_text("#size").removesuffix(" mm").split(" x "))
     assert long_axis >= short_axis > 0  # IMG000001's lesion, measured in the file's 0.3-mm pixels

@@ -216,7 +216,7 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
                     shutil.rmtree(folder, ignore_errors=True)
                     raise HTTPException(status_code=413, detail=f"upload exceeds the limit of {limit} bytes")
                 fh.write(chunk)
-        clinical = {name: {"age": age, "sex": sex, "region": region, "view": view, "site": site}}
+        clinical = {name: {"age": age, "sex": sex, "region": region, "view": view, "site": site, "_where": "upload form"}}
         try:
             with gate:
                 # layers as arrays, overlay and report on first request: an upload pays only for what

@@ -79,6 +79,9 @@ async function show(a) {
   $("size").textContent = axes(a.lesion_long_axis_mm, a.lesion_short_axis_mm, a.lesion_long_axis_px, a.lesion_short_axis_px);
   $("lesions").textContent = (a.lesions || []).length === 0 ? "none" : a.lesions.map(
     (l, i) => `${i + 1}: ${axes(l.long_axis_mm, l.short_axis_mm, l.long_axis_px, l.short_axis_px)}`).join("; ");
+  const read = Object.entries(a.clinical || {}).map(([k, v]) => `${k} ${v.value} (${v.from})`);
+  if ((a.clinical_missing || []).length) read.push(`not given: ${a.clinical_missing.join(", ")}`);
+  $("clinical").textContent = read.join("; ") || "-";
   $("shown-id").textContent = a.id;
   $("refer").hidden = a.label !== "indeterminate";
   $("dicom-downloads").hidden = !a.links.dicom_seg;
