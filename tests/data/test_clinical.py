@@ -2,15 +2,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteolens.data.clinical import CLINICAL_FEATURES, encode_clinical, region_of_site
+from osteolens.data.clinical import CLINICAL_FEATURES, clinical_with_header, encode_clinical, region_of_site
+
+
+def encoded(**given):
+    """The model's clinical vector of the values given, as the analysis merges them (no image header)."""
+    values, _ = clinical_with_header(given, None)
+    return encode_clinical(values["age"], values["sex"], values["region"], values["view"])
 
 
 def test_a_site_without_a_region_gives_the_region_and_a_given_region_wins():
-    vec, missing = encode_clinical(30, "F", None, "frontal", site="proximal tibia")
+    vec, missing = encoded(age=30, sex="F", region=None, view="frontal", site="proximal tibia")
     assert missing == [] and vec[CLINICAL_FEATURES.index("region=lower limb")] == 1.0
-    vec, missing = encode_clinical(30, "F", "pelvis", "frontal", site="femur")  # a pelvis film showing the femur
+    vec, missing = encoded(age=30, sex="F", region="pelvis", view="frontal", site="femur")  # a pelvis film showing the femur
     assert vec[CLINICAL_FEATURES.index("region=pelvis")] == 1.0 and vec[CLINICAL_FEATURES.index("region=lower limb")] == 0
-    vec, missing = encode_clinical(30, "F", None, "frontal", site="lumbar spine")  # no region the model knows
+    vec, missing = encoded(age=30, sex="F", region=None, view="frontal", site="lumbar spine")  # no region the model knows
     assert missing == ["region"] and not vec[3:6].any()
 
 

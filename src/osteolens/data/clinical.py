@@ -53,7 +53,7 @@ def region_of_site(site) -> str | None:
     return ";".join(found) or None
 
 
-def encode_clinical(age=None, sex=None, region=None, view=None, site=None) -> tuple[np.ndarray, list[str]]:
+def encode_clinical(age=None, sex=None, region=None, view=None) -> tuple[np.ndarray, list[str]]:
     """Encode one case's clinical fields.
 
     Args:
@@ -61,8 +61,8 @@ def encode_clinical(age=None, sex=None, region=None, view=None, site=None) -> tu
         sex: ``M``/``F`` (case-insensitive), or None.
         region: ``upper limb``, ``lower limb`` or ``pelvis`` (``;``-joined allowed), or None.
         view: ``frontal``, ``lateral`` or ``oblique``, or None.
-        site: the anatomical site, read for the region only where ``region`` is not given
-            (:func:`region_of_site`); never an input itself.
+
+    The site is never an input; :func:`clinical_with_header` reads a region from it where none is given.
 
     Returns:
         ``(vector, missing)``: a float32 vector of length :data:`N_CLINICAL` and the names of the
@@ -94,8 +94,6 @@ def encode_clinical(age=None, sex=None, region=None, view=None, site=None) -> tu
         missing.append("sex")
     else:
         raise ValueError(f"sex {sex!r} is not M or F")
-    if not str(region or "").strip():
-        region = region_of_site(site)
     for name, values, offset in (("region", REGIONS, 3), ("view", VIEWS, 3 + len(REGIONS))):
         given = region if name == "region" else view
         parts = [p.strip().lower() for p in str(given or "").split(";") if p.strip()]
@@ -141,9 +139,9 @@ def clinical_with_header(given: dict | None, header: dict | None) -> tuple[dict,
         elif name in header:
             values[name] = header[name]["value"]
             used[name] = dict(header[name])
-        elif name == "region" and region_of_site(given.get("site")):
-            values[name] = region_of_site(given["site"])
-            used[name] = {"value": values[name], "from": f"site {str(given['site']).strip()!r}"}
+        elif name == "region" and (from_site := region_of_site(given.get("site"))):
+            values[name] = from_site
+            used[name] = {"value": from_site, "from": f"site {str(given['site']).strip()!r}"}
         else:
             values[name] = None
     values["_where"] = given.get("_where")

@@ -501,7 +501,6 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
     if notes is not None and unused:
         notes.append(unused_rows_note(unused))
     results: list[Analysis] = []
-    dicom_failures: list[str] = []
     for i, (path, stem, row) in enumerate(zip(files, unique_stems(files), rows)):
         try:
             if isinstance(row, str):
@@ -532,7 +531,6 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
                     dicom_files = write_analysis_dicom(path, res, loaded.metadata, out / "dicom" / stem, overlay)
                 except OsteolensError as exc:  # the header cannot carry the outputs; the analysis stands
                     res.error = f"{DICOM_OUTPUTS_FAILED}: {exc}"
-                    dicom_failures.append(path.name)
             extra = {"input": {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                                "properties": props.to_dict()},
                      "overlay_file": f"{stem}_overlay.png" if overlays else None,
@@ -549,6 +547,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         results.append(res)
         if progress:
             progress(i + 1, len(files))
+    dicom_failures = [r.image for r in results if r.status == "ok" and r.error]  # an ok row's error: DICOM outputs
     if notes is not None and dicom_failures:
         notes.append(f"{len(dicom_failures)} image(s) analysed without their DICOM outputs, which their headers "
                      f"could not carry ({', '.join(dicom_failures)}): see the error column")
