@@ -445,28 +445,34 @@ def analyze(
     inputs: list[Path] = typer.Argument(..., help="Radiograph files or folders (DICOM, PNG, JPEG, TIFF)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     model: str = typer.Option("osteolens-radiograph", help=MODEL_HELP),
-    clinical: Optional[Path] = typer.Option(None, "--clinical", help="CSV with image, age, sex, site (and region, view); image is the file name, or its path where names repeat."),
+    clinical: Optional[Path] = typer.Option(None, "--clinical", help="CSV with image, age, sex, site (and region, view, study); image is the file name, or its path where names repeat; images with one study are also read together."),
     dicom_out: bool = typer.Option(False, "--dicom-out", help="For DICOM inputs also write SEG, SR (TID 1500), a presentation state (GSPS) and an overlay secondary capture."),
 ) -> None:
-    """Detect, segment and classify bone tumours; write predictions.csv, masks, overlays, report.html."""
+    """Detect, segment and classify bone tumours; write predictions.csv, masks, overlays, report.html
+    (and studies.csv, each study's views read together, where images name their study)."""
     from osteolens.inference.analyze import analyze as run
 
     notes: list[str] = []  # what the folders left out, clinical rows naming no input
+    studies: list = []
     with _progress() as bar:
         task = bar.add_task("analysing", total=None)
         results = run(inputs, out, model=model, clinical_csv=clinical, dicom_out=dicom_out, notes=notes,
-                      progress=lambda d, t: bar.update(task, completed=d, total=t))
+                      studies=studies, progress=lambda d, t: bar.update(task, completed=d, total=t))
     for line in notes:
         err_console.print(f"[yellow]note[/] {line}", highlight=False)
     failed = [r for r in results if r.status != "ok"]
-    for r in results:
+    lines = [(r.image, f"  uncertainty {r.uncertainty:.2f}  boxes {len(r.boxes)}" if r.status == "ok" else "", r)
+             for r in results]
+    lines += [(f"study {s.study} ({len(s.images) + len(s.failed)} image(s))", "", s) for s in studies]
+    for name, more, r in lines:  # each image, then each study's views read together
         if r.status == "ok":
             refer = " (refer to a specialist)" if r.label == "indeterminate" else ""
-            console.print(f"{r.image}: {r.label}{refer}  p(N/B/M) {r.p_normal:.2f}/{r.p_benign:.2f}/{r.p_malignant:.2f}  "
-                          f"uncertainty {r.uncertainty:.2f}  boxes {len(r.boxes)}", highlight=False)
+            console.print(f"{name}: {r.label}{refer}  p(N/B/M) {r.p_normal:.2f}/{r.p_benign:.2f}/{r.p_malignant:.2f}{more}",
+                          highlight=False)
         else:
-            err_console.print(f"[red]error[/] {r.image}: {r.error}", highlight=False)
-    console.print(f"{len(results) - len(failed)} analysed, {len(failed)} failed; wrote {out}/predictions.csv and report.html")
+            err_console.print(f"[red]error[/] {name}: {r.error}", highlight=False)
+    written = "predictions.csv, studies.csv" if studies else "predictions.csv"
+    console.print(f"{len(results) - len(failed)} analysed, {len(failed)} failed; wrote {out}/{written} and report.html")
     console.print(RESEARCH_NOTICE)
 
 
@@ -694,6 +700,10 @@ def pacs_analyze(
     r = analyze_study(url, study, work, model)
     console.print(f"study {study}: {len(r['analysed'])} radiograph(s) analysed ({', '.join(r['labels']) or 'none'}), "
                   f"{len(r['stored'])} object(s) stored")
+    s = r["study_reading"]
+    if s and s["status"] == "ok":
+        console.print(f"views read together: {s['label']}  p(N/B/M) {s['p_normal']:.2f}/{s['p_benign']:.2f}/"
+                      f"{s['p_malignant']:.2f}", highlight=False)
 
 
 @pacs_app.command("watch")

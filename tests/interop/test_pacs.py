@@ -80,6 +80,9 @@ def test_analyze_study_round_trip(orthanc, tiny_model, btxrd_dir, tmp_path):
     study = upload(orthanc, tmp_path, btxrd_dir, "IMG000001", "P-1")
     result = analyze_study(orthanc, study, tmp_path / "work", model=tiny_model)
     assert len(result["analysed"]) == 1 and len(result["stored"]) == 4
+    reading = result["study_reading"]  # one radiograph: the study reads as it does
+    assert reading["study"] == study and reading["images"] == f"{result['analysed'][0]}.dcm"
+    assert reading["label"] == result["labels"][0]
     assert series_modalities(orthanc, study) == ["CR", "OT", "PR", "SEG", "SR"]
     # the overlay (JPEG-LS lossless) decodes in the PACS: Orthanc renders it, as wide as the radiograph
     lookup = httpx.post(orthanc + "/tools/lookup", content=study, timeout=30).json()

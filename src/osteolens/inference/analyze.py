@@ -7,7 +7,10 @@ service and the benchmarks share; :func:`analyze` runs it over files and folders
 - ``masks/<stem>.png``: binary tumour mask (0/255) at the input's own size;
 - ``<stem>.json``: everything about that image; ``<stem>_overlay.png``: mask outline, boxes,
   heat map;
-- ``report.html``: one self-contained page for the batch.
+- ``report.html``: one self-contained page for the batch;
+- ``studies.csv``: where images name their study (a DICOM file's Study Instance UID, or a
+  ``study`` column in the clinical table), one reading per study of its views together
+  (:mod:`osteolens.inference.study`).
 
 A file that cannot be read becomes a row with ``status=error`` and its message; the batch
 goes on. An ``ok`` row's ``error`` is empty, except when ``--dicom-out`` could not write a DICOM
@@ -46,7 +49,7 @@ PREDICTION_COLUMNS = (
     *BATCH_OUTPUT_HEADER, "label", "subtype", "p_subtype",
     "uncertainty", "lesion_area_px", "lesion_area_mm2", "boxes",
     "lesion_long_axis_px", "lesion_short_axis_px", "lesion_long_axis_mm", "lesion_short_axis_mm",
-    "box_scores", "mask",
+    "box_scores", "mask", "study",
 )
 REFER = "indeterminate: refer to a specialist"
 DICOM_OUTPUTS_FAILED = "analysed, but its DICOM outputs were not written"
@@ -93,6 +96,8 @@ class Analysis:
     #: the refiner's malignancy logit of the top lesion's view, the view (x0, y0, x1, y1, in the pixels of the
     #: working map) and the whole-image probabilities before they were combined (models whose refiner reads it)
     lesion_malignancy: dict | None = None
+    #: the study the image belongs to (the clinical table's ``study``, else a DICOM file's Study Instance UID)
+    study: str = ""
     seconds: float | None = None
     mask: np.ndarray | None = field(default=None, repr=False)
     saliency: np.ndarray | None = field(default=None, repr=False)
@@ -116,6 +121,7 @@ class Analysis:
             "lesion_long_axis_px": r(self.lesion_long_axis_px, 1), "lesion_short_axis_px": r(self.lesion_short_axis_px, 1),
             "lesion_long_axis_mm": r(self.lesion_long_axis_mm, 1), "lesion_short_axis_mm": r(self.lesion_short_axis_mm, 1),
             "box_scores": ";".join(f"{s:.6g}" for s in self.box_scores), "mask": self.mask_file,
+            "study": self.study,
         }
 
     def to_json(self, model: LoadedModel | None = None, extra: dict | None = None) -> dict:
@@ -451,7 +457,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
             clinical_csv: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
             overlays: bool = True, clinical: dict[str, dict] | None = None, layers: bool | str = False,
             dicom_out: bool = False, report: bool = True, keep_arrays: bool = False,
-            notes: list[str] | None = None) -> list[Analysis]:
+            notes: list[str] | None = None, studies: list | None = None) -> list[Analysis]:
     """Analyse files and folders and write the outputs listed in the module docstring.
 
     Args:
@@ -476,6 +482,8 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
             384-px thumbnail per image instead.
         notes: when a list is given, lines about the batch as a whole are appended to it (what the
             folders held that was left out, clinical rows that name no input).
+        studies: when a list is given, each study's reading (:class:`~osteolens.inference.study.StudyReading`)
+            is appended to it; ``studies.csv`` is written whenever an image names its study.
 
     Returns:
         One :class:`Analysis` per input, in input order (an unreadable or refused file is an
@@ -485,6 +493,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         OsteolensError: nothing to analyse (folders without image-like files, and no file given
             by its path); nothing is written then.
     """
+    from osteolens.inference.study import read_studies, write_studies_csv
     from osteolens.reporting.html import report_thumbnail, write_batch_report
 
     out = Path(out)
@@ -502,11 +511,13 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         notes.append(unused_rows_note(unused))
     results: list[Analysis] = []
     for i, (path, stem, row) in enumerate(zip(files, unique_stems(files), rows)):
+        study = (row.get("study") or "") if isinstance(row, dict) else ""
         try:
             if isinstance(row, str):
                 raise OsteolensError(f"{path}: {row}")
             arr, props = read_image(path)
             res = analyze_image(loaded, arr, props, row)
+            res.study = study or props.study_uid or ""
             res.mask_probability = None  # only callers of analyze_image need it; a batch keeps less
             res.mask_file = f"masks/{stem}.png"
             save_png((res.mask * 255).astype(np.uint8), out / res.mask_file)
@@ -542,7 +553,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
                 res.mask = res.saliency = res.grey = res.overlay = None
         except Exception as exc:  # one file's failure, named; the batch goes on
             message = str(exc) if isinstance(exc, OsteolensError) else f"{path}: unexpected {type(exc).__name__}: {exc}"
-            res = Analysis(image=path.name, status="error", error=message)
+            res = Analysis(image=path.name, status="error", error=message, study=study)
             (out / f"{stem}.json").write_text(json.dumps(res.to_json(loaded, {"input": {"path": str(path)}}), indent=2) + "\n")
         results.append(res)
         if progress:
@@ -556,6 +567,11 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         writer.writeheader()
         for r in results:
             writer.writerow(r.row())
+    readings = read_studies(results, loaded.metadata["calibration"], loaded.metadata["subtypes"])
+    if readings:
+        write_studies_csv(readings, out / "studies.csv")
+    if studies is not None:
+        studies.extend(readings)
     if report:
-        write_batch_report(results, loaded, out / "report.html", overlays=overlays)
+        write_batch_report(results, loaded, out / "report.html", overlays=overlays, studies=readings)
     return results

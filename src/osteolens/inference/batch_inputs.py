@@ -167,7 +167,8 @@ def unique_stems(files: list[Path]) -> list[str]:
 
 
 def read_clinical_csv(path: str | Path) -> dict[str, dict]:
-    """``image, age, sex, site[, region, view]`` rows keyed by their ``image`` value.
+    """``image, age, sex, site[, region, view, study]`` rows keyed by their ``image`` value (``study``
+    names the examination an image belongs to; :mod:`osteolens.inference.study` reads its images together).
 
     The ``image`` value is a file name, or a path (relative to any folder, ``/`` or ``\\``
     separated) where names repeat in a batch. Each row also carries ``_where`` (the file and

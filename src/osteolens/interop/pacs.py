@@ -51,7 +51,9 @@ def analyze_study(url: str, study_uid: str, work: str | Path | None = None, mode
         auth: optional HTTP basic credentials.
 
     Returns:
-        dict with the study, the analysed instances and the stored SOP instance UIDs.
+        dict with the study, the analysed instances, the stored SOP instance UIDs, each image's label and
+        ``study_reading``: the ``studies.csv`` row of the study's radiographs read together (None when there
+        are none).
 
     Raises:
         OsteolensError: the study does not exist or cannot be read.
@@ -84,7 +86,8 @@ def analyze_study(url: str, study_uid: str, work: str | Path | None = None, mode
             ds.save_as(path, enforce_file_format=True)
             files.append(path)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    results = analyze(files, work / "results", model=loaded, dicom_out=True) if files else []
+    readings: list = []  # the study's views read together (osteolens.inference.study)
+    results = analyze(files, work / "results", model=loaded, dicom_out=True, studies=readings) if files else []
     stored = []
     for path, res in zip(files, results):
         if res.status != "ok" or res.error:  # an ok row's error: its DICOM outputs could not be written
@@ -94,8 +97,9 @@ def analyze_study(url: str, study_uid: str, work: str | Path | None = None, mode
         client.store_instances(objects, study_instance_uid=study_uid)
         stored += [o.SOPInstanceUID for o in objects]
     log.info("study analysed: %d radiograph(s), %d object(s) stored", len(files), len(stored))
+    reading = next((r.row() for r in readings if r.study == study_uid), None)
     return {"study": study_uid, "analysed": [p.stem for p in files], "stored": stored,
-            "labels": [r.label for r in results if r.status == "ok"]}
+            "labels": [r.label for r in results if r.status == "ok"], "study_reading": reading}
 
 
 @dataclass

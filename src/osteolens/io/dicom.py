@@ -176,6 +176,7 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         content_box=content_box,
         modality=str(getattr(ds, "Modality", "") or "").strip().upper() or None,
         header_clinical=header_clinical(ds) or None,
+        study_uid=str(getattr(ds, "StudyInstanceUID", "") or "").strip() or None,
     )
     return arr, props
 

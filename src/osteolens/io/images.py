@@ -70,6 +70,8 @@ class ImageProperties:
         header_clinical: what a DICOM header says of the patient and the view, as the model's
             clinical fields (:func:`osteolens.io.dicom_clinical.header_clinical`); ``None`` for
             other formats or when the header says none of it.
+        study_uid: a DICOM file's Study Instance UID (the examination its views belong to); ``None``
+            for other formats or when the header has none.
     """
 
     path: str
@@ -87,6 +89,7 @@ class ImageProperties:
     modality: str | None = None
     orientation: int | None = None
     header_clinical: dict | None = None
+    study_uid: str | None = None
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""

@@ -88,9 +88,44 @@ def clinical_text(r) -> str:
     return "; ".join(given) or "-"
 
 
-def write_batch_report(results: list, model, path: Path, overlays: bool = True) -> Path:
-    """Write ``report.html`` for a batch: notice, model, one card per image (with its
-    :func:`report_thumbnail`, ``Analysis.thumbnail``, when ``overlays``), errors."""
+def decision_html(label: str) -> str:
+    """A label as the report shows it; ``indeterminate`` says to refer.
+
+    >>> decision_html("benign"), decision_html("indeterminate")
+    ('<b>benign</b>', "<b class='refer'>Indeterminate: refer to a specialist</b>")
+    """
+    return "<b class='refer'>Indeterminate: refer to a specialist</b>" if label == "indeterminate" \
+        else f"<b>{html.escape(label)}</b>"
+
+
+def studies_table(studies: list) -> str:
+    """The report's table of study readings (:class:`~osteolens.inference.study.StudyReading`); empty without any."""
+    if not studies:
+        return ""
+    from osteolens.inference.study import COMBINE_RULE
+
+    e = html.escape
+    rows = []
+    for s in studies:
+        failed = f"<br><span class='refer'>not analysed: {e(', '.join(s.failed))}</span>" if s.failed else ""
+        if s.status != "ok":
+            rows.append(f"<tr class='err'><td>{e(s.study)}</td><td class='refer'>not analysed: {e(', '.join(s.failed))}</td>"
+                        f"<td colspan='4'>{e(s.error)}</td></tr>")
+            continue
+        sub = f"{e(s.subtype)} ({_pct(s.p_subtype)})" if s.subtype else "-"
+        rows.append(f"<tr><td>{e(s.study)}</td><td>{e(', '.join(s.images))}{failed}</td><td>{decision_html(s.label)}</td>"
+                    f"<td>{_pct(s.p_normal)} / {_pct(s.p_benign)} / {_pct(s.p_malignant)}</td><td>{sub}</td>"
+                    f"<td>{e(', '.join(s.with_lesion)) or '-'}</td></tr>")
+    return (f"<h2>Studies: each study's views read together</h2><p>Probabilities: the {e(COMBINE_RULE)}; "
+            "the decision follows the same rule as for one image.</p><table class='studies'><tr><th>study</th><th>images</th>"
+            "<th>decision</th><th>p(normal) / p(benign) / p(malignant)</th><th>likely subtype</th>"
+            f"<th>images with a lesion drawn</th></tr>{''.join(rows)}</table><h2>Images</h2>")
+
+
+def write_batch_report(results: list, model, path: Path, overlays: bool = True, studies: list | None = None) -> Path:
+    """Write ``report.html`` for a batch: notice, model, the study readings (``studies``, where images
+    name their study), one card per image (with its :func:`report_thumbnail`, ``Analysis.thumbnail``,
+    when ``overlays``), errors."""
     e = html.escape
     ok = [r for r in results if r.status == "ok"]
     cards = []
@@ -101,7 +136,7 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
         img = ""
         if overlays and r.thumbnail is not None:
             img = f"<img alt='overlay of {e(r.image)}' src='data:image/png;base64,{_png_base64(r.thumbnail)}'>"
-        decision = "<b class='refer'>Indeterminate: refer to a specialist</b>" if r.label == "indeterminate" else f"<b>{e(r.label)}</b>"
+        decision = decision_html(r.label)
         area = f"{r.lesion_area_px} px" + (f" ({r.lesion_area_mm2:.1f} mm&sup2;)" if r.lesion_area_mm2 is not None else " (no pixel spacing)")
         sub = f"{e(r.subtype)} ({_pct(r.p_subtype)})" if r.subtype else "-"
         size = lesion_size_text(r)
@@ -115,6 +150,7 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
             f"<tr><td>largest lesion, long x short axis</td><td>{size}</td></tr>"
             f"<tr><td>boxes (x0 y0 x1 y1)</td><td>{e('; '.join(' '.join(map(str, b)) for b in r.boxes)) or '-'}</td></tr>"
             f"<tr><td>clinical inputs</td><td>{clinical_text(r)}</td></tr>"
+            + (f"<tr><td>study</td><td>{e(r.study)}</td></tr>" if r.study else "")
             + (f"<tr><td>not written</td><td class='refer'>{e(r.error)}</td></tr>" if r.error else "")
             + "</table></div>"
         )
@@ -126,6 +162,7 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True) 
 body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}} .notice{{background:#fff3cd;border:1px solid #e0c060;padding:.6em}}
 .grid{{display:flex;flex-wrap:wrap;gap:1em}} .card{{border:1px solid #ccc;border-radius:6px;padding:.6em;width:400px}}
 .card img{{max-width:100%}} .err{{background:#fdecea}} td{{padding:2px 6px;vertical-align:top}} .refer{{color:#b00}}
+.studies{{border-collapse:collapse;margin-bottom:1em}} .studies td,.studies th{{border:1px solid #ccc;text-align:left}}
 </style></head><body>
 <p class="notice"><b>{e(RESEARCH_NOTICE)}</b></p>
 <h1>osteolens analysis</h1>
@@ -134,7 +171,7 @@ body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}} .notice{{backgr
 <p>Decision rule: indeterminate when uncertainty &gt; {cal['uncertainty_threshold']:.3f}; malignant when p(malignant) &ge;
 {cal['malignant_threshold']:.3f} (chosen for sensitivity {cal['malignant_target_sensitivity']:.2f} on validation data); otherwise the more likely of
 normal and benign. Heat map: class activation map of the more likely tumour class. Green: tumour outline; red: boxes.</p>
-<div class="grid">{''.join(cards)}</div>
+{studies_table(studies or [])}<div class="grid">{''.join(cards)}</div>
 <p class="notice">{e(RESEARCH_NOTICE)} Trained on {e(meta['training']['data']['name'])} ({e(meta['training']['data']['licence'])}).</p>
 </body></html>
 """
