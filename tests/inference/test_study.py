@@ -125,3 +125,41 @@ def test_the_command_prints_each_study(studies_run, tmp_path):
     assert "study exam-A (2 image(s)): malignant" in run.output
     assert "error study exam-C (1 image(s)): none of the study's images could be analysed" in run.output
     assert "wrote " in run.output and "predictions.csv, studies.csv and report.html" in run.output
+
+
+def test_dicom_out_writes_one_sr_per_dicom_study(btxrd_dir, tmp_path):
+    """Two views of one DICOM study get one SR naming both, valid by dciodvfy, holding the study's reading; a study
+    named by a clinical table whose images are not all of one DICOM study gets none."""
+    import highdicom as hd
+    import pydicom
+
+    from osteolens.io.dicom_write import image_to_dicom
+    from tests.io.test_dicom_write import dciodvfy_errors
+
+    uid = "1.2.826.0.1.3680043.10.1.8"
+    views = [image_to_dicom(btxrd_dir / "images" / n, tmp_path / "in" / f"{n[:-4]}.dcm", patient_id="P-7", study_uid=uid,
+                            patient_sex="M", patient_age="052Y") for n in ("IMG000004.png", "IMG000005.png")]
+    other = image_to_dicom(btxrd_dir / "images" / "IMG000234.png", tmp_path / "in" / "other.dcm", patient_id="P-8")
+    (tmp_path / "in" / "plain.png").write_bytes((btxrd_dir / "images" / "IMG001868.png").read_bytes())
+    clinical = tmp_path / "clin.csv"
+    clinical.write_text("image,study\nother.dcm,exam-X\nplain.png,exam-X\n")
+    readings = []
+    analyze([*views, other, tmp_path / "in" / "plain.png"], tmp_path / "out", model="osteolens-radiograph",
+            clinical_csv=clinical, dicom_out=True, overlays=False, report=False, studies=readings)
+    table = pd.read_csv(tmp_path / "out" / "studies.csv", keep_default_na=False).set_index("study")
+    assert table.loc[uid, "sr_file"] == "study_dicom/1_sr.dcm" and table.loc[uid, "error"] == ""
+    assert table.loc["exam-X", "sr_file"] == "" and table.loc["exam-X", "n_images"] == 2
+    path = tmp_path / "out" / "study_dicom" / "1_sr.dcm"
+    assert dciodvfy_errors(path) == []
+    sr = hd.sr.srread(path)
+    sources = [pydicom.dcmread(v, stop_before_pixels=True) for v in views]
+    assert sr.StudyInstanceUID == uid and sr.PatientID == "P-7"
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
+    assert {r.ReferencedSOPInstanceUID for series in evidence for r in series.ReferencedSOPSequence} == \
+        {s.SOPInstanceUID for s in sources}
+    group = sr.content.get_image_measurement_groups()[0]
+    values = {m.name.meaning: m.value for m in group.get_measurements()}
+    assert values["Probability of malignant bone tumour"] == pytest.approx(table.loc[uid, "p_malignant"], abs=1e-6)
+    assert {e.name.meaning: e.value.meaning for e in group.get_qualitative_evaluations()}["Model decision"] == \
+        table.loc[uid, "label"]
+    assert {r.referenced_sop_instance_uid for r in group.source_images} == {s.SOPInstanceUID for s in sources}

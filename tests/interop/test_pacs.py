@@ -98,6 +98,23 @@ def test_analyze_study_round_trip(orthanc, tiny_model, btxrd_dir, tmp_path):
     assert Image.open(io.BytesIO(preview.content)).size == (256, int(tags["Rows"]))
 
 
+def test_two_views_of_a_study_get_its_reading_stored_as_one_sr(orthanc, btxrd_dir, tmp_path):
+    """The shipped model on two real radiographs of one study: each view's four objects, and one more SR that reads
+    the views together, go back into the study."""
+    study = "1.2.826.0.1.3680043.10.1.99"
+    for name in ("IMG000004", "IMG000005"):
+        path = image_to_dicom(btxrd_dir / "images" / f"{name}.png", tmp_path / f"{name}.dcm", patient_id="P-3",
+                              study_uid=study, body_part="FOOT")
+        assert httpx.post(orthanc + "/instances", content=path.read_bytes(), timeout=30).status_code == 200
+    result = analyze_study(orthanc, study, tmp_path / "work")
+    reading = result["study_reading"]
+    assert len(result["analysed"]) == 2 and len(result["stored"]) == 9
+    assert reading["n_images"] == 2 and reading["sr_file"] == "study_dicom/1_sr.dcm" and reading["label"] == "malignant"
+    assert series_modalities(orthanc, study) == ["CR", "CR", "OT", "OT", "PR", "PR", "SEG", "SEG", "SR", "SR", "SR"]
+    stored = httpx.get(orthanc + f"/dicom-web/studies/{study}/series", timeout=30).json()
+    assert sum(s.get("0008103E", {}).get("Value", [""])[0].startswith("osteolens study reading") for s in stored) == 1
+
+
 def test_watch_analyses_each_new_study_once_and_survives_restart(orthanc, tiny_model, btxrd_dir, tmp_path):
     state_file = tmp_path / "state.json"
     first = upload(orthanc, tmp_path, btxrd_dir, "IMG000004", "P-2")

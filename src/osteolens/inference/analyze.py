@@ -334,6 +334,24 @@ NOT_RADIOGRAPH_MODALITIES = {
 }
 
 
+def write_study_srs(readings: list, results: list[Analysis], dicom_sources: dict, model_meta: dict, out: Path) -> None:
+    """``study_dicom/<n>_sr.dcm`` for the n-th study reading of two or more analysed images that are all DICOM files
+    of that very DICOM study (a study named by a clinical table can span several; one image's own SR already holds a
+    one-image study's reading); a reading whose SR its headers cannot carry keeps its probabilities, and its
+    ``error`` says why no SR was written."""
+    from osteolens.io.dicom_write import write_study_sr
+
+    for n, reading in enumerate(readings, start=1):
+        members = [i for i, r in enumerate(results) if r.study == reading.study and r.status == "ok"]
+        if len(members) < 2 or not all(dicom_sources.get(i, (None, None))[1] == reading.study for i in members):
+            continue
+        try:
+            write_study_sr([dicom_sources[i][0] for i in members], reading, model_meta, out / "study_dicom" / f"{n}_sr.dcm")
+            reading.sr_file = f"study_dicom/{n}_sr.dcm"
+        except Exception as exc:  # the study's reading stands without its SR
+            reading.error = f"{DICOM_OUTPUTS_FAILED}: {exc}"
+
+
 def decide_label(probs: np.ndarray, uncertainty: float, calib: dict) -> str:
     """``indeterminate`` above the uncertainty threshold, else ``malignant`` at or above the malignant threshold,
     else the likelier of ``normal`` and ``benign``.
@@ -510,6 +528,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
     if notes is not None and unused:
         notes.append(unused_rows_note(unused))
     results: list[Analysis] = []
+    dicom_sources: dict[int, tuple[Path, str | None]] = {}  # result index -> (DICOM file, its Study Instance UID)
     for i, (path, stem, row) in enumerate(zip(files, unique_stems(files), rows)):
         study = (row.get("study") or "") if isinstance(row, dict) else ""
         try:
@@ -530,6 +549,8 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
                     else:
                         save_png(pixels, out / "layers" / f"{stem}_{name}.png")
             is_dicom = props.format == "dicom"
+            if is_dicom:
+                dicom_sources[i] = (path, props.study_uid)
             overlay = render_overlay(res) if overlays or (dicom_out and is_dicom) else None
             res.overlay = overlay
             if overlays:
@@ -568,6 +589,8 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         for r in results:
             writer.writerow(r.row())
     readings = read_studies(results, loaded.metadata["calibration"], loaded.metadata["subtypes"])
+    if dicom_out:
+        write_study_srs(readings, results, dicom_sources, loaded.metadata, out)
     if readings:
         write_studies_csv(readings, out / "studies.csv")
     if studies is not None:

@@ -33,7 +33,7 @@ import numpy as np
 from osteolens.training.calibration import normalised_entropy
 
 STUDY_COLUMNS = ("study", "status", "error", "n_images", "images", "p_normal", "p_benign", "p_malignant", "label",
-                 "subtype", "p_subtype", "uncertainty", "images_with_lesion", "failed_images")
+                 "subtype", "p_subtype", "uncertainty", "images_with_lesion", "failed_images", "sr_file")
 COMBINE_RULE = "geometric mean of the views' calibrated probabilities (mean log-probability), renormalised"
 
 
@@ -54,6 +54,8 @@ class StudyReading:
     p_subtype: float | None = None
     uncertainty: float | None = None
     with_lesion: list = field(default_factory=list)
+    #: the study's SR (``study_dicom/<n>_sr.dcm``), where ``--dicom-out`` wrote one (DICOM studies of two or more views)
+    sr_file: str = ""
 
     def row(self) -> dict:
         """The ``studies.csv`` row."""
@@ -65,7 +67,7 @@ class StudyReading:
                 "p_normal": r(self.p_normal), "p_benign": r(self.p_benign), "p_malignant": r(self.p_malignant),
                 "label": self.label, "subtype": self.subtype, "p_subtype": r(self.p_subtype),
                 "uncertainty": r(self.uncertainty), "images_with_lesion": ";".join(self.with_lesion),
-                "failed_images": ";".join(self.failed)}
+                "failed_images": ";".join(self.failed), "sr_file": self.sr_file}
 
 
 def mean_log_probability(probs: np.ndarray) -> np.ndarray:

@@ -96,6 +96,11 @@ def analyze_study(url: str, study_uid: str, work: str | Path | None = None, mode
         objects = [pydicom.dcmread(work / "results" / "dicom" / path.stem / name) for name in OUTPUT_FILES]
         client.store_instances(objects, study_instance_uid=study_uid)
         stored += [o.SOPInstanceUID for o in objects]
+    for reading in readings:  # the views read together: one SR for the study (two or more radiographs)
+        if reading.sr_file:
+            obj = pydicom.dcmread(work / "results" / reading.sr_file)
+            client.store_instances([obj], study_instance_uid=study_uid)
+            stored.append(obj.SOPInstanceUID)
     log.info("study analysed: %d radiograph(s), %d object(s) stored", len(files), len(stored))
     reading = next((r.row() for r in readings if r.study == study_uid), None)
     return {"study": study_uid, "analysed": [p.stem for p in files], "stored": stored,

@@ -12,7 +12,8 @@ attributes given or generated) so that plain images can enter the DICOM path.
   its size and the decision over the source image itself, as most PACS viewers show it;
 - a secondary-capture image of the overlay (JPEG-LS lossless) for viewers that cannot show SEG.
 
-All four share the source's study and patient, and sit in new series.
+All four share the source's study and patient, and sit in new series. ``write_study_sr`` writes one
+more SR per study whose views were read together (``osteolens.inference.study``), naming every view.
 """
 
 from __future__ import annotations
@@ -340,10 +341,120 @@ def _remove_outputs(out_dir: Path) -> None:
         out_dir.rmdir()
 
 
+def _sr_context(hd, codes, model_meta: dict):
+    """The SR observation context (osteolens as the observing device) and algorithm identification of a model."""
+    from pydicom.uid import generate_uid
+
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(), name=model_meta["name"], manufacturer_name=MANUFACTURER,
+            model_name=f"{model_meta['name']} {model_meta['version']}"),
+    )
+    context = hd.sr.ObservationContext(observer_person_context=None, observer_device_context=observer)
+    algo = hd.sr.AlgorithmIdentification(name=model_meta["name"], version=model_meta["version"],
+                                         parameters=[f"sha256={model_meta['sha256']}"])
+    return context, algo
+
+
+def _reading_items(hd, codes, algo, reading) -> tuple[list, list]:
+    """SR measurements (class probabilities, uncertainty) and evaluations (decision, tumour present, subtype) of an
+    image's analysis or a study's reading (``p_normal``, ``p_benign``, ``p_malignant``, ``uncertainty``, ``label``,
+    ``subtype``)."""
+    def ratio(name: str, value: float, meaning: str):
+        return hd.sr.Measurement(name=hd.sr.CodedConcept(name, "99OSTEOLENS", meaning), value=round(float(value), 6),
+                                 unit=codes.UCUM.NoUnits, algorithm_id=algo)
+
+    measurements = [
+        ratio("P-BENIGN", reading.p_benign, "Probability of benign bone tumour"),
+        ratio("P-MALIGNANT", reading.p_malignant, "Probability of malignant bone tumour"),
+        ratio("P-NORMAL", reading.p_normal, "Probability of no bone tumour"),
+        ratio("UNCERTAINTY", reading.uncertainty, "Normalised predictive entropy"),
+    ]
+    finding = reading.label in ("benign", "malignant", "indeterminate")
+    evaluations = [
+        hd.sr.QualitativeEvaluation(
+            name=hd.sr.CodedConcept("DECISION", "99OSTEOLENS", "Model decision"),
+            value=hd.sr.CodedConcept(reading.label.upper()[:16], "99OSTEOLENS",
+                                     "Indeterminate: refer to a specialist" if reading.label == "indeterminate" else reading.label)),
+        hd.sr.QualitativeEvaluation(
+            name=hd.sr.CodedConcept("TUMOUR-PRESENT", "99OSTEOLENS", "Bone tumour present"),
+            value=codes.SCT.Yes if finding else codes.SCT.No),
+    ]
+    if reading.subtype:
+        evaluations.append(hd.sr.QualitativeEvaluation(
+            name=hd.sr.CodedConcept("SUBTYPE", "99OSTEOLENS", "Predicted histological subtype"),
+            value=hd.sr.CodedConcept(reading.subtype.upper().replace(" ", "-")[:16], "99OSTEOLENS", reading.subtype)))
+    return measurements, evaluations
+
+
+def _declare_local_codes(sr) -> None:
+    """Name the private coding scheme (99OSTEOLENS) the SR's concepts use."""
+    from pydicom.dataset import Dataset
+
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator = "99OSTEOLENS"
+    scheme.CodingSchemeName = "osteolens local codes"
+    scheme.CodingSchemeResponsibleOrganization = "osteolens project"
+    sr.CodingSchemeIdentificationSequence = [scheme]
+
+
+def write_study_sr(sources: list, reading, model_meta: dict, out: str | Path) -> Path:
+    """Write one SR (TID 1500) of a study's views read together (:class:`~osteolens.inference.study.StudyReading`):
+    its class probabilities, uncertainty, decision and subtype in one measurement group (TID 1501) that names every
+    source image, in the study the sources share.
+
+    Args:
+        sources: the study's analysed DICOM files.
+        reading: the study's reading; ``reading.study`` must be the sources' Study Instance UID.
+        model_meta: the model's metadata (name, version, sha256).
+        out: the SR file to write.
+
+    Raises:
+        OsteolensError: a source is unreadable, or the sources are not all of study ``reading.study`` (a study named
+            by a clinical table that is not their DICOM study: an SR can only join one study).
+    """
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    datasets = []
+    for source in sources:
+        try:
+            ds = pydicom.dcmread(source, stop_before_pixels=True)
+        except Exception as exc:
+            raise OsteolensError(f"{source}: not a readable DICOM file ({exc})") from exc
+        if str(ds.get("StudyInstanceUID", "")).strip() != reading.study:
+            raise OsteolensError(f"{source}: is not in DICOM study {reading.study}, so the study's reading cannot be "
+                                 "written as one SR in it")
+        _fill_type2(ds)
+        datasets.append(ds)
+    context, algo = _sr_context(hd, codes, model_meta)
+    measurements, evaluations = _reading_items(hd, codes, algo, reading)
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="study reading"),
+        finding_type=codes.SCT.Neoplasm, algorithm_id=algo, measurements=measurements,
+        qualitative_evaluations=evaluations,
+        source_images=[hd.sr.SourceImageForMeasurementGroup(d.SOPClassUID, d.SOPInstanceUID) for d in datasets],
+    )
+    report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=codes.SCT.PlainRadiography,
+                                     imaging_measurements=[group], title=codes.DCM.ImagingMeasurementReport)
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=datasets, content=report, series_number=903, series_instance_uid=generate_uid(),
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
+        series_description="osteolens study reading: views read together (research use only)",
+    )
+    _declare_local_codes(sr)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sr.save_as(out)
+    return out
+
+
 def _write_analysis_dicom(source: Path, analysis, model_meta: dict, out_dir: str | Path, overlay_rgb) -> dict:
     import highdicom as hd
     import pydicom
-    from pydicom.dataset import Dataset
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
@@ -380,48 +491,17 @@ def _write_analysis_dicom(source: Path, analysis, model_meta: dict, out_dir: str
         seg.PatientOrientation = ""  # type 2C: a projection radiograph has no orientation/position
     seg.save_as(out_dir / "seg.dcm")
 
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(), name=model_meta["name"], manufacturer_name=MANUFACTURER,
-            model_name=f"{model_meta['name']} {model_meta['version']}"),
-    )
-    context = hd.sr.ObservationContext(observer_person_context=None, observer_device_context=observer)
-    sr_algo = hd.sr.AlgorithmIdentification(name=model_meta["name"], version=model_meta["version"],
-                                             parameters=[f"sha256={model_meta['sha256']}"])
+    context, sr_algo = _sr_context(hd, codes, model_meta)
     tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="bone tumour 1")
     region = hd.sr.ReferencedSegmentationFrame(
         sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, frame_number=1, segment_number=1,
         source_image=hd.sr.SourceImageForSegmentation(src.SOPClassUID, src.SOPInstanceUID),
     )
 
-    def ratio(name: str, value: float, meaning: str):
-        return hd.sr.Measurement(name=hd.sr.CodedConcept(name, "99OSTEOLENS", meaning), value=round(float(value), 6),
-                                 unit=codes.UCUM.NoUnits, algorithm_id=sr_algo)
-
-    measurements = [
-        ratio("P-BENIGN", analysis.p_benign, "Probability of benign bone tumour"),
-        ratio("P-MALIGNANT", analysis.p_malignant, "Probability of malignant bone tumour"),
-        ratio("P-NORMAL", analysis.p_normal, "Probability of no bone tumour"),
-        ratio("UNCERTAINTY", analysis.uncertainty, "Normalised predictive entropy"),
-    ]
+    measurements, evaluations = _reading_items(hd, codes, sr_algo, analysis)
     # every lesion's area; the largest lesion's axes (its short axis is its narrowest width)
     measurements += _size_measurements(hd, codes, sr_algo, analysis.lesion_area_mm2, analysis.lesion_long_axis_mm,
                                        analysis.lesion_short_axis_mm)
-    finding = analysis.label in ("benign", "malignant", "indeterminate")
-    evaluations = [
-        hd.sr.QualitativeEvaluation(
-            name=hd.sr.CodedConcept("DECISION", "99OSTEOLENS", "Model decision"),
-            value=hd.sr.CodedConcept(analysis.label.upper()[:16], "99OSTEOLENS",
-                                     "Indeterminate: refer to a specialist" if analysis.label == "indeterminate" else analysis.label)),
-        hd.sr.QualitativeEvaluation(
-            name=hd.sr.CodedConcept("TUMOUR-PRESENT", "99OSTEOLENS", "Bone tumour present"),
-            value=codes.SCT.Yes if finding else codes.SCT.No),
-    ]
-    if analysis.subtype:
-        evaluations.append(hd.sr.QualitativeEvaluation(
-            name=hd.sr.CodedConcept("SUBTYPE", "99OSTEOLENS", "Predicted histological subtype"),
-            value=hd.sr.CodedConcept(analysis.subtype.upper().replace(" ", "-")[:16], "99OSTEOLENS", analysis.subtype)))
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking, referenced_segment=region, finding_type=codes.SCT.Neoplasm,
         algorithm_id=sr_algo, measurements=measurements, qualitative_evaluations=evaluations,
@@ -436,11 +516,7 @@ def _write_analysis_dicom(source: Path, analysis, model_meta: dict, out_dir: str
         series_description="osteolens measurement report (research use only)",
     )
     _one_kind_of_segment_reference(sr)
-    scheme = Dataset()
-    scheme.CodingSchemeDesignator = "99OSTEOLENS"
-    scheme.CodingSchemeName = "osteolens local codes"
-    scheme.CodingSchemeResponsibleOrganization = "osteolens project"
-    sr.CodingSchemeIdentificationSequence = [scheme]
+    _declare_local_codes(sr)
     sr.save_as(out_dir / "sr.dcm")
 
     presentation_state(src, analysis, model_meta).save_as(out_dir / "pr.dcm")
