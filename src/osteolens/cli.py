@@ -433,11 +433,13 @@ def model_card(
     accuracy: list[Path] = typer.Option(..., "--accuracy", help="radiograph_accuracy_<tag>.json (repeatable)."),
     latency: list[Path] = typer.Option([], "--latency", help="radiograph_latency[_TAG].json (repeatable: one table a machine)."),
     note: list[str] = typer.Option([], "--note", help="An extra limitation line (repeatable)."),
+    robustness: list[Path] = typer.Option([], "--robustness", help="radiograph_robustness_<tag>.json (repeatable: one table)."),
+    studies: list[Path] = typer.Option([], "--studies", help="radiograph_studies_<tag>.json (repeatable: one table each)."),
 ) -> None:
     """Write MODEL_CARD.md for a model from its metadata and measured benchmark results."""
     from osteolens.reporting.model_card import write_model_card
 
-    console.print(f"wrote {write_model_card(model_dir, accuracy, latency, note)}")
+    console.print(f"wrote {write_model_card(model_dir, accuracy, latency, note, robustness or None, studies)}")
 
 
 @app.command()

@@ -137,3 +137,26 @@ def test_robustness_runs_of_one_model_share_a_table_and_others_are_refused():
     assert [v["variant"] for v in merged["variants"]] == ["control", "jpeg_q75", "black_frame", "dicom_padded"]
     with pytest.raises(ValueError, match="different models"):
         merge_robustness([run("control"), run("control", sha="b" * 64)])
+
+
+def test_model_card_shows_a_study_reading_against_each_image_alone(tiny_model, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    measured = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "radiograph_studies_holdout_v160.json"
+    record = json.loads(measured.read_text())
+    card = write_model_card(folder, accuracy=[], studies=[measured]).read_text()
+    assert ("### Reading a study's views together: the test-split images (633) in 338 studies of at most 3 images "
+            "(osteolens-radiograph 1.6.0, not this copy)") in card
+    d = record["per_image_difference"]["macro_auc"]
+    own, joint = record["per_image_own"]["macro_auc"], record["per_image_study_reading"]["macro_auc"]
+    assert (f"| macro AUC | {own['value']:.3f} ({own['ci_low']:.3f}-{own['ci_high']:.3f}) | {joint['value']:.3f} "
+            f"({joint['ci_low']:.3f}-{joint['ci_high']:.3f}) | {d['value']:+.3f} ({d['ci_low']:+.3f} to "
+            f"{d['ci_high']:+.3f}) |") in card
+    record["model_sha256"] = meta["sha256"]
+    (tmp_path / "studies.json").write_text(json.dumps(record))
+    assert "338 studies of at most 3 images (this model)" in write_model_card(
+        folder, accuracy=[], studies=[tmp_path / "studies.json"]).read_text()

@@ -208,9 +208,37 @@ def robustness_section(rob: dict, meta: dict) -> list[str]:
     return lines
 
 
+def studies_section(record: dict, meta: dict) -> list[str]:
+    """The card's table of a study's views read together (``benchmarks/radiograph_studies.py``)."""
+    who = "this model" if record["model_sha256"] == meta["sha256"] else \
+        f"{record['model']} {record['model_version']}, not this copy"
+    own, joint, per_study, diff = (record[k] for k in ("per_image_own", "per_image_study_reading", "per_study",
+                                                       "per_image_difference"))
+    lines = ["", f"### Reading a study's views together: the {record['split']}-split images ({record['n_images']}) in "
+             f"{record['n_studies']} studies of at most {record['max_views'] or 'all'} images ({who})", "",
+             "BTXRD has no study ids: each patient group's images, in image-id order, stand in for studies. Per image, "
+             "each image's own reading against its study's (`studies.csv`: the geometric mean of the views' "
+             "probabilities), paired over the same group resamples; per study, one row each. The groups were formed "
+             "with the diagnosis, so a stand-in study never mixes diagnoses; a real examination may add a normal "
+             "comparison view. The study probabilities have no temperature of their own. The issue's targets are "
+             "per image.", "",
+             "| figure | per image, own | per image, the study's reading | paired difference | per study |",
+             "|---|---|---|---|---|"]
+    names = {"macro_auc": "macro AUC", "auc_tumour_vs_normal": "tumour vs normal AUC", "auc_malignant": "malignant AUC",
+             "ece": "calibration ECE", "malignant_sensitivity": "malignant sensitivity at the recorded threshold",
+             "malignant_specificity": "malignant specificity at the recorded threshold",
+             "referred_rate": "referred as indeterminate"}
+    for key, name in names.items():
+        d = diff.get(key)
+        paired = f"{d['value']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})" if d else ""
+        lines.append(f"| {name} | {_fmt(own[key])} | {_fmt(joint[key])} | {paired} | {_fmt(per_study[key])} |")
+    return lines
+
+
 def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
                      latency: list[str | Path] | None = None, notes: list[str] | None = None,
-                     robustness: str | Path | list[str | Path] | None = None) -> Path:
+                     robustness: str | Path | list[str | Path] | None = None,
+                     studies: list[str | Path] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into a model folder.
 
     Args:
@@ -222,6 +250,8 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
         robustness: ``radiograph_robustness_<tag>.json`` from ``benchmarks/radiograph_robustness.py``: the
             held-out images stored, resampled or processed differently, against an 8-bit PNG control.
             Several runs of one model on one split make one table (see :func:`merge_robustness`).
+        studies: ``radiograph_studies_<tag>.json`` files from ``benchmarks/radiograph_studies.py``: each study's
+            views read together against each image read alone, one table each.
     """
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / "metadata.json").read_text())
@@ -301,6 +331,8 @@ def write_model_card(model_dir: str | Path, accuracy: list[str | Path],
     if robustness:
         paths = [robustness] if isinstance(robustness, (str, Path)) else list(robustness)
         lines += robustness_section(merge_robustness([json.loads(Path(p).read_text()) for p in paths]), meta)
+    for path in studies or []:
+        lines += studies_section(json.loads(Path(path).read_text()), meta)
     for path in latency or []:
         lat = json.loads(Path(path).read_text())
         cpu = lat.get("cpu")
