@@ -104,6 +104,33 @@ def test_concurrent_requests_do_not_mix(server, btxrd_dir):
     assert len({r.json()["id"] for _, r in results}) == len(names)
 
 
+def test_analyses_already_made_are_read_together_as_one_study(server, btxrd_dir):
+    import pandas as pd
+
+    from osteolens.inference.study import mean_log_probability
+
+    h = {"X-API-Key": KEY}
+    views = [post(server, btxrd_dir / "images" / n, age="52", sex="M", site="foot").json()
+             for n in ("IMG000004.png", "IMG000005.png")]
+    r = httpx.post(server + "/v1/studies", json={"analyses": [v["id"] for v in views], "study": "exam-1"}, headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = mean_log_probability(pd.DataFrame(views)[["p_normal", "p_benign", "p_malignant"]].to_numpy(float))
+    assert np.allclose([body["p_normal"], body["p_benign"], body["p_malignant"]], expected, atol=1e-6)
+    assert body["study"] == "exam-1" and body["images"] == ["IMG000004.png", "IMG000005.png"]
+    assert body["analyses"] == [v["id"] for v in views] and "research use only" in body["notice"]
+    one = httpx.post(server + "/v1/studies", json={"analyses": [views[0]["id"]]}, headers=h).json()
+    assert one["p_malignant"] == pytest.approx(views[0]["p_malignant"], abs=1e-6) and one["label"] == views[0]["label"]
+    # bad requests name the problem; the service keeps serving
+    missing = httpx.post(server + "/v1/studies", json={"analyses": [views[0]["id"], "f" * 32]}, headers=h)
+    assert missing.status_code == 404 and "f" * 32 in missing.json()["detail"]
+    twice = httpx.post(server + "/v1/studies", json={"analyses": [views[0]["id"]] * 2}, headers=h)
+    assert twice.status_code == 422 and "twice" in twice.json()["detail"]
+    assert httpx.post(server + "/v1/studies", json={"analyses": []}, headers=h).status_code == 422
+    assert httpx.post(server + "/v1/studies", json={"analyses": [views[0]["id"]]}).status_code == 401
+    assert httpx.get(server + "/healthz").status_code == 200
+
+
 def test_scores_route(server):
     h = {"X-API-Key": KEY}
     r = httpx.post(server + "/v1/scores/mirels", headers=h,

@@ -4,6 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.service.conftest import KEY
@@ -67,6 +68,32 @@ def test_upload_view_toggle_and_download(browser, server, btxrd_dir, tmp_path): 
     page.wait_for_function("document.getElementById('status').textContent.startsWith('404: no analysis')")
     # everything came from this server: the viewer works offline
     assert all(u.startswith(server) or u.startswith("blob:") or u.startswith("data:") for u in requests)
+    page.close()
+
+
+def test_two_views_are_read_together(browser, server, btxrd_dir):  # noqa: F811
+    """Two radiographs analysed on the page, read as one study: the server's reading is shown; deleting one takes it
+    off the list."""
+    page = browser.new_page()
+    page.goto(server + "/")
+    assert page.is_hidden("#session")
+    page.fill("#key", KEY)
+    ids = []
+    for name in ("IMG000004.png", "IMG000005.png"):
+        page.set_input_files("#file", str(btxrd_dir / "images" / name))
+        page.click("#analyse")
+        page.wait_for_function(f"document.getElementById('status').textContent.startsWith('analysed {name}')")
+        ids.append(page.inner_text("#shown-id"))
+    assert page.locator("input.together").count() == 2
+    page.click("#read-together")
+    page.wait_for_function("document.getElementById('status').textContent === 'read 2 view(s) together'")
+    assert page.inner_text("#study-images") == "IMG000004.png, IMG000005.png"
+    body = httpx.post(server + "/v1/studies", json={"analyses": ids}, headers={"X-API-Key": KEY}).json()
+    assert page.inner_text("#study-decision") == body["decision"]
+    assert page.inner_text("#study-probs") == " / ".join(f"{100 * body[k]:.1f}%" for k in ("p_normal", "p_benign", "p_malignant"))
+    page.click("#delete")
+    page.wait_for_function(f"document.getElementById('status').textContent === 'deleted {ids[1]}'")
+    assert page.locator("input.together").count() == 1
     page.close()
 
 

@@ -5,6 +5,9 @@
   region is given); returns the analysis JSON.
 - ``GET /v1/analyses/{id}`` and ``.../mask``, ``.../overlay``, ``.../report``;
   ``DELETE /v1/analyses/{id}`` removes an analysis and the upload it was made from.
+- ``POST /v1/studies``: JSON body ``{"analyses": [id, ...], "study": optional name}``: analyses already
+  made, read together as the views of one study (:mod:`osteolens.inference.study`); unknown ids 404,
+  a repeated id or none 422.
 - ``POST /v1/scores/mirels`` and ``/v1/scores/sins``: JSON body with the score's fields;
   the total, its parts and the published interpretation (an invalid value: 422 naming it).
 - ``GET /healthz``: no key needed.
@@ -45,6 +48,7 @@ from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
 log = logging.getLogger("osteolens.service")
 _ID = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_KEEP_HOURS = 24.0
+MAX_STUDY_VIEWS = 20  # an examination has two or three views
 SWEEP_SECONDS = 60.0
 
 
@@ -252,6 +256,35 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
 
     def _stem(folder: Path) -> str:
         return next(folder.glob("*.json")).stem
+
+    @app.post("/v1/studies", dependencies=[Depends(require_key)])
+    def read_views_together(body: dict) -> dict:
+        """Read analyses already made (by id) together, as the views of one study."""
+        from osteolens.inference.analyze import REFER, Analysis
+        from osteolens.inference.study import COMBINE_RULE, read_study
+
+        ids = body.get("analyses")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise HTTPException(status_code=422, detail="'analyses' must be a non-empty list of analysis ids")
+        if len(set(ids)) != len(ids):
+            raise HTTPException(status_code=422, detail="an analysis id is given twice; each view counts once")
+        if len(ids) > MAX_STUDY_VIEWS:
+            raise HTTPException(status_code=422, detail=f"{len(ids)} analyses; a study reads at most {MAX_STUDY_VIEWS}")
+        views = [json.loads((_folder(i) / f"{_stem(_folder(i))}.json").read_text()) for i in ids]
+        other = [i for i, v in zip(ids, views) if v.get("model", {}).get("sha256") != loaded.metadata["sha256"]]
+        if other:  # a store kept across a model change: probabilities of two models do not combine
+            raise HTTPException(status_code=409, detail=f"analyses {', '.join(other)} were made by another model")
+        named = {v.get("study") for v in views}
+        study = str(body.get("study") or (named.pop() if len(named) == 1 and "" not in named else "") or "study")
+        reading = read_study(study, [Analysis.from_json(v) for v in views], loaded.metadata["calibration"],
+                             loaded.metadata["subtypes"])
+        row = reading.row()
+        return {**{k: row[k] for k in ("study", "label", "subtype", "p_subtype", "uncertainty")},
+                "p_normal": reading.p_normal, "p_benign": reading.p_benign, "p_malignant": reading.p_malignant,
+                "decision": REFER if reading.label == "indeterminate" else reading.label,
+                "analyses": ids, "images": reading.images, "images_with_lesion": reading.with_lesion,
+                "rule": COMBINE_RULE, "notice": RESEARCH_NOTICE,
+                "model": {"name": loaded.name, "version": loaded.metadata["version"]}}
 
     @app.get("/v1/analyses/{analysis_id}", dependencies=[Depends(require_key)])
     def get_analysis(analysis_id: str) -> dict:

@@ -1,7 +1,7 @@
 // osteolens viewer: talks to the same server's API with the key typed by the user.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { analysis: null, image: null, mask: null, heat: null };
+const state = { analysis: null, image: null, mask: null, heat: null, session: [] };
 
 $("key").value = localStorage.getItem("osteolens-key") || "";
 $("key").addEventListener("change", () => localStorage.setItem("osteolens-key", $("key").value));
@@ -88,7 +88,35 @@ async function show(a) {
   [state.image, state.mask, state.heat] = await Promise.all([bitmap(a.links.image), bitmap(a.links.mask), bitmap(a.links.saliency)]);
   $("result").hidden = false;
   draw();
+  remember(a);
 }
+
+function remember(a) {  // each analysis made or opened on this page, once, for reading a study's views together
+  if (state.session.some((s) => s.id === a.id)) return;
+  state.session.push(a);
+  const row = $("session-list").insertRow();
+  const tick = document.createElement("input");
+  tick.type = "checkbox"; tick.checked = true; tick.dataset.id = a.id; tick.className = "together";
+  row.insertCell().appendChild(tick);
+  for (const text of [a.image, a.label, a.id]) row.insertCell().textContent = text;
+  $("session").hidden = false;
+}
+
+$("read-together").addEventListener("click", async () => {
+  const ids = [...document.querySelectorAll("input.together:checked")].map((t) => t.dataset.id);
+  const pct = (x) => `${(100 * x).toFixed(1)}%`;
+  try {
+    const s = await (await api("/v1/studies", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                body: JSON.stringify({ analyses: ids }) })).json();
+    $("study-decision").textContent = s.decision;
+    $("study-decision").className = s.label === "indeterminate" ? "refer" : "";
+    $("study-probs").textContent = `${pct(s.p_normal)} / ${pct(s.p_benign)} / ${pct(s.p_malignant)}`;
+    $("study-subtype").textContent = s.subtype ? `${s.subtype} (${pct(s.p_subtype)})` : "-";
+    $("study-images").textContent = s.images.join(", ");
+    $("study-reading").hidden = false;
+    status(`read ${ids.length} view(s) together`);
+  } catch (e) { status(e.message, true); }
+});
 
 async function download(path, name) {
   const blob = await (await api(path)).blob();
@@ -127,5 +155,8 @@ $("delete").addEventListener("click", async () => {
   try {
     await api(state.analysis.links.self, { method: "DELETE" });
     state.analysis = null; $("result").hidden = true; status(`deleted ${id}`);
+    state.session = state.session.filter((s) => s.id !== id);  // a deleted analysis cannot be read with others
+    document.querySelector(`input.together[data-id="${id}"]`)?.closest("tr").remove();
+    $("session").hidden = state.session.length === 0;
   } catch (e) { status(e.message, true); }
 });
