@@ -98,3 +98,28 @@ def test_analysis_reads_the_header_where_no_value_is_given_and_a_given_value_win
     assert overridden.p_malignant != by_header.p_malignant  # the model reads sex: F, not the header's M
     alone = analyze([plain], tmp_path / "out2", model=model, overlays=False, report=False)[0]
     assert alone.clinical_missing == ["age", "sex", "region", "view"] and alone.clinical == {}
+
+
+def test_the_sr_records_the_clinical_values_the_model_read(tiny_model, btxrd_dir, tmp_path):
+    """A radiograph's header gives age, body part and view, a table gives the sex: its SR records the four values the
+    model read (the table's sex, not the header's), and passes dciodvfy."""
+    import highdicom as hd
+
+    from osteolens.inference.analyze import analyze
+    from osteolens.io.dicom_write import image_to_dicom
+    from tests.io.test_dicom_write import dciodvfy_errors
+
+    src = image_to_dicom(btxrd_dir / "images" / "IMG000004.png", tmp_path / "in" / "knee.dcm", patient_id="P-1",
+                         patient_sex="M", patient_age="052Y", body_part="FOOT", view_position="AP")
+    (tmp_path / "clin.csv").write_text("image,sex\nknee.dcm,F\n")
+    analyze([src], tmp_path / "out", model=tiny_model, clinical_csv=tmp_path / "clin.csv", dicom_out=True,
+            overlays=False, report=False)
+    path = tmp_path / "out" / "dicom" / "knee" / "sr.dcm"
+    assert dciodvfy_errors(path) == []
+    group = hd.sr.srread(path).content.get_planar_roi_measurement_groups()[0]
+    measured = {m.name.meaning: (m.value, m.unit.value) for m in group.get_measurements()}
+    assert measured["Age given to the model"] == (52.0, "a")
+    told = {e.name.meaning: e.value for e in group.get_qualitative_evaluations()}
+    assert (told["Sex given to the model"].value, told["Sex given to the model"].scheme_designator) == ("F", "DCM")
+    assert told["Region given to the model"].meaning == "lower limb"
+    assert told["View given to the model"].meaning == "frontal"

@@ -7,7 +7,8 @@ attributes given or generated) so that plain images can enter the DICOM path.
 - a binary DICOM Segmentation of the tumour, referencing the source image;
 - a Comprehensive SR measurement report (TID 1500): tumour finding, benign and malignant
   probabilities, subtype, lesion area, the largest lesion's long and short axis (mm), uncertainty and
-  the indeterminate flag, with the model's name, version and sha256 as algorithm identification;
+  the indeterminate flag, the clinical values the model read (age, sex, region, view), with the model's
+  name, version and sha256 as algorithm identification;
 - a Grayscale Softcopy Presentation State (GSPS) that draws each lesion's outline and long axis,
   its size and the decision over the source image itself, as most PACS viewers show it;
 - a secondary-capture image of the overlay (JPEG-LS lossless) for viewers that cannot show SEG.
@@ -388,6 +389,33 @@ def _reading_items(hd, codes, algo, reading) -> tuple[list, list]:
     return measurements, evaluations
 
 
+def _clinical_items(hd, codes, algo, clinical: dict) -> tuple[list, list]:
+    """SR items of the clinical values the model read (``Analysis.clinical``): age (years) as a measurement; sex,
+    region(s) and view as evaluations. Each names itself as the model's input, not as the patient's record: the
+    value may have come from a clinical table or form as well as from the header."""
+    measurements, evaluations = [], []
+    try:
+        age = float(clinical["age"]["value"]) if "age" in clinical else None
+    except (TypeError, ValueError):
+        age = None
+    if age is not None:
+        measurements.append(hd.sr.Measurement(
+            name=hd.sr.CodedConcept("INPUT-AGE", "99OSTEOLENS", "Age given to the model"), value=round(age, 2),
+            unit=codes.UCUM.Year, algorithm_id=algo))
+    sex = str(clinical.get("sex", {}).get("value") or "").strip().upper()[:1]
+    if sex in ("M", "F"):
+        evaluations.append(hd.sr.QualitativeEvaluation(
+            name=hd.sr.CodedConcept("INPUT-SEX", "99OSTEOLENS", "Sex given to the model"),
+            value=codes.DCM.Male if sex == "M" else codes.DCM.Female))
+    for field, meaning in (("region", "Region given to the model"), ("view", "View given to the model")):
+        for value in str(clinical.get(field, {}).get("value") or "").lower().split(";"):
+            if value.strip():
+                evaluations.append(hd.sr.QualitativeEvaluation(
+                    name=hd.sr.CodedConcept(f"INPUT-{field.upper()}", "99OSTEOLENS", meaning),
+                    value=hd.sr.CodedConcept(value.strip().upper().replace(" ", "-")[:16], "99OSTEOLENS", value.strip())))
+    return measurements, evaluations
+
+
 def _declare_local_codes(sr) -> None:
     """Name the private coding scheme (99OSTEOLENS) the SR's concepts use."""
     from pydicom.dataset import Dataset
@@ -502,6 +530,9 @@ def _write_analysis_dicom(source: Path, analysis, model_meta: dict, out_dir: str
     # every lesion's area; the largest lesion's axes (its short axis is its narrowest width)
     measurements += _size_measurements(hd, codes, sr_algo, analysis.lesion_area_mm2, analysis.lesion_long_axis_mm,
                                        analysis.lesion_short_axis_mm)
+    given, read = _clinical_items(hd, codes, sr_algo, analysis.clinical or {})  # what the model was told
+    measurements += given
+    evaluations += read
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking, referenced_segment=region, finding_type=codes.SCT.Neoplasm,
         algorithm_id=sr_algo, measurements=measurements, qualitative_evaluations=evaluations,
