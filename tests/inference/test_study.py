@@ -43,6 +43,11 @@ def studies_run(btxrd_dir, tmp_path_factory):
     (d / "broken.png").write_text("not an image")
     dcm = [image_to_dicom(btxrd_dir / "images" / n, d / f"view_{i}.dcm", patient_id="P-9", study_uid="1.2.826.0.1.3680043.10.1.7")
            for i, n in enumerate(["IMG001350.png", "IMG003461.png"])]
+    from PIL import Image
+
+    Image.fromarray(np.zeros((300, 300), np.uint8)).save(d / "blank.png")  # read, then refused as blank
+    dcm.append(image_to_dicom(d / "blank.png", d / "view_blank.dcm", patient_id="P-9", study_uid="1.2.826.0.1.3680043.10.1.7"))
+    (d / "blank.png").unlink()
     clinical = d / "clinical.csv"
     pd.DataFrame({"image": names + ["broken.png"], "age": [52, 52, 16, "", 40], "sex": ["M", "M", "F", "", ""],
                   "site": ["foot", "foot", "", "", ""],
@@ -93,8 +98,8 @@ def test_a_study_reads_its_views_together(studies_run):
 def test_dicom_views_join_their_study_by_its_uid(studies_run):
     out, *_ = studies_run
     st = pd.read_csv(out / "studies.csv", keep_default_na=False).set_index("study")
-    row = st.loc["1.2.826.0.1.3680043.10.1.7"]
-    assert row.images == "view_0.dcm;view_1.dcm" and row.n_images == 2
+    row = st.loc["1.2.826.0.1.3680043.10.1.7"]  # the blank view, refused after reading, is listed with its study
+    assert row.images == "view_0.dcm;view_1.dcm" and row.failed_images == "view_blank.dcm" and row.n_images == 3
     assert json.loads((out / "view_1.json").read_text())["study"] == "1.2.826.0.1.3680043.10.1.7"
 
 

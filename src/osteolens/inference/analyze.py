@@ -535,8 +535,9 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
             if isinstance(row, str):
                 raise OsteolensError(f"{path}: {row}")
             arr, props = read_image(path)
+            study = study or props.study_uid or ""  # a file refused after reading is still listed with its study
             res = analyze_image(loaded, arr, props, row)
-            res.study = study or props.study_uid or ""
+            res.study = study
             res.mask_probability = None  # only callers of analyze_image need it; a batch keeps less
             res.mask_file = f"masks/{stem}.png"
             save_png((res.mask * 255).astype(np.uint8), out / res.mask_file)
