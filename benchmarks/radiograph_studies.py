@@ -56,17 +56,18 @@ def study_ids(cases, max_views: int) -> dict[str, str]:
     return ids
 
 
-def auc_figures(y: np.ndarray, P: np.ndarray, W) -> dict[str, np.ndarray | float]:
-    """Macro, tumour-vs-normal and malignant-vs-rest AUC (one value, or one per resample)."""
-    return {"macro_auc": macro_auc(y, P, W), "auc_tumour_vs_normal": roc_auc(y > 0, P[:, 1] + P[:, 2], W),
-            "auc_malignant": roc_auc(y == 2, P[:, 2], W)}
+#: macro, tumour-vs-normal and malignant-vs-rest AUC of labels y (0-2) and probabilities P, as bootstrap_metric calls them
+AUCS = {
+    "macro_auc": lambda y, P, weights=None: macro_auc(y, P, weights),
+    "auc_tumour_vs_normal": lambda y, P, weights=None: roc_auc(y > 0, P[:, 1] + P[:, 2], weights),
+    "auc_malignant": lambda y, P, weights=None: roc_auc(y == 2, P[:, 2], weights),
+}
 
 
-def unit_figures(y, P, labels, groups, threshold: float, n_boot: int) -> dict:
-    """AUCs, ECE, malignant sensitivity/specificity at ``threshold`` and referral rate, with group-bootstrap CIs."""
-    W = group_bootstrap_weights(groups, n_boot, 0)
-    out = {name: bootstrap_metric(lambda P_, weights=None, f=name: auc_figures(y, P_, weights)[f], (P,), weights=W).to_dict()
-           for name in ("macro_auc", "auc_tumour_vs_normal", "auc_malignant")}
+def unit_figures(y, P, labels, groups, W, threshold: float) -> dict:
+    """AUCs, ECE, malignant sensitivity/specificity at ``threshold`` and referral rate, with CIs from the
+    group-bootstrap weights ``W``."""
+    out = {name: bootstrap_metric(auc, (y, P), weights=W).to_dict() for name, auc in AUCS.items()}
     out["ece"] = bootstrap_metric(expected_calibration_error, (y, P), weights=W).to_dict()
     flagged = P[:, 2] >= threshold
     out["malignant_sensitivity"] = bootstrap_metric(sensitivity, (y == 2, flagged), weights=W).to_dict()
@@ -115,22 +116,22 @@ def main() -> None:
         raise SystemExit("a study mixes labels; the benchmark scores a study by its images' one label")
     study_group = pd.Series(groups, index=images["study"]).groupby(level=0).first()
     ys = study_truth.loc[studies.index, "min"].to_numpy()
+    study_groups = study_group.loc[studies.index].to_numpy()
+    W = group_bootstrap_weights(groups, args.n_boot, 0)  # one set of resamples for every per-image figure
 
     result = {"tag": args.tag, "model": model.name, "model_version": model.metadata["version"],
               "model_sha256": model.metadata["sha256"], "split": args.split, "splits_file": str(args.splits),
               "max_views": args.max_views, "n_images": int(len(images)), "n_studies": int(len(studies)),
               "n_groups": int(len(set(groups))), "malignant_threshold": threshold,
               "study_sizes": {int(k): int(v) for k, v in studies["n_images"].value_counts().sort_index().items()},
-              "per_study": unit_figures(ys, studies[PROBS].to_numpy(float), studies["label"].to_numpy(),
-                                        study_group.loc[studies.index].to_numpy(), threshold, args.n_boot),
-              "per_image_own": unit_figures(y, own, images["label"].to_numpy(), groups, threshold, args.n_boot),
-              "per_image_study_reading": unit_figures(y, combined, joined["label"].to_numpy(), groups, threshold,
-                                                      args.n_boot)}
-    W = group_bootstrap_weights(groups, args.n_boot, 0)
-    paired = {}
-    for name in ("macro_auc", "auc_tumour_vs_normal", "auc_malignant"):
-        d = np.asarray(auc_figures(y, combined, W)[name]) - np.asarray(auc_figures(y, own, W)[name])
-        value = auc_figures(y, combined, None)[name] - auc_figures(y, own, None)[name]
+              "per_study": unit_figures(ys, studies[PROBS].to_numpy(float), studies["label"].to_numpy(), study_groups,
+                                        group_bootstrap_weights(study_groups, args.n_boot, 0), threshold),
+              "per_image_own": unit_figures(y, own, images["label"].to_numpy(), groups, W, threshold),
+              "per_image_study_reading": unit_figures(y, combined, joined["label"].to_numpy(), groups, W, threshold)}
+    paired = {}  # the study's reading against the image's own, over the same resamples
+    for name, auc in AUCS.items():
+        d = np.asarray(auc(y, combined, W)) - np.asarray(auc(y, own, W))
+        value = auc(y, combined) - auc(y, own)
         low, high = percentile_ci(d)
         paired[name] = {"value": float(value), "ci_low": low, "ci_high": high}
     result["per_image_difference"] = paired

@@ -341,8 +341,12 @@ def write_study_srs(readings: list, results: list[Analysis], dicom_sources: dict
     ``error`` says why no SR was written."""
     from osteolens.io.dicom_write import write_study_sr
 
+    analysed: dict[str, list[int]] = {}  # study -> indices of its analysed images
+    for i, r in enumerate(results):
+        if r.study and r.status == "ok":
+            analysed.setdefault(r.study, []).append(i)
     for n, reading in enumerate(readings, start=1):
-        members = [i for i, r in enumerate(results) if r.study == reading.study and r.status == "ok"]
+        members = analysed.get(reading.study, [])
         if len(members) < 2 or not all(dicom_sources.get(i, (None, None))[1] == reading.study for i in members):
             continue
         try:

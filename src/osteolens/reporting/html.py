@@ -107,11 +107,12 @@ def studies_table(studies: list) -> str:
     e = html.escape
     rows = []
     for s in studies:
-        failed = f"<br><span class='refer'>not analysed: {e(', '.join(s.failed))}</span>" if s.failed else ""
+        not_analysed = f"not analysed: {e(', '.join(s.failed))}"
         if s.status != "ok":
-            rows.append(f"<tr class='err'><td>{e(s.study)}</td><td class='refer'>not analysed: {e(', '.join(s.failed))}</td>"
+            rows.append(f"<tr class='err'><td>{e(s.study)}</td><td class='refer'>{not_analysed}</td>"
                         f"<td colspan='4'>{e(s.error)}</td></tr>")
             continue
+        failed = f"<br><span class='refer'>{not_analysed}</span>" if s.failed else ""
         sub = f"{e(s.subtype)} ({_pct(s.p_subtype)})" if s.subtype else "-"
         rows.append(f"<tr><td>{e(s.study)}</td><td>{e(', '.join(s.images))}{failed}</td><td>{decision_html(s.label)}</td>"
                     f"<td>{_pct(s.p_normal)} / {_pct(s.p_benign)} / {_pct(s.p_malignant)}</td><td>{sub}</td>"

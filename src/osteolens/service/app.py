@@ -7,7 +7,7 @@
   ``DELETE /v1/analyses/{id}`` removes an analysis and the upload it was made from.
 - ``POST /v1/studies``: JSON body ``{"analyses": [id, ...], "study": optional name}``: analyses already
   made, read together as the views of one study (:mod:`osteolens.inference.study`); unknown ids 404,
-  a repeated id or none 422.
+  a repeated id or none 422, analyses made by another model 409.
 - ``POST /v1/scores/mirels`` and ``/v1/scores/sins``: JSON body with the score's fields;
   the total, its parts and the published interpretation (an invalid value: 422 naming it).
 - ``GET /healthz``: no key needed.
@@ -270,17 +270,16 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
             raise HTTPException(status_code=422, detail="an analysis id is given twice; each view counts once")
         if len(ids) > MAX_STUDY_VIEWS:
             raise HTTPException(status_code=422, detail=f"{len(ids)} analyses; a study reads at most {MAX_STUDY_VIEWS}")
-        views = [json.loads((_folder(i) / f"{_stem(_folder(i))}.json").read_text()) for i in ids]
+        views = [json.loads((folder / f"{_stem(folder)}.json").read_text()) for folder in map(_folder, ids)]
         other = [i for i, v in zip(ids, views) if v.get("model", {}).get("sha256") != loaded.metadata["sha256"]]
         if other:  # a store kept across a model change: probabilities of two models do not combine
             raise HTTPException(status_code=409, detail=f"analyses {', '.join(other)} were made by another model")
-        named = {v.get("study") for v in views}
-        study = str(body.get("study") or (named.pop() if len(named) == 1 and "" not in named else "") or "study")
+        named = {v.get("study") or "" for v in views}  # the views' own study (a DICOM upload's UID), when they share one
+        study = str(body.get("study") or (named.pop() if len(named) == 1 else "") or "study")
         reading = read_study(study, [Analysis.from_json(v) for v in views], loaded.metadata["calibration"],
                              loaded.metadata["subtypes"])
-        row = reading.row()
-        return {**{k: row[k] for k in ("study", "label", "subtype", "p_subtype", "uncertainty")},
-                "p_normal": reading.p_normal, "p_benign": reading.p_benign, "p_malignant": reading.p_malignant,
+        return {**{k: getattr(reading, k) for k in ("study", "label", "subtype", "p_subtype", "uncertainty",
+                                                      "p_normal", "p_benign", "p_malignant")},
                 "decision": REFER if reading.label == "indeterminate" else reading.label,
                 "analyses": ids, "images": reading.images, "images_with_lesion": reading.with_lesion,
                 "rule": COMBINE_RULE, "notice": RESEARCH_NOTICE,
