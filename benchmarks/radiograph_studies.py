@@ -5,7 +5,9 @@ patient: several views, sometimes follow-up, and for normal images sometimes sev
 age and sex) stand in: each group's images, in image-id order, are cut into studies of at most
 ``--max-views`` images (default 3, as an examination's views; 0 keeps whole groups). Their ids go
 into the clinical table's ``study`` column, and ``osteolens analyze`` (the real pipeline) writes
-``studies.csv`` with each study's reading (``osteolens.inference.study``).
+``studies.csv`` with each study's reading (``osteolens.inference.study``): one per body part (the table's
+site, else its region) and side (BTXRD gives none), so a stand-in study whose images show two sites is
+read as two. "Per study" below means per reading.
 
 Figures, with 95% CIs from resampling patient groups (studies nest in groups):
 - per image: macro, tumour-vs-normal and malignant AUC of each image's own probabilities and of its
@@ -101,27 +103,30 @@ def main() -> None:
     truth = {c.case_id: CLASSES.index(c.label) for c in cases}
     group = {c.case_id: c.group_id for c in cases}
     images = pd.read_csv(work / "analysis" / "predictions.csv", keep_default_na=False)
-    studies = pd.read_csv(work / "analysis" / "studies.csv", keep_default_na=False).set_index("study")
+    studies = pd.read_csv(work / "analysis" / "studies.csv", keep_default_na=False)  # a row per study, body part, side
     if (images["status"] != "ok").any() or (studies["status"] != "ok").any():
         raise SystemExit(f"some images failed: {images.loc[images['status'] != 'ok', 'error'].tolist()}")
+    reading_of = {name: i for i, names in studies["images"].items() for name in names.split(";")}
     ids = images["image"].map(lambda s: Path(s).stem)
     y = ids.map(truth).to_numpy()
     groups = ids.map(group).to_numpy()
     own = images[PROBS].to_numpy(float)
-    joined = studies.loc[images["study"]]
+    image_reading = images["image"].map(reading_of)
+    joined = studies.loc[image_reading]
     combined = joined[PROBS].to_numpy(float)
 
-    study_truth = pd.Series(y, index=images["study"]).groupby(level=0).agg(["min", "max"])
+    study_truth = pd.Series(y, index=image_reading).groupby(level=0).agg(["min", "max"])
     if (study_truth["min"] != study_truth["max"]).any():
         raise SystemExit("a study mixes labels; the benchmark scores a study by its images' one label")
-    study_group = pd.Series(groups, index=images["study"]).groupby(level=0).first()
+    study_group = pd.Series(groups, index=image_reading).groupby(level=0).first()
     ys = study_truth.loc[studies.index, "min"].to_numpy()
     study_groups = study_group.loc[studies.index].to_numpy()
     W = group_bootstrap_weights(groups, args.n_boot, 0)  # one set of resamples for every per-image figure
 
     result = {"tag": args.tag, "model": model.name, "model_version": model.metadata["version"],
               "model_sha256": model.metadata["sha256"], "split": args.split, "splits_file": str(args.splits),
-              "max_views": args.max_views, "n_images": int(len(images)), "n_studies": int(len(studies)),
+              "max_views": args.max_views, "n_images": int(len(images)), "n_studies": int(studies["study"].nunique()),
+              "n_readings": int(len(studies)), "n_studies_read_apart": int((studies["study"].value_counts() > 1).sum()),
               "n_groups": int(len(set(groups))), "malignant_threshold": threshold,
               "study_sizes": {int(k): int(v) for k, v in studies["n_images"].value_counts().sort_index().items()},
               "per_study": unit_figures(ys, studies[PROBS].to_numpy(float), studies["label"].to_numpy(), study_groups,
@@ -136,8 +141,9 @@ def main() -> None:
         paired[name] = {"value": float(value), "ci_low": low, "ci_high": high}
     result["per_image_difference"] = paired
 
-    print(f"{args.tag}: {args.split} split, {len(images)} images in {len(studies)} studies (at most "
-          f"{args.max_views or 'all'} images each) of {result['n_groups']} patient groups; model {model.name} "
+    print(f"{args.tag}: {args.split} split, {len(images)} images in {result['n_studies']} studies (at most "
+          f"{args.max_views or 'all'} images each) of {result['n_groups']} patient groups, read as {len(studies)} "
+          f"readings ({result['n_studies_read_apart']} studies split by body part or side); model {model.name} "
           f"{model.metadata['version']}")
     print(f"{'figure':36s} {'images, own':>22s} {'images, study read':>22s} {'difference':>22s} {'per study':>22s}")
 

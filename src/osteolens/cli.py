@@ -465,7 +465,7 @@ def analyze(
     failed = [r for r in results if r.status != "ok"]
     lines = [(r.image, f"  uncertainty {r.uncertainty:.2f}  boxes {len(r.boxes)}" if r.status == "ok" else "", r)
              for r in results]
-    lines += [(f"study {s.study} ({len(s.images) + len(s.failed)} image(s))", "", s) for s in studies]
+    lines += [(f"study {s.title} ({len(s.images) + len(s.failed)} image(s))", "", s) for s in studies]
     for name, more, r in lines:  # each image, then each study's views read together
         if r.status == "ok":
             refer = " (refer to a specialist)" if r.label == "indeterminate" else ""
@@ -679,13 +679,15 @@ def dicom_from_image(
     study_uid: Optional[str] = typer.Option(None, help="Add to this study (default: a new study)."),
     body_part: str = typer.Option("", help="Body Part Examined, e.g. KNEE (analysis reads its region)."),
     view_position: str = typer.Option("", help="View Position, e.g. AP or LAT (analysis reads the view)."),
+    laterality: str = typer.Option("", help="L or R: the side (a study reads its views of one body part and side together)."),
     pixel_spacing_mm: Optional[float] = typer.Option(None, help="Imager pixel spacing in mm, when known."),
 ) -> None:
     """Wrap a plain image as a DICOM CR radiograph so that it can enter the DICOM path."""
     from osteolens.io.dicom_write import image_to_dicom
 
     path = image_to_dicom(image, out, patient_id=patient_id, patient_name=patient_name, patient_sex=patient_sex,
-                          patient_age=patient_age, study_uid=study_uid, body_part=body_part, view_position=view_position, pixel_spacing_mm=pixel_spacing_mm)
+                          patient_age=patient_age, study_uid=study_uid, body_part=body_part, view_position=view_position, laterality=laterality,
+                          pixel_spacing_mm=pixel_spacing_mm)
     console.print(f"wrote {path}")
 
 
@@ -697,15 +699,17 @@ def pacs_analyze(
     model: str = typer.Option("osteolens-radiograph", help=MODEL_HELP),
 ) -> None:
     """Pull a study's radiographs, analyse them, push SEG, SR and overlay back into the study."""
+    from osteolens.inference.study import side_and_part
     from osteolens.interop.pacs import analyze_study
 
     r = analyze_study(url, study, work, model)
     console.print(f"study {study}: {len(r['analysed'])} radiograph(s) analysed ({', '.join(r['labels']) or 'none'}), "
                   f"{len(r['stored'])} object(s) stored")
-    s = r["study_reading"]
-    if s and s["status"] == "ok":
-        console.print(f"views read together: {s['label']}  p(N/B/M) {s['p_normal']:.2f}/{s['p_benign']:.2f}/"
-                      f"{s['p_malignant']:.2f}", highlight=False)
+    for s in r["study_readings"]:  # one per body part and side
+        if s["status"] == "ok":
+            where = side_and_part(s["laterality"], s["body_part"])
+            console.print(f"views read together{' (' + where + ')' if where else ''}: {s['label']}  p(N/B/M) "
+                          f"{s['p_normal']:.2f}/{s['p_benign']:.2f}/{s['p_malignant']:.2f}", highlight=False)
 
 
 @pacs_app.command("watch")

@@ -555,3 +555,14 @@ def test_the_issue_s_clinical_columns_give_the_region_through_the_site(tiny_mode
     assert got["site"].clinical_missing == got["region"].clinical_missing == ["view"]
     assert got["neither"].clinical_missing == ["region", "view"]
     assert got["site"].p_malignant == got["region"].p_malignant != got["neither"].p_malignant
+
+
+def test_a_laterality_that_names_no_side_fails_that_image_and_the_batch_goes_on(tiny_model, btxrd_dir, tmp_path):
+    csv = tmp_path / "clinical.csv"
+    csv.write_text("image,laterality,study\nIMG000001.png,up,s1\nIMG000004.png,Left,s1\n")
+    results = analyze([btxrd_dir / "images" / n for n in ("IMG000001.png", "IMG000004.png")], tmp_path / "out",
+                      model=tiny_model, clinical_csv=csv, overlays=False, report=False)
+    assert [r.status for r in results] == ["error", "ok"]
+    assert results[0].error == ("clinical data for IMG000001.png (clinical.csv line 2): laterality 'up' names no side "
+                                "(L, R or B; left, right or both)")
+    assert results[1].anatomy["laterality"] == {"value": "L", "from": "clinical.csv line 3"}

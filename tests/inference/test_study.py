@@ -32,26 +32,29 @@ def test_mean_log_probability_is_the_renormalised_geometric_mean():
 
 @pytest.fixture(scope="module")
 def studies_run(btxrd_dir, tmp_path_factory):
-    """The shipped model on five real radiographs: a two-view study, a one-image study, a study whose only file is broken,
-    an image without a study; and two DICOM views of one study named only by their headers."""
+    """The shipped model on real radiographs: a two-view study of the left foot with a comparison film of the right, a
+    one-image study, a study whose only file is broken, an image without a study; and DICOM views of one study named
+    only by their headers: two of the left knee, one of the right knee."""
     from osteolens.io.dicom_write import image_to_dicom
 
     d = tmp_path_factory.mktemp("study_inputs")
-    names = ["IMG000004.png", "IMG000005.png", "IMG000234.png", "IMG001868.png"]
+    names = ["IMG000004.png", "IMG000005.png", "IMG001869.png", "IMG000234.png", "IMG001868.png"]
     for n in names:
         (d / n).write_bytes((btxrd_dir / "images" / n).read_bytes())
     (d / "broken.png").write_text("not an image")
-    dcm = [image_to_dicom(btxrd_dir / "images" / n, d / f"view_{i}.dcm", patient_id="P-9", study_uid="1.2.826.0.1.3680043.10.1.7")
-           for i, n in enumerate(["IMG001350.png", "IMG003461.png"])]
+    uid = "1.2.826.0.1.3680043.10.1.7"
+    dcm = [image_to_dicom(btxrd_dir / "images" / n, d / f"view_{i}.dcm", patient_id="P-9", study_uid=uid, body_part="KNEE",
+                          laterality=side) for i, (n, side) in enumerate([("IMG001350.png", "L"), ("IMG003461.png", "L"),
+                                                                          ("IMG001870.png", "R")])]
     from PIL import Image
 
     Image.fromarray(np.zeros((300, 300), np.uint8)).save(d / "blank.png")  # read, then refused as blank
-    dcm.append(image_to_dicom(d / "blank.png", d / "view_blank.dcm", patient_id="P-9", study_uid="1.2.826.0.1.3680043.10.1.7"))
+    dcm.append(image_to_dicom(d / "blank.png", d / "view_blank.dcm", patient_id="P-9", study_uid=uid))
     (d / "blank.png").unlink()
     clinical = d / "clinical.csv"
-    pd.DataFrame({"image": names + ["broken.png"], "age": [52, 52, 16, "", 40], "sex": ["M", "M", "F", "", ""],
-                  "site": ["foot", "foot", "", "", ""],
-                  "study": ["exam-A", "exam-A", "exam-B", "", "exam-C"]}).to_csv(clinical, index=False)
+    pd.DataFrame({"image": names + ["broken.png"], "age": [52, 52, 52, 16, "", 40], "sex": ["M", "M", "M", "F", "", ""],
+                  "site": ["foot", "foot", "foot", "", "", ""], "laterality": ["left", "L", "right", "", "", ""],
+                  "study": ["exam-A", "exam-A", "exam-A", "exam-B", "", "exam-C"]}).to_csv(clinical, index=False)
     out = tmp_path_factory.mktemp("study_out")
     model = load_model("osteolens-radiograph")
     readings = []
@@ -65,14 +68,23 @@ def test_a_study_reads_its_views_together(studies_run):
     images = pd.read_csv(out / "predictions.csv", keep_default_na=False).set_index("image")
     table = pd.read_csv(out / "studies.csv", keep_default_na=False, dtype={"images": str})
     assert tuple(table.columns) == STUDY_COLUMNS
-    assert list(table.study) == ["exam-A", "exam-B", "exam-C", "1.2.826.0.1.3680043.10.1.7"]
+    uid = "1.2.826.0.1.3680043.10.1.7"
+    assert list(table.study) == ["exam-A", "exam-A", "exam-B", "exam-C", uid, uid]
     assert [r.study for r in readings] == list(table.study)
-    st = table.set_index("study")
+    assert list(zip(table.laterality, table.body_part)) == [("L", "foot"), ("R", "foot"), ("", ""), ("", ""),
+                                                            ("L", "KNEE"), ("R", "KNEE")]
+    st = table.set_index(["study", "laterality"])
     assert images.loc["IMG000004.png", "study"] == "exam-A" and images.loc["IMG001868.png", "study"] == ""
+    assert (images.loc["IMG000004.png", "laterality"], images.loc["IMG001869.png", "laterality"]) == ("L", "R")
 
-    # two views: the geometric mean of the images' own probabilities, and the label by the model's own rule
-    a = st.loc["exam-A"]
+    # two views: the geometric mean of the images' own probabilities, and the label by the model's own rule; the
+    # comparison film of the other foot is read apart, as itself
+    a = st.loc[("exam-A", "L")]
     assert a.status == "ok" and a.n_images == 2 and a.images == "IMG000004.png;IMG000005.png"
+    comparison, own = st.loc[("exam-A", "R")], images.loc["IMG001869.png"]
+    assert comparison.images == "IMG001869.png" and np.allclose(comparison[PROBS].to_numpy(float),
+                                                                own[PROBS].to_numpy(float), atol=2e-6)
+    assert comparison.label == own.label == "normal" and a.label == "malignant"
     views = images.loc[["IMG000004.png", "IMG000005.png"], PROBS].to_numpy(float)
     expected = np.sqrt(views[0] * views[1])
     expected /= expected.sum()
@@ -84,12 +96,12 @@ def test_a_study_reads_its_views_together(studies_run):
     assert a.images_with_lesion == ";".join(drawn)
 
     # one image: its study reads exactly as the image does
-    b, img = st.loc["exam-B"], images.loc["IMG000234.png"]
+    b, img = st.loc[("exam-B", "")], images.loc["IMG000234.png"]
     assert np.allclose(b[PROBS].to_numpy(float), img[PROBS].to_numpy(float), atol=2e-6)
     assert (b.label, b.subtype) == (img.label, img.subtype)
 
     # a study none of whose images could be read is an error row naming them; an image without a study is in none
-    c = st.loc["exam-C"]
+    c = st.loc[("exam-C", "")]
     assert (c.status, c.error, c.failed_images, c.images) == (
         "error", "none of the study's images could be analysed", "broken.png", "")
     assert "IMG001868.png" not in ";".join(table.images)
@@ -97,10 +109,17 @@ def test_a_study_reads_its_views_together(studies_run):
 
 def test_dicom_views_join_their_study_by_its_uid(studies_run):
     out, *_ = studies_run
-    st = pd.read_csv(out / "studies.csv", keep_default_na=False).set_index("study")
-    row = st.loc["1.2.826.0.1.3680043.10.1.7"]  # the blank view, refused after reading, is listed with its study
-    assert row.images == "view_0.dcm;view_1.dcm" and row.failed_images == "view_blank.dcm" and row.n_images == 3
-    assert json.loads((out / "view_1.json").read_text())["study"] == "1.2.826.0.1.3680043.10.1.7"
+    st = pd.read_csv(out / "studies.csv", keep_default_na=False).set_index(["study", "laterality"])
+    uid = "1.2.826.0.1.3680043.10.1.7"
+    # the header's side splits the study: the left knee's two views together, the right knee apart; the blank
+    # view, refused after reading, is listed with each reading of its study
+    left, right = st.loc[(uid, "L")], st.loc[(uid, "R")]
+    assert left.images == "view_0.dcm;view_1.dcm" and left.failed_images == "view_blank.dcm" and left.n_images == 3
+    assert right.images == "view_2.dcm" and right.failed_images == "view_blank.dcm"
+    view = json.loads((out / "view_1.json").read_text())
+    assert view["study"] == uid
+    assert view["anatomy"] == {"body_part": {"value": "KNEE", "from": "DICOM Body Part Examined 'KNEE'"},
+                               "laterality": {"value": "L", "from": "DICOM Laterality 'L'"}}
 
 
 def test_the_report_shows_the_studies(studies_run):
@@ -127,7 +146,8 @@ def test_the_command_prints_each_study(studies_run, tmp_path):
     clinical = d / "clinical.csv"
     run = CliRunner().invoke(app, ["analyze", *inputs, "--out", str(tmp_path), "--clinical", str(clinical)])
     assert run.exit_code == 0, run.output
-    assert "study exam-A (2 image(s)): malignant" in run.output
+    assert "study exam-A, L foot (2 image(s)): malignant" in run.output
+    assert "study exam-A, R foot (1 image(s)): normal" in run.output
     assert "error study exam-C (1 image(s)): none of the study's images could be analysed" in run.output
     assert "wrote " in run.output and "predictions.csv, studies.csv and report.html" in run.output
 

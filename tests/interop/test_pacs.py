@@ -80,7 +80,7 @@ def test_analyze_study_round_trip(orthanc, tiny_model, btxrd_dir, tmp_path):
     study = upload(orthanc, tmp_path, btxrd_dir, "IMG000001", "P-1")
     result = analyze_study(orthanc, study, tmp_path / "work", model=tiny_model)
     assert len(result["analysed"]) == 1 and len(result["stored"]) == 4
-    reading = result["study_reading"]  # one radiograph: the study reads as it does
+    [reading] = result["study_readings"]  # one radiograph: the study reads as it does
     assert reading["study"] == study and reading["images"] == f"{result['analysed'][0]}.dcm"
     assert reading["label"] == result["labels"][0]
     assert series_modalities(orthanc, study) == ["CR", "OT", "PR", "SEG", "SR"]
@@ -101,13 +101,18 @@ def test_analyze_study_round_trip(orthanc, tiny_model, btxrd_dir, tmp_path):
 def test_two_views_of_a_study_get_its_reading_stored_as_one_sr(orthanc, btxrd_dir, tmp_path):
     """The shipped model on two real radiographs of one study: each view's four objects, and one more SR that reads
     the views together, go back into the study."""
+    import highdicom as hd
+
     study = "1.2.826.0.1.3680043.10.1.99"
     for name in ("IMG000004", "IMG000005"):
         path = image_to_dicom(btxrd_dir / "images" / f"{name}.png", tmp_path / f"{name}.dcm", patient_id="P-3",
-                              study_uid=study, body_part="FOOT")
+                              study_uid=study, body_part="FOOT", laterality="L")
         assert httpx.post(orthanc + "/instances", content=path.read_bytes(), timeout=30).status_code == 200
     result = analyze_study(orthanc, study, tmp_path / "work")
-    reading = result["study_reading"]
+    [reading] = result["study_readings"]
+    assert (reading["laterality"], reading["body_part"]) == ("L", "FOOT")
+    sr = hd.sr.srread(tmp_path / "work" / "results" / reading["sr_file"])
+    assert sr.content.get_image_measurement_groups()[0].tracking_identifier == "study reading L FOOT"
     assert len(result["analysed"]) == 2 and len(result["stored"]) == 9
     assert reading["n_images"] == 2 and reading["sr_file"] == "study_dicom/1_sr.dcm" and reading["label"] == "malignant"
     assert series_modalities(orthanc, study) == ["CR", "CR", "OT", "OT", "PR", "PR", "SEG", "SEG", "SR", "SR", "SR"]

@@ -1,4 +1,5 @@
-"""The clinical inputs a DICOM radiograph's header gives: age, sex, body region and view."""
+"""The clinical inputs a DICOM radiograph's header gives: age, sex, body region and view; and the body part and
+side by which a study's views are read together."""
 
 import glob
 import json
@@ -19,6 +20,7 @@ def values(**attributes):
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR AS")  # pydicom's, as the test sets a damaged age
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS")  # and a lower-case side
 @pytest.mark.parametrize("attributes, expected", [
     ({"PatientAge": "048Y"}, {"age": 48.0}),
     ({"PatientAge": "006M"}, {"age": 0.5}),
@@ -31,18 +33,22 @@ def values(**attributes):
     ({"PatientAge": "200Y"}, {}),
     ({"PatientSex": "F"}, {"sex": "F"}),
     ({"PatientSex": "O"}, {}),
-    ({"BodyPartExamined": "KNEE"}, {"region": "lower limb"}),
-    ({"BodyPartExamined": "HIP"}, {"region": "pelvis"}),
-    ({"BodyPartExamined": "ARM"}, {"region": "upper limb"}),
-    ({"BodyPartExamined": "LOWEREXTREMITY"}, {"region": "lower limb"}),
-    ({"BodyPartExamined": "EXTREMITY"}, {}),
-    ({"BodyPartExamined": "LSPINE"}, {}),
-    ({"BodyPartExamined": "CHEST"}, {}),
+    ({"BodyPartExamined": "KNEE"}, {"region": "lower limb", "body_part": "KNEE"}),
+    ({"BodyPartExamined": "HIP"}, {"region": "pelvis", "body_part": "HIP"}),
+    ({"BodyPartExamined": "ARM"}, {"region": "upper limb", "body_part": "ARM"}),
+    ({"BodyPartExamined": "LOWEREXTREMITY"}, {"region": "lower limb", "body_part": "LOWEREXTREMITY"}),
+    ({"BodyPartExamined": "EXTREMITY"}, {"body_part": "EXTREMITY"}),
+    ({"BodyPartExamined": "LSPINE"}, {"body_part": "LSPINE"}),
+    ({"BodyPartExamined": "CHEST"}, {"body_part": "CHEST"}),
     ({"ViewPosition": "PA"}, {"view": "frontal"}),
     ({"ViewPosition": "LL"}, {"view": "lateral"}),
     ({"ViewPosition": "LAT"}, {"view": "lateral"}),
     ({"ViewPosition": "RLO"}, {"view": "oblique"}),
     ({"ViewPosition": "RLD"}, {}),  # a decubitus view: frontal or lateral depends on the beam
+    ({"ImageLaterality": "R"}, {"laterality": "R"}),
+    ({"ImageLaterality": "U", "Laterality": "L"}, {"laterality": "L"}),  # unpaired says no side; the series' does
+    ({"Laterality": "l"}, {"laterality": "L"}),
+    ({"ImageLaterality": "X"}, {}),
 ])
 def test_header_attributes_read_as_the_model_reads_clinical_fields(attributes, expected):
     assert values(**attributes) == expected
@@ -52,7 +58,7 @@ def test_coded_anatomy_and_view_are_read_where_the_plain_attributes_say_nothing(
     region, view = Dataset(), Dataset()
     region.CodeMeaning, view.CodeMeaning = "Lower limb", "latero-medial"
     assert values(BodyPartExamined="", AnatomicRegionSequence=[region], ViewCodeSequence=[view]) == {
-        "region": "lower limb", "view": "lateral"}
+        "region": "lower limb", "view": "lateral", "body_part": "Lower limb"}
 
 
 def test_a_real_series_header_gives_age_and_sex_and_no_region_for_extremity():
@@ -60,7 +66,8 @@ def test_a_real_series_header_gives_age_and_sex_and_no_region_for_extremity():
     pet = sorted(glob.glob(str(shared("sts_ct_mr_pet") / "dicom" / "STS_001" / "PET" / "image" / "*.dcm")))[0]
     found = header_clinical(pydicom.dcmread(pet, stop_before_pixels=True))
     assert found == {"age": {"value": 59.0, "from": "DICOM Patient's Age '059Y'"},
-                     "sex": {"value": "M", "from": "DICOM Patient's Sex 'M'"}}
+                     "sex": {"value": "M", "from": "DICOM Patient's Sex 'M'"},
+                     "body_part": {"value": "EXTREMITY", "from": "DICOM Body Part Examined 'EXTREMITY'"}}
 
 
 def test_analysis_reads_the_header_where_no_value_is_given_and_a_given_value_wins(tiny_model, btxrd_dir, tmp_path):

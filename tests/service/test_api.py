@@ -110,7 +110,7 @@ def test_analyses_already_made_are_read_together_as_one_study(server, btxrd_dir)
     from osteolens.inference.study import mean_log_probability
 
     h = {"X-API-Key": KEY}
-    views = [post(server, btxrd_dir / "images" / n, age="52", sex="M", site="foot").json()
+    views = [post(server, btxrd_dir / "images" / n, age="52", sex="M", site="foot", laterality="L").json()
              for n in ("IMG000004.png", "IMG000005.png")]
     r = httpx.post(server + "/v1/studies", json={"analyses": [v["id"] for v in views], "study": "exam-1"}, headers=h)
     assert r.status_code == 200, r.text
@@ -118,6 +118,7 @@ def test_analyses_already_made_are_read_together_as_one_study(server, btxrd_dir)
     expected = mean_log_probability(pd.DataFrame(views)[["p_normal", "p_benign", "p_malignant"]].to_numpy(float))
     assert np.allclose([body["p_normal"], body["p_benign"], body["p_malignant"]], expected, atol=1e-6)
     assert body["study"] == "exam-1" and body["images"] == ["IMG000004.png", "IMG000005.png"]
+    assert (body["laterality"], body["body_part"]) == ("L", "foot")
     assert body["analyses"] == [v["id"] for v in views] and "research use only" in body["notice"]
     one = httpx.post(server + "/v1/studies", json={"analyses": [views[0]["id"]]}, headers=h).json()
     assert one["p_malignant"] == pytest.approx(views[0]["p_malignant"], abs=1e-6) and one["label"] == views[0]["label"]
@@ -126,6 +127,13 @@ def test_analyses_already_made_are_read_together_as_one_study(server, btxrd_dir)
     assert missing.status_code == 404 and "f" * 32 in missing.json()["detail"]
     twice = httpx.post(server + "/v1/studies", json={"analyses": [views[0]["id"]] * 2}, headers=h)
     assert twice.status_code == 422 and "twice" in twice.json()["detail"]
+    # a comparison film of the other foot is not averaged into the tumour's views
+    other = post(server, btxrd_dir / "images" / "IMG001869.png", age="52", sex="M", site="foot", laterality="right").json()
+    mixed = httpx.post(server + "/v1/studies", json={"analyses": [views[0]["id"], other["id"]]}, headers=h)
+    assert mixed.status_code == 422 and mixed.json()["detail"] == (
+        "views of different body parts or sides are not read together (IMG000004.png: L foot; IMG001869.png: R foot)")
+    side = post(server, btxrd_dir / "images" / "IMG000004.png", laterality="up")
+    assert side.status_code == 400 and "laterality 'up' names no side" in side.json()["detail"]
     assert httpx.post(server + "/v1/studies", json={"analyses": []}, headers=h).status_code == 422
     assert httpx.post(server + "/v1/studies", json={"analyses": [views[0]["id"]]}).status_code == 401
     assert httpx.get(server + "/healthz").status_code == 200

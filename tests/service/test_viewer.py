@@ -81,6 +81,7 @@ def test_two_views_are_read_together(browser, server, btxrd_dir):  # noqa: F811
     ids = []
     for name in ("IMG000004.png", "IMG000005.png"):
         page.set_input_files("#file", str(btxrd_dir / "images" / name))
+        page.select_option("#laterality", "L")
         page.click("#analyse")
         page.wait_for_function(f"document.getElementById('status').textContent.startsWith('analysed {name}')")
         ids.append(page.inner_text("#shown-id"))
@@ -88,6 +89,8 @@ def test_two_views_are_read_together(browser, server, btxrd_dir):  # noqa: F811
     page.click("#read-together")
     page.wait_for_function("document.getElementById('status').textContent === 'read 2 view(s) together'")
     assert page.inner_text("#study-images") == "IMG000004.png, IMG000005.png"
+    assert page.inner_text("#study-anatomy") == "L"
+    assert page.inner_text("#session-list tr:nth-child(2) td:nth-child(3)") == "L"
     body = httpx.post(server + "/v1/studies", json={"analyses": ids}, headers={"X-API-Key": KEY}).json()
     assert page.inner_text("#study-decision") == body["decision"]
     assert page.inner_text("#study-probs") == " / ".join(f"{100 * body[k]:.1f}%" for k in ("p_normal", "p_benign", "p_malignant"))

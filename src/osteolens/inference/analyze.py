@@ -39,6 +39,7 @@ from osteolens.inference.postprocess import (MaskPostprocess, flip_mean_probabil
                                               working_shape)
 from osteolens.inference.lesion_malignancy import combined_probabilities
 from osteolens.inference.second_look import combine, look_at_lesions
+from osteolens.inference.study import view_anatomy
 from osteolens.explain.saliency import saliency_map
 from osteolens.io.images import ImageProperties, read_image, save_png, to_unit_grey
 from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
@@ -49,7 +50,7 @@ PREDICTION_COLUMNS = (
     *BATCH_OUTPUT_HEADER, "label", "subtype", "p_subtype",
     "uncertainty", "lesion_area_px", "lesion_area_mm2", "boxes",
     "lesion_long_axis_px", "lesion_short_axis_px", "lesion_long_axis_mm", "lesion_short_axis_mm",
-    "box_scores", "mask", "study",
+    "box_scores", "mask", "study", "body_part", "laterality",
 )
 REFER = "indeterminate: refer to a specialist"
 DICOM_OUTPUTS_FAILED = "analysed, but its DICOM outputs were not written"
@@ -98,6 +99,9 @@ class Analysis:
     lesion_malignancy: dict | None = None
     #: the study the image belongs to (the clinical table's ``study``, else a DICOM file's Study Instance UID)
     study: str = ""
+    #: the body part and side the image shows, each with where it came from (a study reads its views of one
+    #: body part and side together: :func:`~osteolens.inference.study.view_anatomy`)
+    anatomy: dict = field(default_factory=dict)
     seconds: float | None = None
     mask: np.ndarray | None = field(default=None, repr=False)
     saliency: np.ndarray | None = field(default=None, repr=False)
@@ -121,7 +125,8 @@ class Analysis:
             "lesion_long_axis_px": r(self.lesion_long_axis_px, 1), "lesion_short_axis_px": r(self.lesion_short_axis_px, 1),
             "lesion_long_axis_mm": r(self.lesion_long_axis_mm, 1), "lesion_short_axis_mm": r(self.lesion_short_axis_mm, 1),
             "box_scores": ";".join(f"{s:.6g}" for s in self.box_scores), "mask": self.mask_file,
-            "study": self.study,
+            "study": self.study, "body_part": self.anatomy.get("body_part", {}).get("value", ""),
+            "laterality": self.anatomy.get("laterality", {}).get("value", ""),
         }
 
     def to_json(self, model: LoadedModel | None = None, extra: dict | None = None) -> dict:
@@ -174,6 +179,11 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     x = normalise(seen)
     batch = np.stack([x, x[..., ::-1]])
     clin_vec, missing, used = None, [], {}
+    try:
+        anatomy = view_anatomy(clinical, props.header_clinical)
+    except ValueError as exc:
+        where = f" ({clinical['_where']})" if clinical and clinical.get("_where") else ""
+        raise OsteolensError(f"clinical data for {Path(props.path).name}{where}: {exc}") from exc
     if model.uses_clinical:
         c, used = clinical_with_header(clinical, props.header_clinical)
         try:
@@ -232,7 +242,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
         lesion_area_mm2=float(area * spacing[0] * spacing[1]) if spacing else None, **largest_lesion_fields(lesions),
         boxes=[one["box"] for one in lesions], box_scores=scores, lesions=lesions,
         subtype_probabilities={n: round(float(p), 6) for n, p in zip(names, sub_probs)},
-        spacing_mm=list(spacing) if spacing else None, clinical_missing=missing, clinical=used,
+        spacing_mm=list(spacing) if spacing else None, clinical_missing=missing, clinical=used, anatomy=anatomy,
         content_box=list(box) if box else None, lesion_malignancy=lesion_reading,
         seconds=round(time.perf_counter() - t0, 4), mask=mask, saliency=sal, grey=framed, mask_probability=full_prob,
     )
@@ -339,14 +349,15 @@ def write_study_srs(readings: list, results: list[Analysis], dicom_sources: dict
     of that very DICOM study (a study named by a clinical table can span several; one image's own SR already holds a
     one-image study's reading); a reading whose SR its headers cannot carry keeps its probabilities, and its
     ``error`` says why no SR was written."""
+    from osteolens.inference.study import reading_key
     from osteolens.io.dicom_write import write_study_sr
 
-    analysed: dict[str, list[int]] = {}  # study -> indices of its analysed images
+    analysed: dict[tuple, list[int]] = {}  # reading key -> indices of its analysed images
     for i, r in enumerate(results):
         if r.study and r.status == "ok":
-            analysed.setdefault(r.study, []).append(i)
+            analysed.setdefault(reading_key(r.study, r.anatomy), []).append(i)
     for n, reading in enumerate(readings, start=1):
-        members = analysed.get(reading.study, [])
+        members = analysed.get(reading.key, [])
         if len(members) < 2 or not all(dicom_sources.get(i, (None, None))[1] == reading.study for i in members):
             continue
         try:

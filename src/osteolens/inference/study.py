@@ -3,7 +3,9 @@
 A radiograph examination holds several views (frontal and lateral, often an oblique), and a
 radiologist reads them together. :func:`~osteolens.inference.analyze.analyze_image` reads each
 image alone; where the images of a batch name their study (a DICOM file's Study Instance UID, or a
-``study`` column in the clinical table), :func:`read_studies` combines each study's analysed images:
+``study`` column in the clinical table), :func:`read_studies` combines each study's analysed images
+that show one body part on one side (:func:`view_anatomy`): a comparison film of the other knee, or the
+other bones of a skeletal survey, are read apart from the tumour's views, not averaged into them:
 
 - class probabilities: the mean of the views' calibrated log-probabilities, renormalised (their
   geometric mean). On the validation split this beat the arithmetic mean and the view with the
@@ -13,8 +15,8 @@ image alone; where the images of a batch name their study (a DICOM file's Study 
 - subtype: the same mean over the views' subtype probabilities;
 - which images show a lesion (a box drawn).
 
-Images that could not be analysed are listed with the study and left out of its reading; a study
-none of whose images was analysed is an ``error`` row.
+Images that could not be analysed are listed with each reading of their study and left out of it; a
+study none of whose images was analysed is an ``error`` row.
 
 Example:
     >>> import numpy as np
@@ -25,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +35,69 @@ import numpy as np
 
 from osteolens.training.calibration import normalised_entropy
 
-STUDY_COLUMNS = ("study", "status", "error", "n_images", "images", "p_normal", "p_benign", "p_malignant", "label",
+STUDY_COLUMNS = ("study", "body_part", "laterality", "status", "error", "n_images", "images", "p_normal", "p_benign", "p_malignant", "label",
                  "subtype", "p_subtype", "uncertainty", "images_with_lesion", "failed_images", "sr_file")
-COMBINE_RULE = "geometric mean of the views' calibrated probabilities (mean log-probability), renormalised"
+COMBINE_RULE = ("geometric mean of the calibrated probabilities of the views of one body part and side "
+                "(mean log-probability), renormalised")
+#: how a clinical table may write a side (case-insensitive), and the DICOM code it stands for
+SIDES = {"l": "L", "left": "L", "r": "R", "right": "R", "b": "B", "both": "B", "bilateral": "B"}
+
+
+def view_anatomy(given: dict | None, header: dict | None) -> dict[str, dict]:
+    """The body part and side an image shows, each with where it came from; views are read together only
+    where both agree (:func:`reading_key`).
+
+    Args:
+        given: a clinical table's row (``site``, ``region``, ``laterality``; ``_where`` names its line), or None.
+        header: what the image's DICOM header says (:func:`osteolens.io.dicom_clinical.header_clinical`), or None.
+
+    Returns:
+        ``{"body_part": {"value", "from"}, "laterality": {"value", "from"}}`` for those known. The body part
+        is the given site, else the header's body part, else the region (given, else the header's); the side
+        is the given laterality (``L``, ``R``, ``B``; ``left``, ``right``, ``both``), else the header's.
+
+    Raises:
+        ValueError: a given laterality that names no side.
+
+    >>> view_anatomy({"site": "distal femur", "laterality": "left", "_where": "c.csv line 2"}, None)
+    {'body_part': {'value': 'distal femur', 'from': 'c.csv line 2'}, 'laterality': {'value': 'L', 'from': 'c.csv line 2'}}
+    >>> view_anatomy({}, {"body_part": {"value": "KNEE", "from": "DICOM Body Part Examined 'KNEE'"}})["body_part"]["value"]
+    'KNEE'
+    """
+    given, header = given or {}, header or {}
+    where = given.get("_where") or "given"
+    found = {}
+    for name in ("site", "body_part", "region"):  # the most specific first
+        if name != "body_part" and str(given.get(name) or "").strip():
+            found["body_part"] = {"value": str(given[name]).strip(), "from": where}
+        elif name in header:
+            found["body_part"] = dict(header[name])
+        if "body_part" in found:
+            break
+    side = str(given.get("laterality") or "").strip()
+    if side:
+        if side.lower() not in SIDES:
+            raise ValueError(f"laterality {side!r} names no side (L, R or B; left, right or both)")
+        found["laterality"] = {"value": SIDES[side.lower()], "from": where}
+    elif "laterality" in header:
+        found["laterality"] = dict(header["laterality"])
+    return found
+
+
+def side_and_part(laterality: str, body_part: str) -> str:
+    """How a reading's side and body part are shown: ``L KNEE``, ``KNEE``, or empty where neither is known."""
+    return " ".join(x for x in (laterality, body_part) if x)
+
+
+def reading_key(study: str, anatomy: dict) -> tuple[str, str, str]:
+    """``(study, body part, side)``: views with one key are read together. The body part is compared in lower
+    case, letters only (``KNEE`` and ``Knee`` agree); an unknown part or side is one value of its own.
+
+    >>> reading_key("s1", {"body_part": {"value": "Knee"}}) == reading_key("s1", {"body_part": {"value": "KNEE"}})
+    True
+    """
+    part, side = _part_and_side(anatomy)
+    return study, re.sub(r"[^a-z]", "", part.lower()), side
 
 
 @dataclass
@@ -42,6 +105,9 @@ class StudyReading:
     """One study's images read together."""
 
     study: str
+    #: the body part and side its views show (:func:`view_anatomy`; empty where none is known)
+    body_part: str = ""
+    laterality: str = ""
     images: list = field(default_factory=list)
     failed: list = field(default_factory=list)
     status: str = "ok"
@@ -56,13 +122,20 @@ class StudyReading:
     with_lesion: list = field(default_factory=list)
     #: the study's SR (``study_dicom/<n>_sr.dcm``), where ``--dicom-out`` wrote one (DICOM studies of two or more views)
     sr_file: str = ""
+    #: :func:`reading_key` of its views
+    key: tuple = ()
+
+    @property
+    def title(self) -> str:
+        """The study and, where known, the side and body part its views show: ``s1``, ``s1, L KNEE``."""
+        return ", ".join(x for x in (self.study, side_and_part(self.laterality, self.body_part)) if x)
 
     def row(self) -> dict:
         """The ``studies.csv`` row."""
         def r(x):
             return "" if x is None else round(x, 6)
 
-        return {"study": self.study, "status": self.status, "error": self.error,
+        return {"study": self.study, "body_part": self.body_part, "laterality": self.laterality, "status": self.status, "error": self.error,
                 "n_images": len(self.images) + len(self.failed), "images": ";".join(self.images),
                 "p_normal": r(self.p_normal), "p_benign": r(self.p_benign), "p_malignant": r(self.p_malignant),
                 "label": self.label, "subtype": self.subtype, "p_subtype": r(self.p_subtype),
@@ -82,14 +155,23 @@ def read_study(study: str, analyses: list, calib: dict, subtype_names: list[str]
 
     Args:
         study: the study's identifier.
-        analyses: its images' results, ``ok`` or ``error``.
+        analyses: its images' results, ``ok`` or ``error``; those ``ok`` show one body part on one side.
         calib: the model's ``calibration`` metadata (its thresholds decide the label).
         subtype_names: the model's subtype names, in the order of its subtype head.
+
+    Raises:
+        ValueError: analysed views of different body parts or sides (:func:`reading_key`), named.
     """
     from osteolens.inference.analyze import choose_subtype, decide_label
 
     ok = [a for a in analyses if a.status == "ok"]
-    reading = StudyReading(study=study, images=[a.image for a in ok], failed=[a.image for a in analyses if a.status != "ok"])
+    keys = {reading_key(study, a.anatomy) for a in ok}
+    if len(keys) > 1:
+        shown = "; ".join(f"{a.image}: {_anatomy_text(a.anatomy)}" for a in ok)
+        raise ValueError(f"views of different body parts or sides are not read together ({shown})")
+    part, side = _part_and_side(ok[0].anatomy if ok else {})
+    reading = StudyReading(study=study, images=[a.image for a in ok], failed=[a.image for a in analyses if a.status != "ok"],
+                           body_part=part, laterality=side, key=keys.pop() if keys else (study, "", ""))
     if not ok:
         reading.status, reading.error = "error", "none of the study's images could be analysed"
         return reading
@@ -106,14 +188,31 @@ def read_study(study: str, analyses: list, calib: dict, subtype_names: list[str]
     return reading
 
 
+def _part_and_side(anatomy: dict) -> tuple[str, str]:
+    return tuple(str(anatomy.get(k, {}).get("value", "")) for k in ("body_part", "laterality"))
+
+
+def _anatomy_text(anatomy: dict) -> str:
+    part, side = _part_and_side(anatomy)
+    return side_and_part(side, part) or "body part and side not given"
+
+
 def read_studies(results: list, calib: dict, subtype_names: list[str]) -> list[StudyReading]:
-    """One :class:`StudyReading` per study named by the results (``Analysis.study``), in order of first
-    appearance; images that name no study are in none."""
-    by_study: dict[str, list] = {}
+    """One :class:`StudyReading` per study named by the results (``Analysis.study``) and body part and side
+    (:func:`reading_key`), in order of first appearance; images that name no study are in none. An image
+    that could not be analysed is listed with each reading of its study."""
+    analysed: dict[tuple, list] = {}
+    failed: dict[str, list] = {}
     for r in results:
-        if r.study:
-            by_study.setdefault(r.study, []).append(r)
-    return [read_study(s, members, calib, subtype_names) for s, members in by_study.items()]
+        if r.study and r.status == "ok":
+            analysed.setdefault(reading_key(r.study, r.anatomy), []).append(r)
+        elif r.study:
+            failed.setdefault(r.study, []).append(r)
+    readings = []
+    for study in dict.fromkeys(r.study for r in results if r.study):
+        keys = [k for k in analysed if k[0] == study] or [None]
+        readings += [read_study(study, analysed.get(k, []) + failed.get(study, []), calib, subtype_names) for k in keys]
+    return readings
 
 
 def write_studies_csv(readings: list[StudyReading], path: str | Path) -> Path:

@@ -52,8 +52,8 @@ def analyze_study(url: str, study_uid: str, work: str | Path | None = None, mode
 
     Returns:
         dict with the study, the analysed instances, the stored SOP instance UIDs, each image's label and
-        ``study_reading``: the ``studies.csv`` row of the study's radiographs read together (None when there
-        are none).
+        ``study_readings``: the ``studies.csv`` rows of the study's radiographs read together, one per body part
+        and side (empty when there are none).
 
     Raises:
         OsteolensError: the study does not exist or cannot be read.
@@ -102,9 +102,9 @@ def analyze_study(url: str, study_uid: str, work: str | Path | None = None, mode
             client.store_instances([obj], study_instance_uid=study_uid)
             stored.append(obj.SOPInstanceUID)
     log.info("study analysed: %d radiograph(s), %d object(s) stored", len(files), len(stored))
-    reading = next((r.row() for r in readings if r.study == study_uid), None)
     return {"study": study_uid, "analysed": [p.stem for p in files], "stored": stored,
-            "labels": [r.label for r in results if r.status == "ok"], "study_reading": reading}
+            "labels": [r.label for r in results if r.status == "ok"],
+            "study_readings": [r.row() for r in readings if r.study == study_uid]}
 
 
 @dataclass

@@ -14,6 +14,13 @@ clinical table gives no value:
   ``LLO`` and the anterior or posterior obliques oblique (decubitus views: none); else the code meaning
   of the View Code Sequence (0054,0220).
 
+Two more fields are read for reading a study's views together (:mod:`osteolens.inference.study`), never
+as model inputs:
+
+- body_part: Body Part Examined as written (``KNEE``), else the Anatomic Region Sequence's code meaning;
+- laterality: Image Laterality (0020,0062), else the series' Laterality (0020,0060): ``L``, ``R`` or
+  ``B`` (both; ``U``, unpaired, says no side).
+
 A value that does not read (a damaged age, a birth date after the study) is left out, and the
 analysis goes on without it, as it does for a missing one: the header is advice, not an input the
 user typed.
@@ -42,16 +49,18 @@ def header_clinical(ds) -> dict[str, dict]:
 
     Returns:
         ``{field: {"value": ..., "from": "..."}}`` for those of ``age`` (years), ``sex`` (``M``/``F``),
-        ``region`` and ``view`` that the header gives and that read.
+        ``region``, ``view``, ``body_part`` and ``laterality`` that the header gives and that read.
 
     >>> from pydicom import Dataset
     >>> ds = Dataset()
     >>> ds.PatientAge, ds.PatientSex, ds.BodyPartExamined, ds.ViewPosition = "014Y", "F", "KNEE", "LL"
+    >>> ds.ImageLaterality = "L"
     >>> {k: v["value"] for k, v in header_clinical(ds).items()}
-    {'age': 14.0, 'sex': 'F', 'region': 'lower limb', 'view': 'lateral'}
+    {'age': 14.0, 'sex': 'F', 'region': 'lower limb', 'view': 'lateral', 'body_part': 'KNEE', 'laterality': 'L'}
     """
     found = {}
-    for name, reader in (("age", _age), ("sex", _sex), ("region", _region), ("view", _view)):
+    for name, reader in (("age", _age), ("sex", _sex), ("region", _region), ("view", _view),
+                         ("body_part", _body_part), ("laterality", _laterality)):
         read = reader(ds)
         if read is not None:
             found[name] = {"value": read[0], "from": f"DICOM {read[1]}"}
@@ -101,12 +110,32 @@ def _region(ds):
     region = _region_of(text)
     if region:
         return region, f"Body Part Examined {text!r}"
-    try:
-        meaning = str(ds.AnatomicRegionSequence[0].CodeMeaning) if "AnatomicRegionSequence" in ds else ""
-    except (AttributeError, IndexError, TypeError):
-        meaning = ""
+    meaning = _anatomic_region(ds)
     region = _region_of(meaning)
     return (region, f"Anatomic Region Sequence {meaning!r}") if region else None
+
+
+def _anatomic_region(ds) -> str:
+    try:
+        return str(ds.AnatomicRegionSequence[0].CodeMeaning).strip() if "AnatomicRegionSequence" in ds else ""
+    except (AttributeError, IndexError, TypeError):
+        return ""
+
+
+def _body_part(ds):
+    text = _text(ds, "BodyPartExamined")
+    if text:
+        return text, f"Body Part Examined {text!r}"
+    meaning = _anatomic_region(ds)
+    return (meaning, f"Anatomic Region Sequence {meaning!r}") if meaning else None
+
+
+def _laterality(ds):
+    for keyword, name in (("ImageLaterality", "Image Laterality"), ("Laterality", "Laterality")):
+        text = _text(ds, keyword).upper()
+        if text in ("L", "R", "B"):
+            return text, f"{name} {text!r}"
+    return None
 
 
 def _region_of(text: str) -> str | None:

@@ -36,7 +36,7 @@ OUTPUT_FILES = ("seg.dcm", "sr.dcm", "pr.dcm", "sc.dcm")
 
 def image_to_dicom(image: str | Path, out: str | Path, patient_id: str | None = None, patient_name: str | None = None,
                    patient_sex: str = "", patient_birth_date: str = "", patient_age: str | int = "", study_uid: str | None = None,
-                   accession: str = "", body_part: str = "", view_position: str = "",
+                   accession: str = "", body_part: str = "", view_position: str = "", laterality: str = "",
                    pixel_spacing_mm: float | None = None) -> Path:
     """Wrap a plain image as a DICOM CR radiograph (12-bit MONOCHROME2, explicit VR little endian).
 
@@ -49,14 +49,17 @@ def image_to_dicom(image: str | Path, out: str | Path, patient_id: str | None = 
         patient_age: years (``48``) or DICOM's Age String (``048Y``, ``006M``), or empty.
         study_uid: put the image into this study (default: a new one).
         accession, body_part, view_position: optional descriptors (``AP``, ``LAT``, ...).
+        laterality: ``L``, ``R`` or empty: the side of a paired body part (Laterality, 0020,0060).
         pixel_spacing_mm: imager pixel spacing when known.
 
     Returns:
         The written path.
 
     Raises:
-        OsteolensError: an age that is neither a number of years nor an Age String.
+        OsteolensError: an age that is neither a number of years nor an Age String; a laterality other than L or R.
     """
+    if laterality.upper() not in ("", "L", "R"):
+        raise OsteolensError(f"laterality {laterality!r}: give L, R or nothing")
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -84,7 +87,7 @@ def image_to_dicom(image: str | Path, out: str | Path, patient_id: str | None = 
     ds.StudyID = "1"
     ds.AccessionNumber = accession
     ds.Modality = "CR"
-    ds.Laterality = ""
+    ds.Laterality = laterality.upper()
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
@@ -430,7 +433,7 @@ def _declare_local_codes(sr) -> None:
 def write_study_sr(sources: list, reading, model_meta: dict, out: str | Path) -> Path:
     """Write one SR (TID 1500) of a study's views read together (:class:`~osteolens.inference.study.StudyReading`):
     its class probabilities, uncertainty, decision and subtype in one measurement group (TID 1501) that names every
-    source image, in the study the sources share.
+    source image, in the study the sources share; its tracking identifier names the side and body part read.
 
     Args:
         sources: the study's analysed DICOM files.
@@ -447,6 +450,8 @@ def write_study_sr(sources: list, reading, model_meta: dict, out: str | Path) ->
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
+    from osteolens.inference.study import side_and_part
+
     datasets = []
     for source in sources:
         try:
@@ -461,7 +466,8 @@ def write_study_sr(sources: list, reading, model_meta: dict, out: str | Path) ->
     context, algo = _sr_context(hd, codes, model_meta)
     measurements, evaluations = _reading_items(hd, codes, algo, reading)
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="study reading"),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=" ".join(
+            x for x in ("study reading", side_and_part(reading.laterality, reading.body_part)) if x)),
         finding_type=codes.SCT.Neoplasm, algorithm_id=algo, measurements=measurements,
         qualitative_evaluations=evaluations,
         source_images=[hd.sr.SourceImageForMeasurementGroup(d.SOPClassUID, d.SOPInstanceUID) for d in datasets],

@@ -109,16 +109,17 @@ def studies_table(studies: list) -> str:
     for s in studies:
         not_analysed = f"not analysed: {e(', '.join(s.failed))}"
         if s.status != "ok":
-            rows.append(f"<tr class='err'><td>{e(s.study)}</td><td class='refer'>{not_analysed}</td>"
+            rows.append(f"<tr class='err'><td>{e(s.title)}</td><td class='refer'>{not_analysed}</td>"
                         f"<td colspan='4'>{e(s.error)}</td></tr>")
             continue
         failed = f"<br><span class='refer'>{not_analysed}</span>" if s.failed else ""
         sub = f"{e(s.subtype)} ({_pct(s.p_subtype)})" if s.subtype else "-"
-        rows.append(f"<tr><td>{e(s.study)}</td><td>{e(', '.join(s.images))}{failed}</td><td>{decision_html(s.label)}</td>"
+        rows.append(f"<tr><td>{e(s.title)}</td><td>{e(', '.join(s.images))}{failed}</td><td>{decision_html(s.label)}</td>"
                     f"<td>{_pct(s.p_normal)} / {_pct(s.p_benign)} / {_pct(s.p_malignant)}</td><td>{sub}</td>"
                     f"<td>{e(', '.join(s.with_lesion)) or '-'}</td></tr>")
     return (f"<h2>Studies: each study's views read together</h2><p>Probabilities: the {e(COMBINE_RULE)}; "
-            "the decision follows the same rule as for one image.</p><table class='studies'><tr><th>study</th><th>images</th>"
+            "the decision follows the same rule as for one image. Views of another body part or side (a comparison "
+            "film, another bone) are read apart.</p><table class='studies'><tr><th>study</th><th>images</th>"
             "<th>decision</th><th>p(normal) / p(benign) / p(malignant)</th><th>likely subtype</th>"
             f"<th>images with a lesion drawn</th></tr>{''.join(rows)}</table><h2>Images</h2>")
 

@@ -214,15 +214,22 @@ def studies_section(record: dict, meta: dict) -> list[str]:
         f"{record['model']} {record['model_version']}, not this copy"
     own, joint, per_study, diff = (record[k] for k in ("per_image_own", "per_image_study_reading", "per_study",
                                                        "per_image_difference"))
+    # results written before readings were split by body part and side have one reading per study
+    readings = record.get("n_readings", record["n_studies"])
+    apart = (f", read as {readings} readings (one per body part and side; {record['n_studies_read_apart']} studies "
+             "show two or more sites or regions)") if readings != record["n_studies"] else ""
+    per_unit = "per reading" if "n_readings" in record else "per study"
     lines = ["", f"### Reading a study's views together: the {record['split']}-split images ({record['n_images']}) in "
-             f"{record['n_studies']} studies of at most {record['max_views'] or 'all'} images ({who})", "",
+             f"{record['n_studies']} studies of at most {record['max_views'] or 'all'} images{apart} ({who})", "",
              "BTXRD has no study ids: each patient group's images, in image-id order, stand in for studies. Per image, "
              "each image's own reading against its study's (`studies.csv`: the geometric mean of the views' "
-             "probabilities), paired over the same group resamples; per study, one row each. The groups were formed "
-             "with the diagnosis, so a stand-in study never mixes diagnoses; a real examination may add a normal "
-             "comparison view. The study probabilities have no temperature of their own. The issue's targets are "
+             f"probabilities), paired over the same group resamples; {per_unit}, one row each. The groups were formed "
+             "with the diagnosis, so a stand-in study never mixes diagnoses; "
+             + ("views of another body part or side (a comparison film of the other limb) are read apart. "
+                if "n_readings" in record else "a real examination may add a normal comparison view. ")
+             + "The study probabilities have no temperature of their own. The issue's targets are "
              "per image.", "",
-             "| figure | per image, own | per image, the study's reading | paired difference | per study |",
+             f"| figure | per image, own | per image, the study's reading | paired difference | {per_unit} |",
              "|---|---|---|---|---|"]
     names = {"macro_auc": "macro AUC", "auc_tumour_vs_normal": "tumour vs normal AUC", "auc_malignant": "malignant AUC",
              "ece": "calibration ECE", "malignant_sensitivity": "malignant sensitivity at the recorded threshold",

@@ -2,12 +2,13 @@
 
 - ``POST /v1/analyses``: multipart upload of a radiograph (DICOM, PNG, JPEG, TIFF) with
   optional form fields ``age``, ``sex``, ``region``, ``view`` and ``site`` (read for the region when no
-  region is given); returns the analysis JSON.
+  region is given), and ``laterality`` (``L``, ``R``, ``B``: with the body part, which views read together);
+  returns the analysis JSON.
 - ``GET /v1/analyses/{id}`` and ``.../mask``, ``.../overlay``, ``.../report``;
   ``DELETE /v1/analyses/{id}`` removes an analysis and the upload it was made from.
 - ``POST /v1/studies``: JSON body ``{"analyses": [id, ...], "study": optional name}``: analyses already
   made, read together as the views of one study (:mod:`osteolens.inference.study`); unknown ids 404,
-  a repeated id or none 422, analyses made by another model 409.
+  a repeated id or none 422, views of different body parts or sides 422, analyses made by another model 409.
 - ``POST /v1/scores/mirels`` and ``/v1/scores/sins``: JSON body with the score's fields;
   the total, its parts and the published interpretation (an invalid value: 422 naming it).
 - ``GET /healthz``: no key needed.
@@ -201,7 +202,7 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
     @app.post("/v1/analyses", dependencies=[Depends(require_key)])
     def create_analysis(file: UploadFile = File(...), age: float | None = Form(default=None), sex: str | None = Form(default=None),
                         region: str | None = Form(default=None), view: str | None = Form(default=None),
-                        site: str | None = Form(default=None)) -> JSONResponse:
+                        site: str | None = Form(default=None), laterality: str | None = Form(default=None)) -> JSONResponse:
         from osteolens.inference.analyze import analyze
 
         t0 = time.perf_counter()
@@ -220,7 +221,8 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
                     shutil.rmtree(folder, ignore_errors=True)
                     raise HTTPException(status_code=413, detail=f"upload exceeds the limit of {limit} bytes")
                 fh.write(chunk)
-        clinical = {name: {"age": age, "sex": sex, "region": region, "view": view, "site": site, "_where": "upload form"}}
+        clinical = {name: {"age": age, "sex": sex, "region": region, "view": view, "site": site, "laterality": laterality,
+                            "_where": "upload form"}}
         try:
             with gate:
                 # layers as arrays, overlay and report on first request: an upload pays only for what
@@ -276,9 +278,12 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
             raise HTTPException(status_code=409, detail=f"analyses {', '.join(other)} were made by another model")
         named = {v.get("study") or "" for v in views}  # the views' own study (a DICOM upload's UID), when they share one
         study = str(body.get("study") or (named.pop() if len(named) == 1 else "") or "study")
-        reading = read_study(study, [Analysis.from_json(v) for v in views], loaded.metadata["calibration"],
-                             loaded.metadata["subtypes"])
-        return {**{k: getattr(reading, k) for k in ("study", "label", "subtype", "p_subtype", "uncertainty",
+        try:
+            reading = read_study(study, [Analysis.from_json(v) for v in views], loaded.metadata["calibration"],
+                                 loaded.metadata["subtypes"])
+        except ValueError as exc:  # views of another body part or side: a comparison film is read apart
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return {**{k: getattr(reading, k) for k in ("study", "body_part", "laterality", "label", "subtype", "p_subtype", "uncertainty",
                                                       "p_normal", "p_benign", "p_malignant")},
                 "decision": REFER if reading.label == "indeterminate" else reading.label,
                 "analyses": ids, "images": reading.images, "images_with_lesion": reading.with_lesion,

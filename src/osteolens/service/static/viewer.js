@@ -91,6 +91,10 @@ async function show(a) {
   remember(a);
 }
 
+function anatomyText(side, part) {  // "L KNEE"; views of one study are read together only where these agree
+  return [side, part].filter((x) => x).join(" ") || "-";
+}
+
 function remember(a) {  // each analysis made or opened on this page, once, for reading a study's views together
   if (state.session.some((s) => s.id === a.id)) return;
   state.session.push(a);
@@ -98,7 +102,7 @@ function remember(a) {  // each analysis made or opened on this page, once, for 
   const tick = document.createElement("input");
   tick.type = "checkbox"; tick.checked = true; tick.dataset.id = a.id; tick.className = "together";
   row.insertCell().appendChild(tick);
-  for (const text of [a.image, a.label, a.id]) row.insertCell().textContent = text;
+  for (const text of [a.image, anatomyText(a.anatomy?.laterality?.value, a.anatomy?.body_part?.value), a.label, a.id]) row.insertCell().textContent = text;
   $("session").hidden = false;
 }
 
@@ -113,6 +117,7 @@ $("read-together").addEventListener("click", async () => {
     $("study-probs").textContent = `${pct(s.p_normal)} / ${pct(s.p_benign)} / ${pct(s.p_malignant)}`;
     $("study-subtype").textContent = s.subtype ? `${s.subtype} (${pct(s.p_subtype)})` : "-";
     $("study-images").textContent = s.images.join(", ");
+    $("study-anatomy").textContent = anatomyText(s.laterality, s.body_part);
     $("study-reading").hidden = false;
     status(`read ${ids.length} view(s) together`);
   } catch (e) { status(e.message, true); }
@@ -129,7 +134,7 @@ $("upload").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = new FormData();
   form.append("file", $("file").files[0]);
-  for (const f of ["age", "sex", "region", "view"]) if ($(f).value) form.append(f, $(f).value);
+  for (const f of ["age", "sex", "region", "laterality", "view"]) if ($(f).value) form.append(f, $(f).value);
   status("analysing...");
   try {
     const a = await (await api("/v1/analyses", { method: "POST", body: form })).json();
