@@ -152,10 +152,17 @@ def test_folders_name_what_they_leave_out_and_skip_the_batch_s_own_output(tiny_m
     assert len(list((scans / "out_dicom" / "dicom").rglob("*.dcm"))) == 4
     # a report beside the images, as a PACS export has them (suffix-less): left out as a DICOM object, not an error row
     shutil.copy(scans / "out_dicom" / "dicom" / "knee" / "sr.dcm", scans / "IM0002")
+    # and one written as a bare dataset, without the file meta header (as older exporters write)
+    import pydicom
+
+    bare = pydicom.dcmread(scans / "IM0002")
+    bare.file_meta, bare.preamble = pydicom.dataset.FileMetaDataset(), None
+    bare.save_as(scans / "IM0003", implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert pydicom.misc.is_dicom(scans / "IM0003") is False  # no DICM preamble
     r = runner.invoke(app, ["analyze", str(scans), "--out", str(tmp_path / "elsewhere"), "--model", str(tiny_model)])
     assert r.exit_code == 0 and "2 analysed, 0 failed" in r.output, r.output
     assert "left out 2 folder(s) holding an earlier analysis's output" in r.output
-    assert "left out 1 DICOM object(s) that are not images (Comprehensive 3D SR Storage: " in r.output
+    assert "left out 2 DICOM object(s) that are not images (Comprehensive 3D SR Storage: " in r.output
     r = runner.invoke(app, ["analyze", str(scans / "IM0002"), "--out", str(tmp_path / "given"), "--model", str(tiny_model)])
     assert "DICOM has no pixel data (Comprehensive 3D SR Storage)" in r.output  # given by its path: tried, and named
     table = pd.read_csv(tmp_path / "elsewhere" / "predictions.csv", dtype=str, keep_default_na=False)

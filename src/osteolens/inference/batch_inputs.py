@@ -81,17 +81,24 @@ NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.
 def non_image_dicom(path: Path) -> str:
     """The SOP class name of a DICOM file that is not an image (a report, a segmentation, ...), else ``""``.
 
-    Only the file's meta header is read. A file that is not DICOM, or whose header does not
-    read, gives ``""``: it is taken, and its error row says what is wrong with it.
+    Only the file's meta header is read, or, for a file without one (a bare dataset, as older
+    exporters write), the dataset's own SOP Class UID. A file that is not DICOM, or whose header does
+    not read, gives ``""``: it is taken, and its error row says what is wrong with it.
     """
     if path.suffix.lower() not in (".dcm", ".dicom", ""):
         return ""
+    import pydicom
     from pydicom.filereader import read_file_meta_info
 
     try:
         sop = read_file_meta_info(path).get("MediaStorageSOPClassUID")
-    except Exception:  # not DICOM or damaged: the reader names the problem on its row
-        return ""
+    except Exception:  # no DICM preamble: a bare dataset, or not DICOM at all
+        sop = None
+    if sop is None:
+        try:
+            sop = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"], force=True).get("SOPClassUID")
+        except Exception:  # not DICOM or damaged: the reader names the problem on its row
+            return ""
     return (sop.name or str(sop)) if sop and str(sop).startswith(NON_IMAGE_SOP_PREFIXES) else ""
 
 
