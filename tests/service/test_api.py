@@ -205,3 +205,43 @@ def test_analyses_older_than_the_retention_are_deleted(tiny_model, btxrd_dir, tm
     base, srv = service.serve_in_background(forever)
     assert httpx.get(f"{base}/v1/analyses/{new}", headers=h).status_code == 200
     srv.should_exit = True
+
+
+def test_dicom_views_of_one_study_are_returned_as_one_study_sr(server, btxrd_dir, tmp_path):
+    """Two DICOM uploads of one study (left foot): POST /v1/studies/sr gives the reading of /v1/studies as a valid SR
+    in that study, naming both; anything else is a 422 that says why, and nothing is stored."""
+    import highdicom as hd
+    import pydicom
+
+    from osteolens.io.dicom_write import image_to_dicom
+    from tests.io.test_dicom_write import dciodvfy_errors
+
+    h = {"X-API-Key": KEY}
+    uid = "1.2.826.0.1.3680043.10.1.55"
+    sources = [image_to_dicom(btxrd_dir / "images" / n, tmp_path / f"{n[:-4]}.dcm", patient_id="P-5", study_uid=uid,
+                              body_part="FOOT", laterality="L") for n in ("IMG000004.png", "IMG000005.png")]
+    views = [post(server, s).json() for s in sources]
+    ids = [v["id"] for v in views]
+    reading = httpx.post(server + "/v1/studies", json={"analyses": ids}, headers=h).json()
+    assert reading["study"] == uid and (reading["laterality"], reading["body_part"]) == ("L", "FOOT")
+    r = httpx.post(server + "/v1/studies/sr", json={"analyses": ids}, headers=h, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/dicom"
+    (tmp_path / "study_sr.dcm").write_bytes(r.content)
+    assert dciodvfy_errors(tmp_path / "study_sr.dcm") == []
+    sr = hd.sr.srread(tmp_path / "study_sr.dcm")
+    assert sr.StudyInstanceUID == uid and sr.PatientID == "P-5"
+    group = sr.content.get_image_measurement_groups()[0]
+    values = {m.name.meaning: m.value for m in group.get_measurements()}
+    assert values["Probability of malignant bone tumour"] == pytest.approx(reading["p_malignant"], abs=1e-6)
+    assert {s.referenced_sop_instance_uid for s in group.source_images} == \
+        {pydicom.dcmread(s, stop_before_pixels=True).SOPInstanceUID for s in sources}
+    # one view has its own SR; PNG uploads have no DICOM study; a name other than the views' study is refused
+    one = httpx.post(server + "/v1/studies/sr", json={"analyses": ids[:1]}, headers=h)
+    assert one.status_code == 422 and "its own SR" in one.json()["detail"]
+    png = post(server, btxrd_dir / "images" / "IMG000004.png", site="foot", laterality="L").json()
+    plain = httpx.post(server + "/v1/studies/sr", json={"analyses": [ids[0], png["id"]]}, headers=h)
+    assert plain.status_code == 422 and f"analyses {png['id']} are not DICOM uploads" in plain.json()["detail"]
+    renamed = httpx.post(server + "/v1/studies/sr", json={"analyses": ids, "study": "exam-1"}, headers=h)
+    assert renamed.status_code == 422 and "not all of one DICOM study" in renamed.json()["detail"]
+    assert httpx.post(server + "/v1/studies/sr", json={"analyses": ids}).status_code == 401

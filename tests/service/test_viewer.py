@@ -90,6 +90,7 @@ def test_two_views_are_read_together(browser, server, btxrd_dir):  # noqa: F811
     page.wait_for_function("document.getElementById('status').textContent === 'read 2 view(s) together'")
     assert page.inner_text("#study-images") == "IMG000004.png, IMG000005.png"
     assert page.inner_text("#study-anatomy") == "L"
+    assert page.is_hidden("#study-sr")  # PNG uploads have no DICOM study to write an SR into
     assert page.inner_text("#session-list tr:nth-child(2) td:nth-child(3)") == "L"
     body = httpx.post(server + "/v1/studies", json={"analyses": ids}, headers={"X-API-Key": KEY}).json()
     assert page.inner_text("#study-decision") == body["decision"]
@@ -134,6 +135,20 @@ def test_dicom_upload_offers_dicom_downloads(browser, server, btxrd_dir, tmp_pat
         page.click("#download-pr")
     pr = pydicom.dcmread(info.value.path())
     assert pr.Modality == "PR" and len(pr.GraphicAnnotationSequence[0].GraphicObjectSequence) == len(lesions)
+    # a second view of that study: the two read together go back as one SR in the study
+    uid = pydicom.dcmread(src).StudyInstanceUID
+    second = image_to_dicom(btxrd_dir / "images" / "IMG000001.png", tmp_path / "second.dcm", patient_age="048Y",
+                            patient_sex="F", body_part="PELVIS", study_uid=uid, patient_id=pydicom.dcmread(src).PatientID)
+    page.set_input_files("#file", str(second))
+    page.click("#analyse")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('analysed second.dcm')")
+    page.click("#read-together")
+    page.wait_for_function("document.getElementById('status').textContent === 'read 2 view(s) together'")
+    with page.expect_download() as info:
+        page.click("#study-sr")
+    sr = pydicom.dcmread(info.value.path())
+    assert sr.Modality == "SR" and sr.StudyInstanceUID == uid and len(sr.CurrentRequestedProcedureEvidenceSequence[0]
+                                                                        .ReferencedSeriesSequence) == 2
     page.close()
 
 

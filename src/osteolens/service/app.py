@@ -9,6 +9,8 @@
 - ``POST /v1/studies``: JSON body ``{"analyses": [id, ...], "study": optional name}``: analyses already
   made, read together as the views of one study (:mod:`osteolens.inference.study`); unknown ids 404,
   a repeated id or none 422, views of different body parts or sides 422, analyses made by another model 409.
+  ``POST /v1/studies/sr`` (same body): that reading as one DICOM SR (TID 1500) in the views' DICOM study, for two or
+  more DICOM uploads of one study (422 otherwise); nothing is stored.
 - ``POST /v1/scores/mirels`` and ``/v1/scores/sins``: JSON body with the score's fields;
   the total, its parts and the published interpretation (an invalid value: 422 naming it).
 - ``GET /healthz``: no key needed.
@@ -259,11 +261,10 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
     def _stem(folder: Path) -> str:
         return next(folder.glob("*.json")).stem
 
-    @app.post("/v1/studies", dependencies=[Depends(require_key)])
-    def read_views_together(body: dict) -> dict:
-        """Read analyses already made (by id) together, as the views of one study."""
-        from osteolens.inference.analyze import REFER, Analysis
-        from osteolens.inference.study import COMBINE_RULE, read_study
+    def _read_together(body: dict):
+        """The views named by ``body["analyses"]`` read together: ``(reading, views, ids)``; 4xx for a bad request."""
+        from osteolens.inference.analyze import Analysis
+        from osteolens.inference.study import read_study
 
         ids = body.get("analyses")
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
@@ -283,12 +284,52 @@ def create_app(model: str | Path | LoadedModel = DEFAULT_MODEL, api_keys: set[st
                                  loaded.metadata["subtypes"])
         except ValueError as exc:  # views of another body part or side: a comparison film is read apart
             raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return {**{k: getattr(reading, k) for k in ("study", "body_part", "laterality", "label", "subtype", "p_subtype", "uncertainty",
-                                                      "p_normal", "p_benign", "p_malignant")},
+        return reading, views, ids
+
+    @app.post("/v1/studies", dependencies=[Depends(require_key)])
+    def read_views_together(body: dict) -> dict:
+        """Read analyses already made (by id) together, as the views of one study."""
+        from osteolens.inference.analyze import REFER
+        from osteolens.inference.study import COMBINE_RULE
+
+        reading, _, ids = _read_together(body)
+        return {**{k: getattr(reading, k) for k in ("study", "body_part", "laterality", "label", "subtype", "p_subtype",
+                                                      "uncertainty", "p_normal", "p_benign", "p_malignant")},
                 "decision": REFER if reading.label == "indeterminate" else reading.label,
                 "analyses": ids, "images": reading.images, "images_with_lesion": reading.with_lesion,
                 "rule": COMBINE_RULE, "notice": RESEARCH_NOTICE,
                 "model": {"name": loaded.name, "version": loaded.metadata["version"]}}
+
+    @app.post("/v1/studies/sr", dependencies=[Depends(require_key)])
+    def study_sr(body: dict) -> Response:
+        """The same reading as ``POST /v1/studies``, as one DICOM SR in the views' DICOM study (two or more DICOM
+        uploads of one study); nothing is stored."""
+        from osteolens.io.dicom_write import write_study_sr
+
+        reading, views, ids = _read_together(body)
+        if len(ids) < 2:
+            raise HTTPException(status_code=422, detail="one view: its own SR holds its reading (its links.dicom_sr)")
+        plain = [i for i, v in zip(ids, views) if v.get("input", {}).get("properties", {}).get("format") != "dicom"]
+        if plain:
+            raise HTTPException(status_code=422, detail=f"analyses {', '.join(plain)} are not DICOM uploads; an SR "
+                                                        "joins the DICOM study of its source images")
+        uids = {v["input"]["properties"].get("study_uid") for v in views}
+        if len(uids) != 1 or reading.study not in uids:
+            raise HTTPException(status_code=422, detail="the views are not all of one DICOM study (or 'study' names "
+                                                        "another): an SR can join only the study its sources share")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = write_study_sr([Path(v["input"]["path"]) for v in views], reading, loaded.metadata,
+                                      Path(tmp) / "study_sr.dcm")
+            except OsteolensError as exc:  # a header that cannot carry it; server paths stay on the server
+                detail = str(exc)
+                for v in views:
+                    detail = detail.replace(v["input"]["path"], v["image"])
+                raise HTTPException(status_code=422, detail=f"no study SR: {detail}") from exc
+            content = path.read_bytes()
+        log.info("study SR written for %d analyses", len(ids))
+        return Response(content=content, media_type="application/dicom",
+                        headers={"Content-Disposition": 'attachment; filename="osteolens_study_sr.dcm"'})
 
     @app.get("/v1/analyses/{analysis_id}", dependencies=[Depends(require_key)])
     def get_analysis(analysis_id: str) -> dict:

@@ -118,17 +118,29 @@ $("read-together").addEventListener("click", async () => {
     $("study-subtype").textContent = s.subtype ? `${s.subtype} (${pct(s.p_subtype)})` : "-";
     $("study-images").textContent = s.images.join(", ");
     $("study-anatomy").textContent = anatomyText(s.laterality, s.body_part);
+    // DICOM views of one study: their reading can go back to the PACS as one SR
+    const dicom = ids.every((id) => state.session.find((a) => a.id === id)?.links?.dicom_sr);
+    $("study-sr").hidden = !(dicom && ids.length > 1);
+    $("study-sr").dataset.ids = JSON.stringify(ids);
     $("study-reading").hidden = false;
     status(`read ${ids.length} view(s) together`);
   } catch (e) { status(e.message, true); }
 });
 
-async function download(path, name) {
-  const blob = await (await api(path)).blob();
+async function download(path, name, options = {}) {
+  const blob = await (await api(path, options)).blob();
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob); link.download = name;
   document.body.appendChild(link); link.click(); link.remove();
 }
+
+$("study-sr").addEventListener("click", async () => {
+  try {
+    await download("/v1/studies/sr", "osteolens_study_sr.dcm", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                                 body: JSON.stringify({ analyses: JSON.parse($("study-sr").dataset.ids) }) });
+    status("study SR downloaded");
+  } catch (e) { status(e.message, true); }
+});
 
 $("upload").addEventListener("submit", async (event) => {
   event.preventDefault();
