@@ -444,7 +444,7 @@ def model_card(
 
 @app.command()
 def analyze(
-    inputs: list[Path] = typer.Argument(..., help="Radiograph files or folders (DICOM, PNG, JPEG, TIFF)."),
+    inputs: list[Path] = typer.Argument(..., help="Radiograph files or folders (DICOM, PNG, JPEG, TIFF, BMP)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     model: str = typer.Option("osteolens-radiograph", help=MODEL_HELP),
     clinical: Optional[Path] = typer.Option(None, "--clinical", help="CSV with image, age, sex, site (and region, view, study); image is the file name, or its path where names repeat; images with one study are also read together."),

@@ -99,6 +99,19 @@ def test_format_is_told_by_content_not_extension(tmp_path, btxrd_dir):
     assert props.format == "jpeg" and out.shape == (256, 256)
 
 
+def test_a_bmp_reads_as_the_png_it_was_saved_from(tmp_path, btxrd_dir):
+    """Some older consoles and screen exports write radiographs as Windows bitmaps: grey and colour read as the PNG."""
+    arr, _ = read_image(btxrd_dir / "images" / "IMG000001.png")
+    Image.fromarray(arr).save(tmp_path / "knee.bmp")
+    Image.fromarray(arr).convert("RGB").save(tmp_path / "colour", format="BMP")  # no suffix: told by its content
+    for name in ("knee.bmp", "colour"):
+        out, props = read_image(tmp_path / name)
+        assert props.format == "bmp" and np.array_equal(out if out.ndim == 2 else out[..., 0], arr)
+    (tmp_path / "cut.bmp").write_bytes((tmp_path / "knee.bmp").read_bytes()[:3000])
+    with pytest.raises(ImageReadError, match=r"cut\.bmp.*(truncated|BMP)"):
+        read_image(tmp_path / "cut.bmp")
+
+
 def test_mask_size_mismatch_is_named(tmp_path):
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(tmp_path / "m.png")
     with pytest.raises(ImageReadError, match="differs from image size"):

@@ -36,10 +36,11 @@ _MAGIC = (
     (b"MM\x00*", "tiff"),
     (b"II+\x00", "tiff"),  # BigTIFF
     (b"MM\x00+", "tiff"),
+    (b"BM", "bmp"),  # Windows bitmap, as some older consoles and screen exports write radiographs
 )
 #: the file-name endings taken as images where a folder is searched (no suffix: DICOM files often have none),
 #: in the order an importer tries them for a stem
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", "")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", "")
 
 
 @dataclass
@@ -103,7 +104,7 @@ def sniff_format(path: str | Path) -> str:
         path: the file.
 
     Returns:
-        ``png``, ``jpeg``, ``tiff`` or ``dicom``.
+        ``png``, ``jpeg``, ``tiff``, ``bmp`` or ``dicom``.
 
     Raises:
         ImageReadError: the file is missing, empty, or none of those formats.
@@ -126,7 +127,7 @@ def sniff_format(path: str | Path) -> str:
     raise ImageReadError(
         p,
         f"not a supported image: the content is {looks} starting with {head[:16]!r}, "
-        "not PNG, JPEG, TIFF or DICOM (Part 10, 'DICM' at byte 128)",
+        "not PNG, JPEG, TIFF, BMP or DICOM (Part 10, 'DICM' at byte 128)",
     )
 
 
@@ -139,7 +140,7 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
-    """Read a PNG, JPEG, TIFF or DICOM image.
+    """Read a PNG, JPEG, TIFF, BMP or DICOM image.
 
     Args:
         path: the image file; its format is told from its content.

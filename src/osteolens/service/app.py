@@ -1,6 +1,6 @@
 """The osteolens HTTP API (FastAPI).
 
-- ``POST /v1/analyses``: multipart upload of a radiograph (DICOM, PNG, JPEG, TIFF) with
+- ``POST /v1/analyses``: multipart upload of a radiograph (DICOM, PNG, JPEG, TIFF, BMP) with
   optional form fields ``age``, ``sex``, ``region``, ``view`` and ``site`` (read for the region when no
   region is given), and ``laterality`` (``L``, ``R``, ``B``: with the body part, which views read together);
   returns the analysis JSON.
