@@ -163,7 +163,8 @@ def test_dicom_out_writes_one_sr_per_dicom_study(btxrd_dir, tmp_path):
 
     uid = "1.2.826.0.1.3680043.10.1.8"
     views = [image_to_dicom(btxrd_dir / "images" / n, tmp_path / "in" / f"{n[:-4]}.dcm", patient_id="P-7", study_uid=uid,
-                            patient_sex="M", patient_age="052Y") for n in ("IMG000004.png", "IMG000005.png")]
+                            patient_sex="M", patient_age="052Y", body_part="FOOT", laterality="L")
+             for n in ("IMG000004.png", "IMG000005.png")]
     other = image_to_dicom(btxrd_dir / "images" / "IMG000234.png", tmp_path / "in" / "other.dcm", patient_id="P-8")
     (tmp_path / "in" / "plain.png").write_bytes((btxrd_dir / "images" / "IMG001868.png").read_bytes())
     clinical = tmp_path / "clin.csv"
@@ -188,3 +189,6 @@ def test_dicom_out_writes_one_sr_per_dicom_study(btxrd_dir, tmp_path):
     assert {e.name.meaning: e.value.meaning for e in group.get_qualitative_evaluations()}["Model decision"] == \
         table.loc[uid, "label"]
     assert {r.referenced_sop_instance_uid for r in group.source_images} == {s.SOPInstanceUID for s in sources}
+    [site] = group.finding_sites  # the left foot, coded
+    assert (site.value.meaning, site.laterality.meaning) == ("Foot", "Left")
+    assert group.tracking_identifier == "study reading L FOOT"

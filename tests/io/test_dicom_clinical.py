@@ -108,8 +108,8 @@ def test_analysis_reads_the_header_where_no_value_is_given_and_a_given_value_win
 
 
 def test_the_sr_records_the_clinical_values_the_model_read(tiny_model, btxrd_dir, tmp_path):
-    """A radiograph's header gives age, body part and view, a table gives the sex: its SR records the four values the
-    model read (the table's sex, not the header's), and passes dciodvfy."""
+    """A radiograph's header gives age, body part, side and view, a table gives the sex: its SR records the four values
+    the model read (the table's sex, not the header's) and the finding site, and passes dciodvfy."""
     import highdicom as hd
 
     from osteolens.inference.analyze import analyze
@@ -117,7 +117,7 @@ def test_the_sr_records_the_clinical_values_the_model_read(tiny_model, btxrd_dir
     from tests.io.test_dicom_write import dciodvfy_errors
 
     src = image_to_dicom(btxrd_dir / "images" / "IMG000004.png", tmp_path / "in" / "knee.dcm", patient_id="P-1",
-                         patient_sex="M", patient_age="052Y", body_part="FOOT", view_position="AP")
+                         patient_sex="M", patient_age="052Y", body_part="FOOT", view_position="AP", laterality="R")
     (tmp_path / "clin.csv").write_text("image,sex\nknee.dcm,F\n")
     analyze([src], tmp_path / "out", model=tiny_model, clinical_csv=tmp_path / "clin.csv", dicom_out=True,
             overlays=False, report=False)
@@ -130,3 +130,6 @@ def test_the_sr_records_the_clinical_values_the_model_read(tiny_model, btxrd_dir
     assert (told["Sex given to the model"].value, told["Sex given to the model"].scheme_designator) == ("F", "DCM")
     assert told["Region given to the model"].meaning == "lower limb"
     assert told["View given to the model"].meaning == "frontal"
+    # where the finding is, coded (SNOMED CT), from the header's body part and side
+    [site] = group.finding_sites
+    assert (site.value.value, site.value.meaning, site.laterality.meaning) == ("56459004", "Foot", "Right")

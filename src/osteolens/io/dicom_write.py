@@ -32,6 +32,19 @@ CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 MANUFACTURER = "osteolens (open source)"
 #: what :func:`write_analysis_dicom` writes into its folder: SEG, SR, presentation state, secondary capture
 OUTPUT_FILES = ("seg.dcm", "sr.dcm", "pr.dcm", "sc.dcm")
+#: body part names (Body Part Examined as archives write it, a clinical table's site, lower case, letters only) and
+#: the SNOMED CT concept (pydicom's ``codes.SCT`` keyword) an SR's Finding Site codes them with
+FINDING_SITES = {
+    "knee": "Knee", "femur": "Femur", "thigh": "Thigh", "tibia": "Tibia", "fibula": "Fibula", "leg": "LowerLeg",
+    "lowerleg": "LowerLeg", "ankle": "AnkleJoint", "foot": "Foot", "calcaneus": "Calcaneus", "hip": "Hip",
+    "hipbone": "Pelvis", "pelvis": "Pelvis", "humerus": "Humerus", "arm": "UpperArm", "upperarm": "UpperArm",
+    "shoulder": "Shoulder", "elbow": "ElbowJoint", "forearm": "Forearm", "radius": "Radius", "ulna": "Ulna",
+    "wrist": "WristJoint", "hand": "Hand", "clavicle": "Clavicle", "scapula": "Scapula",
+    "lowerlimb": "LowerLimb", "lowerextremity": "LowerLimb", "lwrlimb": "LowerLimb",
+    "upperlimb": "UpperLimb", "upperextremity": "UpperLimb", "uprlimb": "UpperLimb",
+}
+#: a reading's side (``L``, ``R``, ``B``) and its SNOMED CT laterality qualifier
+SIDE_CODES = {"L": "Left", "R": "Right", "B": "RightAndLeft"}
 
 
 def image_to_dicom(image: str | Path, out: str | Path, patient_id: str | None = None, patient_name: str | None = None,
@@ -392,6 +405,29 @@ def _reading_items(hd, codes, algo, reading) -> tuple[list, list]:
     return measurements, evaluations
 
 
+def finding_sites(body_part: str, laterality: str = "") -> list | None:
+    """The SR Finding Site (TID 1501/1410) of a body part and side, where the body part names one place that
+    :data:`FINDING_SITES` knows (``KNEE``, ``distal femur``, ``hip bone``); else None (``EXTREMITY``, two bones).
+
+    >>> site = finding_sites("distal femur", "L")[0]
+    >>> site.value.meaning, site.laterality.meaning, finding_sites("hip bone")[0].value.meaning
+    ('Femur', 'Left', 'Pelvis')
+    >>> finding_sites("EXTREMITY") is None, finding_sites("ulna;humerus") is None
+    (True, True)
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    text = str(body_part or "").lower()
+    compact = re.sub(r"[^a-z]", "", text)
+    names = {FINDING_SITES[compact]} if compact in FINDING_SITES else \
+        {FINDING_SITES[w] for w in re.findall(r"[a-z]+", text) if w in FINDING_SITES}
+    if len(names) != 1:
+        return None
+    side = getattr(codes.SCT, SIDE_CODES[laterality]) if laterality in SIDE_CODES else None
+    return [hd.sr.FindingSite(anatomic_location=getattr(codes.SCT, names.pop()), laterality=side)]
+
+
 def _clinical_items(hd, codes, algo, clinical: dict) -> tuple[list, list]:
     """SR items of the clinical values the model read (``Analysis.clinical``): age (years) as a measurement; sex,
     region(s) and view as evaluations. Each names itself as the model's input, not as the patient's record: the
@@ -469,7 +505,7 @@ def write_study_sr(sources: list, reading, model_meta: dict, out: str | Path) ->
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=" ".join(
             x for x in ("study reading", side_and_part(reading.laterality, reading.body_part)) if x)),
         finding_type=codes.SCT.Neoplasm, algorithm_id=algo, measurements=measurements,
-        qualitative_evaluations=evaluations,
+        qualitative_evaluations=evaluations, finding_sites=finding_sites(reading.body_part, reading.laterality),
         source_images=[hd.sr.SourceImageForMeasurementGroup(d.SOPClassUID, d.SOPInstanceUID) for d in datasets],
     )
     report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=codes.SCT.PlainRadiography,
@@ -539,9 +575,11 @@ def _write_analysis_dicom(source: Path, analysis, model_meta: dict, out_dir: str
     given, read = _clinical_items(hd, codes, sr_algo, analysis.clinical or {})  # what the model was told
     measurements += given
     evaluations += read
+    part, side = (str(analysis.anatomy.get(k, {}).get("value", "")) for k in ("body_part", "laterality"))
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking, referenced_segment=region, finding_type=codes.SCT.Neoplasm,
         algorithm_id=sr_algo, measurements=measurements, qualitative_evaluations=evaluations,
+        finding_sites=finding_sites(part, side),
     )
     groups = [group] + [_lesion_group(hd, codes, src, one, k, sr_algo) for k, one in enumerate(analysis.lesions, start=1)]
     procedure = codes.SCT.PlainRadiography
