@@ -39,7 +39,7 @@ from osteolens.inference.postprocess import (MaskPostprocess, flip_mean_probabil
                                               working_shape)
 from osteolens.inference.lesion_malignancy import combined_probabilities
 from osteolens.inference.second_look import combine, look_at_lesions
-from osteolens.inference.study import view_anatomy
+from osteolens.inference.study import part_and_side, view_anatomy
 from osteolens.explain.saliency import saliency_map
 from osteolens.io.images import ImageProperties, read_image, save_png, to_unit_grey
 from osteolens.models.registry import DEFAULT_MODEL, LoadedModel, load_model
@@ -125,8 +125,7 @@ class Analysis:
             "lesion_long_axis_px": r(self.lesion_long_axis_px, 1), "lesion_short_axis_px": r(self.lesion_short_axis_px, 1),
             "lesion_long_axis_mm": r(self.lesion_long_axis_mm, 1), "lesion_short_axis_mm": r(self.lesion_short_axis_mm, 1),
             "box_scores": ";".join(f"{s:.6g}" for s in self.box_scores), "mask": self.mask_file,
-            "study": self.study, "body_part": self.anatomy.get("body_part", {}).get("value", ""),
-            "laterality": self.anatomy.get("laterality", {}).get("value", ""),
+            "study": self.study, **dict(zip(("body_part", "laterality"), part_and_side(self.anatomy))),
         }
 
     def to_json(self, model: LoadedModel | None = None, extra: dict | None = None) -> dict:

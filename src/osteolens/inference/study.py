@@ -66,14 +66,15 @@ def view_anatomy(given: dict | None, header: dict | None) -> dict[str, dict]:
     """
     given, header = given or {}, header or {}
     where = given.get("_where") or "given"
+
+    def stated(name: str) -> dict | None:
+        value = str(given.get(name) or "").strip()
+        return {"value": value, "from": where} if value else None
+
     found = {}
-    for name in ("site", "body_part", "region"):  # the most specific first
-        if name != "body_part" and str(given.get(name) or "").strip():
-            found["body_part"] = {"value": str(given[name]).strip(), "from": where}
-        elif name in header:
-            found["body_part"] = dict(header[name])
-        if "body_part" in found:
-            break
+    part = stated("site") or header.get("body_part") or stated("region") or header.get("region")  # most specific first
+    if part:
+        found["body_part"] = dict(part)
     side = str(given.get("laterality") or "").strip()
     if side:
         if side.lower() not in SIDES:
@@ -96,7 +97,7 @@ def reading_key(study: str, anatomy: dict) -> tuple[str, str, str]:
     >>> reading_key("s1", {"body_part": {"value": "Knee"}}) == reading_key("s1", {"body_part": {"value": "KNEE"}})
     True
     """
-    part, side = _part_and_side(anatomy)
+    part, side = part_and_side(anatomy)
     return study, re.sub(r"[^a-z]", "", part.lower()), side
 
 
@@ -122,8 +123,11 @@ class StudyReading:
     with_lesion: list = field(default_factory=list)
     #: the study's SR (``study_dicom/<n>_sr.dcm``), where ``--dicom-out`` wrote one (DICOM studies of two or more views)
     sr_file: str = ""
-    #: :func:`reading_key` of its views
-    key: tuple = ()
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """:func:`reading_key` of its views."""
+        return reading_key(self.study, {"body_part": {"value": self.body_part}, "laterality": {"value": self.laterality}})
 
     @property
     def title(self) -> str:
@@ -169,9 +173,9 @@ def read_study(study: str, analyses: list, calib: dict, subtype_names: list[str]
     if len(keys) > 1:
         shown = "; ".join(f"{a.image}: {_anatomy_text(a.anatomy)}" for a in ok)
         raise ValueError(f"views of different body parts or sides are not read together ({shown})")
-    part, side = _part_and_side(ok[0].anatomy if ok else {})
+    part, side = part_and_side(ok[0].anatomy if ok else {})
     reading = StudyReading(study=study, images=[a.image for a in ok], failed=[a.image for a in analyses if a.status != "ok"],
-                           body_part=part, laterality=side, key=keys.pop() if keys else (study, "", ""))
+                           body_part=part, laterality=side)
     if not ok:
         reading.status, reading.error = "error", "none of the study's images could be analysed"
         return reading
@@ -188,12 +192,13 @@ def read_study(study: str, analyses: list, calib: dict, subtype_names: list[str]
     return reading
 
 
-def _part_and_side(anatomy: dict) -> tuple[str, str]:
+def part_and_side(anatomy: dict) -> tuple[str, str]:
+    """The body part and side of an image's ``anatomy`` (:func:`view_anatomy`), ``""`` where not known."""
     return tuple(str(anatomy.get(k, {}).get("value", "")) for k in ("body_part", "laterality"))
 
 
 def _anatomy_text(anatomy: dict) -> str:
-    part, side = _part_and_side(anatomy)
+    part, side = part_and_side(anatomy)
     return side_and_part(side, part) or "body part and side not given"
 
 

@@ -528,6 +528,8 @@ def _write_analysis_dicom(source: Path, analysis, model_meta: dict, out_dir: str
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
+    from osteolens.inference.study import part_and_side
+
     try:
         src = pydicom.dcmread(source)
     except Exception as exc:
@@ -575,7 +577,7 @@ def _write_analysis_dicom(source: Path, analysis, model_meta: dict, out_dir: str
     given, read = _clinical_items(hd, codes, sr_algo, analysis.clinical or {})  # what the model was told
     measurements += given
     evaluations += read
-    part, side = (str(analysis.anatomy.get(k, {}).get("value", "")) for k in ("body_part", "laterality"))
+    part, side = part_and_side(analysis.anatomy)
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking, referenced_segment=region, finding_type=codes.SCT.Neoplasm,
         algorithm_id=sr_algo, measurements=measurements, qualitative_evaluations=evaluations,
