@@ -44,7 +44,7 @@ from osteolens.evaluation.segmentation import dice
 from osteolens.inference.analyze import analyze_image
 from osteolens.inference.lesion_malignancy import drop_reading
 from osteolens.inference.postprocess import MaskPostprocess, lesions_for_label
-from osteolens.inference.second_look import COMBINE, combine, lesion_views, views_probability
+from osteolens.inference.second_look import COMBINE, combine, lesion_views, view_source, views_probability
 from osteolens.io.images import read_image, read_mask
 from osteolens.models.registry import load_model, resolve_model
 from osteolens.transforms.preprocess import enlarged_size, network_grey
@@ -104,6 +104,8 @@ def validation_cases(model, manifest, cases) -> list[dict]:
         out.append({"prob": res.mask_probability, "p_tumour": res.p_benign + res.p_malignant, "label": res.label,
                     "truth": truth, "truth_boxes": det.boxes_from_mask(truth), "group": c.group_id, "crop": crop,
                     "seen": network_grey(res.grey[crop[1]:crop[3], crop[0]:crop[2]], model.image_size),
+                    "refiner_seen": view_source(model, res.grey[crop[1]:crop[3], crop[0]:crop[2]], "refiner")
+                    if model.refiner is not None else None,
                     "clinical": None if vec is None else np.stack([vec, vec])})
     return out
 
@@ -145,7 +147,8 @@ def second_look_rows(model, cases, seed: MaskPostprocess, contexts, max_zoom: fl
             for c in cases:
                 inner = network_part(c)
                 views = lesion_views(inner, c["p_tumour"], seed, k, max_zoom, n) if c["label"] != "normal" else []
-                looks.append((views, views_probability(model, c["seen"], views, inner.shape, c["clinical"], network)))
+                looks.append((views, views_probability(model, c["refiner_seen" if network == "refiner" else "seen"], views,
+                                                                inner.shape, c["clinical"], network)))
             n_looked = sum(bool(v[0]) for v in looks)
             for how in COMBINE:
                 refined = [c if not v[0] else {**c, "prob": with_network_part(c, combine(network_part(c), v[0], v[1], how))}

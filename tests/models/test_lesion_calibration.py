@@ -90,10 +90,9 @@ def test_the_head_is_trained_selected_and_exported_beside_the_mask(tiny_malignan
 def test_the_analysis_reads_the_top_lesions_malignancy_and_combines_it_once_fitted(looking_model, btxrd_dir):
     from osteolens.inference.analyze import analyze_image
     from osteolens.inference.lesion_malignancy import combined_probabilities
-    from osteolens.inference.second_look import views_outputs
+    from osteolens.inference.second_look import view_source, views_outputs
     from osteolens.io.images import read_image
     from osteolens.models.registry import load_model
-    from osteolens.transforms.preprocess import network_grey
 
     model = load_model(looking_model, threads=1)
     arr, props = read_image(btxrd_dir / "images" / "IMG000004.png")  # an osteosarcoma of the foot
@@ -102,7 +101,8 @@ def test_the_analysis_reads_the_top_lesions_malignancy_and_combines_it_once_fitt
     reading = res.lesion_malignancy
     assert reading["whole_image"] == [round(p, 6) for p in (res.p_normal, res.p_benign, res.p_malignant)]
     view = tuple(reading["view"])
-    _, logits = views_outputs(model, network_grey(res.grey, model.image_size), [view], arr.shape[:2], None, "refiner")
+    assert model.refiner_image_size == 64  # the tiny refiner's views are cut as its 64-px training cache was made
+    _, logits = views_outputs(model, view_source(model, res.grey, "refiner"), [view], arr.shape[:2], None, "refiner")
     assert reading["logit"] == pytest.approx(float(logits[0]), abs=1e-5)
     settings = {"main_weight": 0.5, "lesion_weight": 2.0, "bias": 1.0, "replaced": {}}
     calib = {**model.metadata["calibration"], "lesion_malignancy": settings}

@@ -25,7 +25,7 @@ def test_attach_exports_the_refiner_beside_an_unchanged_network(refined_model, t
     out, meta = refined_model
     assert sha256_file(out / "model.onnx") == sha256_file(tiny_source / "model.onnx")
     r = meta["refiner"]
-    assert r["file"] == "refiner.onnx" and r["input_size"] == 64 and r["sha256"] == sha256_file(out / "refiner.onnx")
+    assert r["file"] == "refiner.onnx" and r["input_size"] == 64 and r["image_size"] == 64 and r["sha256"] == sha256_file(out / "refiner.onnx")
     assert r["export_check"]["max_abs_diff_probability"] <= 1e-4 and r["training"]["epochs_run"] == 1
     assert "second_look" not in meta["calibration"]  # chosen afterwards, on validation
     model = load_model(out)
@@ -95,7 +95,8 @@ def test_the_second_look_reads_the_refiner_over_each_lesion_view_and_nothing_els
     seed = MaskPostprocess.from_calibration(calib)
     settings = {"context": 3.0, "combine": "replace", "max_zoom": 6.0, "seed": seed.to_dict(), "network": "refiner",
                 "lesions": 3}
-    looking = replace(model, refiner=tiny.refiner, metadata={**model.metadata, "refiner": tiny.metadata["refiner"],
+    as_shipped = {**tiny.metadata["refiner"], "image_size": model.image_size}  # views cut as the network reads the image
+    looking = replace(model, refiner=tiny.refiner, metadata={**model.metadata, "refiner": as_shipped,
                                                             "calibration": {**calib, "second_look": settings}})
     arr, props = read_image(btxrd_dir / "images" / "IMG000004.png")  # an osteosarcoma of the foot: 2 lesions found
     clinical = {"age": 52, "sex": "M", "region": "lower limb", "view": "frontal"}
@@ -115,6 +116,14 @@ def test_the_second_look_reads_the_refiner_over_each_lesion_view_and_nothing_els
     assert np.abs(expected - first.mask_probability)[inside].max() > 0.05
     with pytest.raises(OsteolensError, match="has no lesion refiner"):
         views_probability(model, seen, views, arr.shape[:2], None, "refiner")
+    # a refiner trained on a 640-px cache reads the same views cut from the image resized to 640 px
+    fine = replace(looking, metadata={**looking.metadata, "refiner": {**looking.metadata["refiner"], "image_size": 640}})
+    finer = analyze_image(fine, arr, props, clinical)
+    seen640 = network_grey(first.grey, 640)
+    expected640 = combine(first.mask_probability, views,
+                          views_probability(fine, seen640, views, arr.shape[:2], None, "refiner"), "replace")
+    assert np.allclose(finer.mask_probability, expected640, atol=1e-6)
+    assert np.abs(expected640 - expected)[inside].max() > 0.01  # the finer source changes what the refiner sees
 
 
 def test_the_card_names_the_refiner_and_the_second_look_that_reads_it(refined_model, tmp_path):

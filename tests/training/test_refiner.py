@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from osteolens.errors import OsteolensError
-from osteolens.training.refiner import RefinerConfig, ViewSampler, cut_views, frame, lesion_boxes
+from osteolens.training.refiner import RefinerConfig, ViewSampler, cut_views, frame, lesion_boxes, min_lesion_pixels
 
 
 def test_a_view_frames_its_lesion_a_third_of_its_side_and_cuts_image_and_mask_alike():
@@ -30,6 +30,7 @@ def test_lesion_boxes_skip_annotation_specks():
     m[30:32, 30:32] = 1  # 4 pixels
     m[20:24, 30:33] = 1
     assert lesion_boxes(m) == [(5, 5, 12, 9), (30, 20, 33, 24)]
+    assert lesion_boxes(m, min_lesion_pixels(160)) == [(5, 5, 12, 9), (30, 20, 33, 24), (30, 30, 32, 32)]  # 2 px at 160
 
 
 def test_lesion_views_hold_their_lesion_and_normal_views_none(tiny_dataset):
@@ -38,7 +39,9 @@ def test_lesion_views_hold_their_lesion_and_normal_views_none(tiny_dataset):
     data = cfg.cached()
     train = np.flatnonzero(data.labels >= 0)[:33]
     sampler = ViewSampler(cfg, data, train)
-    assert len(sampler.tumour) == sum(bool(lesion_boxes(data.masks[i])) for i in train if data.labels[i] > 0)
+    smallest = min_lesion_pixels(64)  # a speck of 9 pixels at 320 px is one pixel at 64
+    assert smallest == 1
+    assert len(sampler.tumour) == sum(bool(lesion_boxes(data.masks[i], smallest)) for i in train if data.labels[i] > 0)
     x, m = sampler(sampler.tumour[:4])
     assert x.shape == m.shape == (6, 1, 64, 64)
     assert (m[:4].flatten(1).sum(1) > 0).all() and (m[4:] == 0).all()

@@ -208,7 +208,7 @@ def analyze_image(model: LoadedModel, arr: np.ndarray, props: ImageProperties, c
     look, lesion_reading = calib.get("second_look"), None
     reads_malignancy = bool(look) and look.get("network") == "refiner" and model.reads_lesion_malignancy
     if look and (label != "normal" or reads_malignancy):  # a zoomed-in look at the top lesion (chosen on validation)
-        views, view_probs, malignancy = look_at_lesions(model, seen, work_prob, p_tumour, clin_vec, look)
+        views, view_probs, malignancy = look_at_lesions(model, grey, seen, work_prob, p_tumour, clin_vec, look)
         if malignancy is not None and len(malignancy):
             lesion_reading = {"logit": round(float(malignancy[0]), 6), "view": [int(v) for v in views[0]],
                               "whole_image": [round(float(p), 6) for p in probs]}

@@ -3,10 +3,11 @@
 Small lesions cover a few cells of the encoder's grid at whole-image scale. At inference the top
 lesions of the first look are each framed with some context (:func:`~osteolens.transforms.views.zoom_view`),
 a network reads each view (with its left-right flip), and its mask probabilities replace or are
-averaged with the first look's over the views. Views are cut from the image as the whole-image
-network read it (``image_size`` square, :func:`~osteolens.transforms.preprocess.network_grey`), as
-training cuts them from its cached images, so that a 3,000-px film and its 256-px copy give the
-refiner the same view. The network is either
+averaged with the first look's over the views. Views are cut from the image resized as the network
+that reads them was trained (:func:`view_source`): the whole-image network's ``image_size`` square
+(:func:`~osteolens.transforms.preprocess.network_grey`), or the finer square a refiner's training
+cache had (``refiner.image_size``, e.g. 640 px), as training cuts them from its cached images, so
+that a 3,000-px film and its 1,000-px copy give the refiner the same view. The network is either
 
 - ``"main"``: the whole-image network itself, for models trained with the lesion-zoom
   augmentation (``AugmentConfig.lesion_zoom``); or
@@ -31,7 +32,7 @@ import numpy as np
 
 from osteolens.inference.postprocess import MaskPostprocess, flip_mean_probability, lesion_components
 from osteolens.transforms.views import view_pixels, zoom_view
-from osteolens.transforms.preprocess import preprocess, resize
+from osteolens.transforms.preprocess import network_grey, preprocess, resize
 
 MIN_ZOOM = 1.25  # a lesion already filling much of the image gains nothing from a second look
 COMBINE = ("replace", "mean")
@@ -65,6 +66,16 @@ def lesion_view(prob: np.ndarray, p_tumour: float, seed: MaskPostprocess, contex
     return views[0] if views else None
 
 
+def view_source(model, grey: np.ndarray, network: str = "main", seen: np.ndarray | None = None) -> np.ndarray:
+    """The square grey a second look by ``network`` cuts its views from: ``grey`` (the part of the image the
+    whole-image network reads) resized as that network's training images were. ``seen``, the whole-image
+    network's own input grey, is returned as is where the sizes agree."""
+    size = model.refiner_image_size if network == "refiner" else model.image_size
+    if seen is not None and seen.shape == (size, size):
+        return seen
+    return network_grey(grey, size)
+
+
 def views_probability(model, seen: np.ndarray, views: list, shape: tuple[int, int], clinical: np.ndarray | None,
                       network: str = "main") -> list[np.ndarray]:
     """The flip-averaged mask probability of each view, each at its view's size (:func:`views_outputs`' first)."""
@@ -78,7 +89,7 @@ def views_outputs(model, seen: np.ndarray, views: list, shape: tuple[int, int], 
 
     Args:
         model: the loaded model.
-        seen: the image as the whole-image network read it (:func:`~osteolens.transforms.preprocess.network_grey`).
+        seen: the image the views are cut from (:func:`view_source`).
         views: pixel boxes in an image of ``shape`` (the probability map's).
         shape: ``(H, W)`` of the map the views are boxes of.
         clinical: the ``(2, C)`` pair of the image, needed by a main network that uses clinical
@@ -141,12 +152,15 @@ def combine(prob: np.ndarray, views, view_probs, how: str) -> np.ndarray:
     return out
 
 
-def look_at_lesions(model, seen: np.ndarray, prob: np.ndarray, p_tumour: float, clinical: np.ndarray | None,
-                    settings: dict) -> tuple[list, list, np.ndarray | None]:
+def look_at_lesions(model, grey: np.ndarray, seen: np.ndarray, prob: np.ndarray, p_tumour: float,
+                    clinical: np.ndarray | None, settings: dict) -> tuple[list, list, np.ndarray | None]:
     """The views ``settings`` frames around the top lesions of ``prob``, their mask probabilities and their
     malignancy logits (None unless read by a refiner with the malignancy head), most likely lesion first; the
-    analysis puts the probabilities over the first look with :func:`combine`."""
+    analysis puts the probabilities over the first look with :func:`combine`. ``grey`` is the part of the image
+    the whole-image network read, ``seen`` that network's input grey (:func:`view_source`)."""
     views = lesion_views(prob, p_tumour, MaskPostprocess(**settings["seed"]), settings["context"], settings["max_zoom"],
                          int(settings.get("lesions", 1)))
-    probs, malignancy = views_outputs(model, seen, views, prob.shape, clinical, settings.get("network", "main"))
+    network = settings.get("network", "main")
+    source = view_source(model, grey, network, seen) if views else seen
+    probs, malignancy = views_outputs(model, source, views, prob.shape, clinical, network)
     return views, probs, malignancy

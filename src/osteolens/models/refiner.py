@@ -201,12 +201,14 @@ def attach_refiner(model_dir: str | Path, run_dir: str | Path, out_dir: str | Pa
     meta["refiner"] = {
         "file": REFINER_FILE,
         "input_size": size,
+        "image_size": cfg.image_size,
         "task": "tumour mask of a view framed around one lesion (the second look of calibration.second_look)"
                 + (", and that lesion's malignancy against benign (one logit; calibration.lesion_malignancy)"
                    if "malignancy_logit" in outputs else ""),
         "outputs": outputs,
-        "preprocessing": "the view of the analysed grey image, resized to input_size x input_size as the main network's "
-                         "input (grey replicated to 3, ImageNet mean and std); left-right flip averaged",
+        "preprocessing": "the view cut from the analysed grey image resized to image_size x image_size (as the main "
+                         "network's input is made), resized to input_size x input_size (grey replicated to 3, ImageNet "
+                         "mean and std); left-right flip averaged",
         "training": {"config": json.loads(cfg.model_dump_json()), **{k: summary[k] for k in (
             "n_train_images", "n_val_views", "best_epoch", "epochs_run", "train_minutes", "best_val_view_dice",
             "best_val_view_malignancy_auc", "selection") if k in summary}},

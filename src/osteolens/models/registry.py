@@ -179,6 +179,14 @@ class LoadedModel:
         return int(self.metadata["refiner"]["input_size"])
 
     @property
+    def refiner_image_size(self) -> int:
+        """Size of the square grey the refiner's views are cut from: its training cache's (the main network's
+        input size for refiners that do not record one)."""
+        if self.refiner is None:
+            raise OsteolensError(f"model {self.name} has no lesion refiner")
+        return int(self.metadata["refiner"].get("image_size", self.image_size))
+
+    @property
     def reads_lesion_malignancy(self) -> bool:
         """Whether the model's refiner has the malignancy head (:mod:`osteolens.inference.lesion_malignancy`)."""
         return self.refiner is not None and "malignancy_logit" in self.metadata["refiner"].get("outputs", [])

@@ -51,7 +51,8 @@ def _refiner_lines(meta: dict) -> list[str]:
             f"chosen on the validation split." if look.get("network") == "refiner" else
             " No second look uses it (none was chosen on the validation split).")
     return [f"- Lesion refiner `{r['file']}` (sha256 `{r['sha256']}`): EfficientNet-Lite0 + U-Net decoder at {r['input_size']} px, "
-            f"trained on views framed around training-split lesions and views of normal images ({t['train_minutes']} min on "
+            + (f"reading views cut from the image resized to {r['image_size']} px, " if "image_size" in r else "")
+            + f"trained on views framed around training-split lesions and views of normal images ({t['train_minutes']} min on "
             f"the CPU, {t['epochs_run']} epochs, best {t['best_epoch']}: validation view Dice {t['best_val_view_dice']:.3f} at "
             f"0.5 on {t['n_val_views']} lesion views); ONNX vs PyTorch {check['max_abs_diff_probability']:.1e} in mask "
             f"probability" + (f", weights stored as float16 ({half['max_abs_diff_probability_vs_float32']:.1e} from "

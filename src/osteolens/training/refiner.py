@@ -39,7 +39,7 @@ from osteolens.transforms.views import inside_image, zoom_view
 
 #: the context (view side over lesion side) of the validation views, as the analysis frames them
 VAL_CONTEXT = 3.0
-MIN_LESION_PIXELS = 9  # mask components under this many cache pixels are annotation specks
+MIN_LESION_PIXELS = 9  # mask components under this many pixels of a 320-px cache are annotation specks
 
 
 class RefinerConfig(RunConfig):
@@ -85,14 +85,23 @@ class RefinerConfig(RunConfig):
         return v
 
 
-def lesion_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Boxes ``(x0, y0, x1, y1)`` of a mask's components of at least ``MIN_LESION_PIXELS`` pixels.
+def min_lesion_pixels(image_size: int) -> int:
+    """The smallest lesion, in pixels of a cache of ``image_size``: ``MIN_LESION_PIXELS`` at 320 px, scaled by area.
+
+    >>> min_lesion_pixels(320), min_lesion_pixels(640)
+    (9, 36)
+    """
+    return max(1, round(MIN_LESION_PIXELS * (image_size / 320) ** 2))
+
+
+def lesion_boxes(mask: np.ndarray, min_pixels: int = MIN_LESION_PIXELS) -> list[tuple[int, int, int, int]]:
+    """Boxes ``(x0, y0, x1, y1)`` of a mask's components of at least ``min_pixels`` pixels.
 
     >>> m = np.zeros((20, 20), np.uint8); m[2:6, 3:8] = 1; m[15, 15] = 1
     >>> lesion_boxes(m)
     [(3, 2, 8, 6)]
     """
-    return boxes_from_mask(mask, MIN_LESION_PIXELS)
+    return boxes_from_mask(mask, min_pixels)
 
 
 def cut_views(images_u8: np.ndarray, masks_u8: np.ndarray, zoom: np.ndarray, centre: np.ndarray, size: int,
@@ -137,7 +146,7 @@ def validation_frames(cfg: RefinerConfig, data) -> tuple[np.ndarray, np.ndarray,
     _, val = _split_indices(cfg, data.case_ids)
     idx, zooms, centres = [], [], []
     for i in val:
-        for box in lesion_boxes(data.masks[i]):
+        for box in lesion_boxes(data.masks[i], min_lesion_pixels(cfg.image_size)):
             z, c = frame(box, data.masks[i].shape, VAL_CONTEXT, cfg.max_zoom)
             idx.append(i), zooms.append(z), centres.append(c)
     return np.array(idx, int), np.array(zooms), np.array(centres).reshape(-1, 2)
@@ -156,7 +165,8 @@ class ViewSampler:
     def __init__(self, cfg: RefinerConfig, data, train_idx: np.ndarray):
         self.cfg, self.data = cfg, data
         self.rng = np.random.default_rng(cfg.seed)
-        self.boxes = {int(i): lesion_boxes(data.masks[i]) for i in train_idx if data.labels[i] > 0}
+        smallest = min_lesion_pixels(cfg.image_size)
+        self.boxes = {int(i): lesion_boxes(data.masks[i], smallest) for i in train_idx if data.labels[i] > 0}
         self.tumour = np.array([i for i, b in self.boxes.items() if b])
         self.normal = train_idx[data.labels[train_idx] == 0]
 
