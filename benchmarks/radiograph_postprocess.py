@@ -22,12 +22,6 @@ look is read by the model's own network (for models trained with the lesion-zoom
 or with ``--refiner`` by its lesion refiner (``osteolens attach-refiner``). The second look is
 kept only if it beats the best setting without it, and is then stored as
 ``calibration.second_look``.
-
-``--fallback F [F ...]`` keeps everything the model has chosen (first look, second look, post-processing)
-and tries only the second look's fallback for images whose first look draws nothing: a view around
-the most likely place, the region of mask probability at least F times the map's highest
-(``osteolens.inference.second_look.most_likely_place``). Each F is paired against no fallback over the
-validation groups; the best objective is written with ``--write`` only if it beats none.
 """
 
 from __future__ import annotations
@@ -175,40 +169,6 @@ def look_key(look: dict) -> tuple:
     return look["context"], look.get("lesions", 1), look["combine"]
 
 
-def fallback_rows(model, manifest, val_cases, fractions, n_boot: int = 2000) -> tuple[list[dict], dict | None]:
-    """Each fallback fraction of the model's second look scored on the validation cases (with the model's own
-    post-processing), paired against none; and the best row, or None where no fraction beats none."""
-    calib = model.metadata["calibration"]
-    look, pp = calib["second_look"], MaskPostprocess.from_calibration(calib)
-    if look.get("network") != "refiner":
-        raise SystemExit(f"--fallback: {model.name} {model.metadata['version']} has no second look by a refiner")
-    first = replace(model, metadata={**model.metadata, "calibration": {k: v for k, v in calib.items() if k != "second_look"}})
-    cases = validation_cases(first, manifest, val_cases)
-    seed = MaskPostprocess(**look["seed"])
-    by_fraction = {}
-    for f in [None, *fractions]:
-        refined, added = [], 0
-        for c in cases:
-            inner = network_part(c)
-            views = lesion_views(inner, c["p_tumour"], seed, look["context"], look["max_zoom"], int(look.get("lesions", 1)),
-                                 f) if c["label"] != "normal" else []
-            added += bool(views) and not lesion_views(inner, c["p_tumour"], seed, look["context"], look["max_zoom"], 1)
-            if views:
-                probs = views_probability(model, c["refiner_seen"], views, inner.shape, c["clinical"], "refiner")
-                c = {**c, "prob": with_network_part(c, combine(inner, views, probs, look["combine"]))}
-            refined.append(c)
-        by_fraction[f] = (refined, added)
-    rows = []
-    for f, (refined, added) in by_fraction.items():
-        r = {"fallback": f, "views_added": added, **score(refined, pp)}
-        r["objective"] = (r["dice_mean_tumour"] + r["ap50"]) / 2
-        if f is not None:
-            r["paired_against_none"] = paired_gain(by_fraction[None][0], pp, refined, pp, n_boot)
-        rows.append(r)
-    best = max(rows, key=lambda r: r["objective"])
-    return rows, best if best["fallback"] is not None and best["objective"] > rows[0]["objective"] else None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_btxrd_options(ap)
@@ -225,14 +185,10 @@ def main() -> None:
     ap.add_argument("--keep-first-look", action="store_true",
                     help="keep the model's mask input size and post-processing as the first look (no grid); "
                          "only the second looks are chosen")
-    ap.add_argument("--fallback", type=float, nargs="+", default=None, metavar="F",
-                    help="only try the second look's fallback fractions, everything else as the model has it")
     args = ap.parse_args()
     model = load_model(args.model)
     manifest = load_manifest(args.manifest)
     val_cases = cases_in_split(manifest, load_splits(args.splits), "val")
-    if args.fallback:
-        return write_fallback(args, model, manifest, val_cases)
     calib = model.metadata["calibration"]
     current = MaskPostprocess.from_calibration(calib)
     current_size = int(calib.get("mask_input_size", model.image_size))
@@ -315,36 +271,6 @@ def main() -> None:
               "best_per_second_look": [next(r for r in rows if r["second_look"] and look_key(r["second_look"]) == key)
                                        for key in refined_by] if args.second_look else [],
               "top": rows[:20]}
-    name = f"radiograph_postprocess{'_' + args.tag if args.tag else ''}.json"
-    (out / name).write_text(json.dumps(record, indent=2, default=str))
-
-
-def write_fallback(args, model, manifest, val_cases) -> None:
-    """``--fallback``: print and record the rows of :func:`fallback_rows`, and write the best into a copy."""
-    rows, best = fallback_rows(model, manifest, val_cases, args.fallback)
-    print(f"{'fallback':>8s} {'views added':>11s} {'Dice':>6s} {'AP50':>6s}  paired against none (Dice; AP50)")
-    for r in rows:
-        g = r.get("paired_against_none")
-        paired = f"{g['dice']['difference']:+.4f} ({g['dice']['ci_low']:+.4f} to {g['dice']['ci_high']:+.4f}); " \
-                 f"{g['ap50']['difference']:+.4f} ({g['ap50']['ci_low']:+.4f} to {g['ap50']['ci_high']:+.4f})" if g else "-"
-        print(f"{'none' if r['fallback'] is None else format(r['fallback'], 'g'):>8s} {r['views_added']:11d} "
-              f"{r['dice_mean_tumour']:6.3f} {r['ap50']:6.3f}  {paired}")
-    if args.write and best:
-        src, dst = resolve_model(args.model), Path(args.write)
-        if dst.resolve() == src.resolve():
-            raise SystemExit(f"--write {dst}: a new folder, not the model's own (it is replaced by the copy)")
-        if dst.exists():
-            shutil.rmtree(dst)
-        shutil.copytree(src, dst)
-        meta = json.loads((dst / "metadata.json").read_text())
-        meta["calibration"]["second_look"]["fallback"] = best["fallback"]
-        (dst / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
-        print(f"wrote {dst} with calibration.second_look.fallback = {best['fallback']:g}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {"model": model.name, "version": model.metadata["version"], "splits_file": args.splits, "split": "val",
-              "n_images": len(val_cases), "second_look": model.metadata["calibration"]["second_look"], "rows": rows,
-              "chosen_fallback": best["fallback"] if best else None}
     name = f"radiograph_postprocess{'_' + args.tag if args.tag else ''}.json"
     (out / name).write_text(json.dumps(record, indent=2, default=str))
 

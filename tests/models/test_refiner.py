@@ -126,41 +126,6 @@ def test_the_second_look_reads_the_refiner_over_each_lesion_view_and_nothing_els
     assert np.abs(expected640 - expected)[inside].max() > 0.01  # the finer source changes what the refiner sees
 
 
-def test_where_the_first_look_draws_nothing_the_fallback_looks_at_the_most_likely_place(btxrd_dir):
-    """The shipped model and refiner, with a seed threshold no pixel reaches: no second look, unless the fallback
-    frames the view around the map's most likely place."""
-    from osteolens.inference.analyze import analyze_image
-    from osteolens.inference.postprocess import MaskPostprocess
-    from osteolens.inference.second_look import combine, lesion_views, most_likely_place, views_probability
-    from osteolens.io.images import read_image
-    from osteolens.models.registry import load_model
-    from osteolens.transforms.preprocess import network_grey
-
-    shipped = load_model("osteolens-radiograph", threads=1)
-    calib = shipped.metadata["calibration"]
-    look = {**calib["second_look"], "seed": {**calib["second_look"]["seed"], "threshold": 0.999}}
-
-    def with_look(settings):
-        return replace(shipped, metadata={**shipped.metadata, "calibration": {**calib, "second_look": settings}})
-
-    arr, props = read_image(btxrd_dir / "images" / "IMG000004.png")
-    clinical = {"age": 52, "sex": "M", "region": "lower limb", "view": "frontal"}
-    first = analyze_image(with_look(None), arr, props, clinical)
-    assert first.label != "normal" and first.mask_probability.max() < 0.999
-    blind = analyze_image(with_look(look), arr, props, clinical)
-    assert np.array_equal(blind.mask_probability, first.mask_probability)  # the seed finds nothing to look at
-    fallback = analyze_image(with_look({**look, "fallback": 0.5}), arr, props, clinical)
-    place = most_likely_place(first.mask_probability, 0.5)
-    views = lesion_views(first.mask_probability, 1.0, MaskPostprocess(threshold=0.999), look["context"], look["max_zoom"],
-                         fallback=0.5)
-    assert len(views) == 1 and views[0][0] <= place[0] and place[2] <= views[0][2]  # the view holds the place
-    seen = network_grey(first.grey, shipped.image_size)
-    expected = combine(first.mask_probability, views, views_probability(shipped, seen, views, arr.shape[:2], None,
-                                                                        "refiner"), "replace")
-    assert np.allclose(fallback.mask_probability, expected, atol=1e-6)
-    assert not np.array_equal(fallback.mask_probability, first.mask_probability)
-
-
 def test_the_card_names_the_refiner_and_the_second_look_that_reads_it(refined_model, tmp_path):
     from osteolens.inference.postprocess import MaskPostprocess
     from osteolens.reporting.model_card import write_model_card
@@ -176,12 +141,7 @@ def test_the_card_names_the_refiner_and_the_second_look_that_reads_it(refined_mo
     (folder / "metadata.json").write_text(json.dumps(meta))
     card = write_model_card(folder, accuracy=[]).read_text()
     assert "over the view of each of the top 3 lesions of images not called normal (view side 3 x the lesion's, at most " \
-           "6 x enlarged; its mask probability replaces the network's there), as chosen" in card
-    meta["calibration"]["second_look"]["fallback"] = 0.5
-    (folder / "metadata.json").write_text(json.dumps(meta))
-    card = write_model_card(folder, accuracy=[]).read_text()
-    assert "replaces the network's there); where the network draws no lesion, over the view of the most likely place " \
-           "(the region of mask probability at least 0.5 x its highest), as chosen" in card
+           "6 x enlarged; its mask probability replaces the network's there)" in card
 
 
 def test_the_cli_trains_a_refiner_from_a_config_and_attaches_it_with_a_new_version(tiny_source, tiny_dataset, tmp_path):

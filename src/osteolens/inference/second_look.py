@@ -22,10 +22,7 @@ The settings are chosen on the validation split and stored in the model's metada
      "network": "refiner", "lesions": 3}
 
 ``seed`` is the post-processing that finds the lesions to look at; ``lesions`` how many of them,
-most likely first (default 1); ``network`` defaults to ``"main"``. With ``"fallback": f`` an image
-whose seed finds no lesion (a tumour called, nothing drawn above the threshold) gets one view
-around the most likely place instead: the region of probability at least ``f`` times the map's
-highest that holds the highest (:func:`most_likely_place`). Where views overlap their
+most likely first (default 1); ``network`` defaults to ``"main"``. Where views overlap their
 probabilities are averaged. Models without the key get no second look.
 """
 
@@ -42,44 +39,18 @@ COMBINE = ("replace", "mean")
 NETWORKS = ("main", "refiner")
 
 
-def most_likely_place(prob: np.ndarray, fraction: float) -> tuple[int, int, int, int] | None:
-    """The box ``(x0, y0, x1, y1)`` of the 8-connected region of ``prob >= fraction x max(prob)`` that holds the
-    maximum (the first, in row order, where several pixels share it); None for a map of zeros.
-
-    >>> prob = np.zeros((50, 50)); prob[10:14, 20:30] = 0.2; prob[12, 25] = 0.3; prob[40:45, 0:5] = 0.1
-    >>> most_likely_place(prob, 0.5)
-    (20, 10, 30, 14)
-    """
-    from scipy import ndimage
-
-    peak = float(prob.max())
-    if peak <= 0:
-        return None
-    labels, _ = ndimage.label(prob >= fraction * peak, structure=np.ones((3, 3)))
-    r, c = np.unravel_index(int(np.argmax(prob)), prob.shape)
-    rows, cols = ndimage.find_objects((labels == labels[r, c]).astype(np.int32))[0]
-    return cols.start, rows.start, cols.stop, rows.stop
-
-
 def lesion_views(prob: np.ndarray, p_tumour: float, seed: MaskPostprocess, context: float, max_zoom: float,
-                 lesions: int = 1, fallback: float | None = None) -> list[tuple[int, int, int, int]]:
+                 lesions: int = 1) -> list[tuple[int, int, int, int]]:
     """Pixel boxes ``(x0, y0, x1, y1)`` of the views around the top ``lesions`` lesions of ``prob``.
 
-    A lesion whose view would be enlarged by less than ``MIN_ZOOM`` gets none. No lesion, no view;
-    unless ``fallback`` is given: then one view around :func:`most_likely_place` at that fraction.
+    A lesion whose view would be enlarged by less than ``MIN_ZOOM`` gets none; no lesion, no view.
 
     Example:
         >>> prob = np.zeros((100, 100)); prob[40:50, 60:70] = 0.9; prob[5:9, 5:9] = 0.8
         >>> lesion_views(prob, 1.0, MaskPostprocess(), context=5.0, max_zoom=4.0, lesions=2)
         [(40, 20, 90, 70), (0, 0, 25, 25)]
-        >>> faint = prob * 0.3  # nothing above the seed's threshold of 0.5
-        >>> lesion_views(faint, 1.0, MaskPostprocess(), 5.0, 4.0), lesion_views(faint, 1.0, MaskPostprocess(), 5.0, 4.0, fallback=0.5)
-        ([], [(40, 20, 90, 70)])
     """
     _, boxes, _ = lesion_components(prob, p_tumour, seed)
-    if not boxes and fallback is not None:
-        place = most_likely_place(prob, fallback)
-        boxes = [place] if place else []
     views = []
     for box in boxes[:lesions]:
         zoom, centre = zoom_view(box, prob.shape, context, max_zoom)
@@ -188,7 +159,7 @@ def look_at_lesions(model, grey: np.ndarray, seen: np.ndarray, prob: np.ndarray,
     analysis puts the probabilities over the first look with :func:`combine`. ``grey`` is the part of the image
     the whole-image network read, ``seen`` that network's input grey (:func:`view_source`)."""
     views = lesion_views(prob, p_tumour, MaskPostprocess(**settings["seed"]), settings["context"], settings["max_zoom"],
-                         int(settings.get("lesions", 1)), settings.get("fallback"))
+                         int(settings.get("lesions", 1)))
     network = settings.get("network", "main")
     source = view_source(model, grey, network, seen) if views else seen
     probs, malignancy = views_outputs(model, source, views, prob.shape, clinical, network)

@@ -47,10 +47,8 @@ def _refiner_lines(meta: dict) -> list[str]:
     which = "the top lesion" if n == 1 else f"each of the top {n} lesions"
     used = (f" The analysis reads it over the view of {which} of images not called "
             f"normal (view side {look['context']:g} x the lesion's, at most {look['max_zoom']:g} x enlarged; its mask "
-            f"probability {'replaces' if look['combine'] == 'replace' else 'is averaged with'} the network's there)"
-            + (f"; where the network draws no lesion, over the view of the most likely place (the region of mask "
-               f"probability at least {look['fallback']:g} x its highest)" if look.get("fallback") is not None else "")
-            + ", as chosen on the validation split." if look.get("network") == "refiner" else
+            f"probability {'replaces' if look['combine'] == 'replace' else 'is averaged with'} the network's there), as "
+            f"chosen on the validation split." if look.get("network") == "refiner" else
             " No second look uses it (none was chosen on the validation split).")
     return [f"- Lesion refiner `{r['file']}` (sha256 `{r['sha256']}`): EfficientNet-Lite0 + U-Net decoder at {r['input_size']} px, "
             + (f"reading views cut from the image resized to {r['image_size']} px, " if "image_size" in r else "")
