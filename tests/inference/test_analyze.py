@@ -573,3 +573,15 @@ def test_a_laterality_that_names_no_side_fails_that_image_and_the_batch_goes_on(
     assert results[0].error == ("clinical data for IMG000001.png (clinical.csv line 2): laterality 'up' names no side "
                                 "(L, R or B; left, right or both)")
     assert results[1].anatomy["laterality"] == {"value": "L", "from": "clinical.csv line 3"}
+
+
+def test_a_tumour_called_with_no_lesion_outlined_says_so_in_the_report(btxrd_dir, tmp_path):
+    """IMG001151, an osteochondroma of the femur: the shipped model calls it benign, and no part of its mask reaches
+    the threshold. The report says that nothing was outlined instead of showing an empty box list."""
+    from osteolens.reporting.html import NO_OUTLINE
+
+    clinical = {"IMG001151.png": {"age": 59, "sex": "M", "region": "lower limb", "view": "frontal"}}
+    (r,) = analyze([btxrd_dir / "images" / "IMG001151.png"], tmp_path, overlays=False, clinical=clinical)
+    assert r.status == "ok" and r.label == "benign" and r.boxes == [] and r.lesion_area_px == 0
+    html = (tmp_path / "report.html").read_text()
+    assert NO_OUTLINE in html

@@ -101,6 +101,25 @@ def test_two_views_are_read_together(browser, server, btxrd_dir):  # noqa: F811
     page.close()
 
 
+def test_a_tumour_call_with_nothing_outlined_says_so(browser, server, btxrd_dir):  # noqa: F811
+    """The lesion list of a real analysis, shown again as a tumour call with no lesion (what the shipped model gives
+    IMG001151, an osteochondroma, tested with the report) and as a normal one: the first says nothing was
+    outlined, in the HTML report's words; the second says none."""
+    from osteolens.reporting.html import NO_OUTLINE
+
+    page = browser.new_page()
+    page.goto(server + "/")
+    page.fill("#key", KEY)
+    page.set_input_files("#file", str(btxrd_dir / "images" / "IMG001151.png"))
+    page.click("#analyse")
+    page.wait_for_selector("#result:not([hidden])", timeout=30000)
+    page.evaluate("show({...state.analysis, label: 'benign', lesions: []})")
+    assert page.inner_text("#lesions") == NO_OUTLINE and page.inner_text("#decision") == "benign"
+    page.evaluate("show({...state.analysis, label: 'normal', lesions: []})")
+    assert page.inner_text("#lesions") == "none"
+    page.close()
+
+
 def test_dicom_upload_offers_dicom_downloads(browser, server, btxrd_dir, tmp_path):  # noqa: F811
     import pydicom
 

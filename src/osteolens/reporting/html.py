@@ -62,6 +62,24 @@ def lesion_size_text(r) -> str:
     return text + (f"; the largest of {n} lesions" if n > 1 else "")
 
 
+NO_OUTLINE = ("none outlined: no part of the tumour mask reached its threshold; the heat map shows where the class "
+              "evidence lies")
+
+
+def boxes_text(r) -> str:
+    """The boxes as a report lists them; a tumour call (or an indeterminate one) with no lesion outlined says so.
+
+    >>> from types import SimpleNamespace as NS
+    >>> boxes_text(NS(boxes=[[1, 2, 30, 40], [5, 5, 9, 9]], label="benign"))
+    '1 2 30 40; 5 5 9 9'
+    >>> boxes_text(NS(boxes=[], label="normal")), boxes_text(NS(boxes=[], label="malignant")) == NO_OUTLINE
+    ('-', True)
+    """
+    if r.boxes:
+        return "; ".join(" ".join(map(str, b)) for b in r.boxes)
+    return "-" if r.label == "normal" else NO_OUTLINE
+
+
 def axes_text(long_px: float, short_px: float, long_mm: float | None = None, short_mm: float | None = None) -> str:
     """A lesion's long x short axis, in mm when known.
 
@@ -150,7 +168,7 @@ def write_batch_report(results: list, model, path: Path, overlays: bool = True, 
             f"<tr><td>uncertainty (0-1)</td><td>{r.uncertainty:.3f}</td></tr>"
             f"<tr><td>lesion area</td><td>{area}</td></tr>"
             f"<tr><td>largest lesion, long x short axis</td><td>{size}</td></tr>"
-            f"<tr><td>boxes (x0 y0 x1 y1)</td><td>{e('; '.join(' '.join(map(str, b)) for b in r.boxes)) or '-'}</td></tr>"
+            f"<tr><td>boxes (x0 y0 x1 y1)</td><td>{e(boxes_text(r))}</td></tr>"
             f"<tr><td>clinical inputs</td><td>{clinical_text(r)}</td></tr>"
             + (f"<tr><td>study</td><td>{e(r.study)}</td></tr>" if r.study else "")
             + (f"<tr><td>not written</td><td class='refer'>{e(r.error)}</td></tr>" if r.error else "")

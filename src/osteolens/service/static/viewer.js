@@ -77,7 +77,9 @@ async function show(a) {
   const axes = (long_mm, short_mm, long_px, short_px) => long_mm != null ? `${long_mm.toFixed(1)} x ${short_mm.toFixed(1)} mm`
     : long_px != null ? `${Math.round(long_px)} x ${Math.round(short_px)} px (no pixel spacing)` : "-";
   $("size").textContent = axes(a.lesion_long_axis_mm, a.lesion_short_axis_mm, a.lesion_long_axis_px, a.lesion_short_axis_px);
-  $("lesions").textContent = (a.lesions || []).length === 0 ? "none" : a.lesions.map(
+  // a tumour (or indeterminate) call with nothing outlined says so, as the HTML report does
+  const none = a.label === "normal" ? "none" : "none outlined: no part of the tumour mask reached its threshold; the heat map shows where the class evidence lies";
+  $("lesions").textContent = (a.lesions || []).length === 0 ? none : a.lesions.map(
     (l, i) => `${i + 1}: ${axes(l.long_axis_mm, l.short_axis_mm, l.long_axis_px, l.short_axis_px)}`).join("; ");
   const read = Object.entries(a.clinical || {}).map(([k, v]) => `${k} ${v.value} (${v.from})`);
   if ((a.clinical_missing || []).length) read.push(`not given: ${a.clinical_missing.join(", ")}`);
