@@ -101,11 +101,12 @@ def validation_cases(model, manifest, cases) -> list[dict]:
         vec = encode_clinical(c.age, c.sex, c.region, c.view)[0] if model.uses_clinical else None
         h, w = res.mask_probability.shape
         crop = tuple(res.content_box or (0, 0, w, h))  # the part of the image the network read
+        read = res.grey[crop[1]:crop[3], crop[0]:crop[2]]
+        seen = network_grey(read, model.image_size)
         out.append({"prob": res.mask_probability, "p_tumour": res.p_benign + res.p_malignant, "label": res.label,
                     "truth": truth, "truth_boxes": det.boxes_from_mask(truth), "group": c.group_id, "crop": crop,
-                    "seen": network_grey(res.grey[crop[1]:crop[3], crop[0]:crop[2]], model.image_size),
-                    "refiner_seen": view_source(model, res.grey[crop[1]:crop[3], crop[0]:crop[2]], "refiner")
-                    if model.refiner is not None else None,
+                    "seen": seen,  # the refiner's views come from "refiner_seen": the same array where sizes agree
+                    "refiner_seen": view_source(model, read, "refiner", seen) if model.refiner is not None else None,
                     "clinical": None if vec is None else np.stack([vec, vec])})
     return out
 
