@@ -283,27 +283,6 @@ def train_refiner_cmd(
                      if "best_val_view_malignancy_auc" in summary else ""))
 
 
-@app.command("refiner-negatives")
-def refiner_negatives_cmd(
-    model: str = typer.Argument(..., help="Registered name or folder of the radiograph model the refiner will join."),
-    out: Path = typer.Option(..., "--out", help="JSON file to write (a refiner config's negatives)."),
-    manifest: Optional[Path] = typer.Option(None, help="The model's training manifest (default: from its metadata)."),
-    splits: Optional[Path] = typer.Option(None, help="The split file it was trained with (default: from its metadata)."),
-    lesions: int = typer.Option(3, min=1, help="How many top first-look lesions of each training image to check."),
-    image_size: Optional[int] = typer.Option(None, help="The refiner's cache size (default: the model's input size)."),
-) -> None:
-    """Find the first look's false lesions on the training split: hard negatives for train-refiner (a few minutes)."""
-    from osteolens.training.hard_negatives import first_look_negatives
-
-    with _progress() as bar:
-        task = bar.add_task("first look", total=None)
-        summary = first_look_negatives(model, out, manifest, splits, lesions, image_size,
-                                       progress=lambda done, total: bar.update(task, completed=done, total=total))
-    console.print(f"wrote {out}: {summary['n_negatives']} of the top-{lesions} first-look lesions on "
-                  f"{summary['n_images']} training images touch no lesion ({summary['n_images_with_negatives']} "
-                  f"images), boxes at {summary['image_size']} px")
-
-
 @app.command("attach-refiner")
 def attach_refiner_cmd(
     model: str = typer.Argument(..., help="Registered name or folder of a radiograph model."),

@@ -82,31 +82,3 @@ def test_a_bad_refiner_config_names_the_field(tmp_path):
     p.write_text(json.dumps({"manifest": "m.csv", "splits": "s.csv", "input_size": 100}))
     with pytest.raises(OsteolensError, match="input_size: .*multiple of 32"):
         load_config(p, RefinerConfig)
-
-
-def test_hard_negative_views_frame_the_boxes_given_and_only_training_images_may_give_them(tiny_dataset, tmp_path):
-    base = RefinerConfig(manifest=tiny_dataset / "manifest.csv", splits=tiny_dataset / "splits.csv", image_size=64,
-                         input_size=64, lesion_views=4, normal_views=0, context=(3.0, 3.0), jitter=0.0, rotate_deg=0.0, clahe=0.0,
-                         brightness=0.0, contrast=0.0, gamma=0.0, cache_dir=tiny_dataset / "cache")
-    data = base.cached()
-    train = np.flatnonzero(data.labels >= 0)[:33]
-    normal = next(int(i) for i in train if data.labels[i] == 0)
-    negatives = tmp_path / "negatives.json"
-    negatives.write_text(json.dumps({"image_size": 64, "negatives": {str(data.case_ids[normal]): {"boxes": [[40, 8, 48, 16]]}}}))
-    cfg = base.model_copy(update={"negatives": negatives, "negative_views": 3})
-    sampler = ViewSampler(cfg, data, train)
-    assert sampler.negatives == [(normal, (40.0, 8.0, 48.0, 16.0))]
-    x, m = sampler(sampler.tumour[:4])
-    assert x.shape == (7, 1, 64, 64) and (m[4:] == 0).all()  # a normal image's view: nothing to draw
-    # each negative view is its image framed around the box as a lesion view would be (mirrored or not)
-    zoom, centre = frame((40, 8, 48, 16), data.masks.shape[1:], context=3.0, max_zoom=cfg.max_zoom)
-    expected, _ = cut_views(data.images[[normal]], data.masks[[normal]], np.array([zoom]), centre[None], 64)
-    for view in x[4:]:
-        assert min(float((view - expected[0]).abs().max()), float((view - expected[0].flip(-1)).abs().max())) < 1e-5
-
-    held_out = next(str(c) for i, c in enumerate(data.case_ids) if i not in set(train.tolist()))
-    negatives.write_text(json.dumps({"image_size": 64, "negatives": {held_out: {"boxes": [[1, 1, 5, 5]]}}}))
-    with pytest.raises(OsteolensError, match="not on training-split images"):
-        ViewSampler(cfg, data, train)
-    with pytest.raises(ValueError, match="no negatives file"):
-        RefinerConfig(manifest="m.csv", splits="s.csv", negative_views=2)

@@ -4,9 +4,7 @@ Each batch holds views framed around one lesion of a training-split tumour image
 its mask, the longer side of its box ``1 / context`` of the view, ``context`` drawn from
 ``RefinerConfig.context``, the centre moved by up to ``jitter`` of the view's half-width so that
 the first look's imprecise boxes are covered) and views of normal images at random places and
-zooms (so that it learns to draw nothing where there is no tumour), and, with ``negative_views``, views framed
-like lesion views around the first look's false lesions on training images
-(:mod:`osteolens.training.hard_negatives`). The target is the whole mask
+zooms (so that it learns to draw nothing where there is no tumour). The target is the whole mask
 inside the view, other lesions included. Views are rotated, flipped and varied in brightness,
 contrast, gamma and CLAHE like the whole-image recipe's images. Loss: BCE on every view plus soft
 Dice on views with a lesion. Validation: mean Dice at 0.5 (flip-averaged) on one view per
@@ -30,12 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator
 from torch.nn import functional as F
 
 from osteolens.evaluation.detection import boxes_from_mask
 from osteolens.training.config import RunConfig
-from osteolens.training.hard_negatives import load_negatives
 from osteolens.training.losses import soft_dice_loss
 from osteolens.transforms.augment import clahe, intensity
 from osteolens.transforms.views import inside_image, zoom_view
@@ -63,11 +60,6 @@ class RefinerConfig(RunConfig):
     warmup_steps: int = 50
     lesion_views: int = Field(24, ge=1, description="views around lesions in each batch")
     normal_views: int = Field(8, ge=0, description="views of normal images in each batch")
-    negatives: Path | None = Field(None, description="hard negatives: the file ``osteolens refiner-negatives`` writes "
-                                   "(boxes, in pixels of the cache, of a whole-image model's first-look lesions on "
-                                   "training images that touch no lesion; osteolens.training.hard_negatives)")
-    negative_views: int = Field(0, ge=0, description="views framed around hard negatives in each batch (as lesion "
-                                "views are framed), so that the refiner learns to clear the first look's false lesions")
     context: tuple[float, float] = (2.0, 4.5)
     jitter: float = Field(0.35, ge=0.0, le=1.0, description="largest shift of the view's centre, in view half-widths")
     max_zoom: float = Field(6.0, ge=1.0, description="largest enlargement of a view (a tiny lesion gets more context)")
@@ -91,19 +83,6 @@ class RefinerConfig(RunConfig):
         if v % 32 or v < 64:
             raise ValueError(f"must be a multiple of 32 and at least 64, got {v}")
         return v
-
-    @model_validator(mode="after")
-    def _negatives_given(self):
-        if self.negative_views and self.negatives is None:
-            raise ValueError(f"negative_views is {self.negative_views} but no negatives file is given")
-        return self
-
-    def resolved(self, base: Path):
-        """As :meth:`RunConfig.resolved`, the negatives file too."""
-        out = super().resolved(base)
-        if out.negatives is not None and not out.negatives.is_absolute():
-            out = out.model_copy(update={"negatives": (base / out.negatives).resolve()})
-        return out
 
 
 def min_lesion_pixels(image_size: int) -> int:
@@ -190,8 +169,6 @@ class ViewSampler:
         self.boxes = {int(i): lesion_boxes(data.masks[i], smallest) for i in train_idx if data.labels[i] > 0}
         self.tumour = np.array([i for i, b in self.boxes.items() if b])
         self.normal = train_idx[data.labels[train_idx] == 0]
-        self.negatives = load_negatives(cfg.negatives, data.case_ids, train_idx, cfg.image_size) \
-            if cfg.negative_views else []
 
     def __call__(self, tumour_idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, rng, data = self.cfg, self.rng, self.data
@@ -205,12 +182,7 @@ class ViewSampler:
         for _ in normal_idx:
             z = rng.uniform(min(1.5, cfg.max_zoom), cfg.max_zoom)
             zooms.append(z), centres.append(inside_image(rng.uniform(-1, 1, 2), z))
-        negative_idx = []
-        for k in rng.integers(len(self.negatives), size=cfg.negative_views if self.negatives else 0):
-            i, box = self.negatives[k]
-            z, c = frame(box, shape, rng.uniform(*cfg.context), cfg.max_zoom, cfg.jitter, rng)
-            negative_idx.append(i), zooms.append(z), centres.append(c)
-        idx = np.concatenate([tumour_idx, normal_idx, negative_idx]).astype(int)
+        idx = np.concatenate([tumour_idx, normal_idx]).astype(int)
         b = len(idx)
         images = data.images[idx].copy()
         for k in np.flatnonzero(rng.random(b) < cfg.clahe):
