@@ -90,6 +90,34 @@ def test_missing_and_empty_files(tmp_path):
         read_image(tmp_path / "empty.png")
 
 
+
+def png_claiming(path, width: int, height: int):
+    """A tiny PNG whose header claims ``width`` x ``height`` grey pixels (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(tmp_path):
+    # 420 megapixels: over osteolens's 400, under the 800 where Pillow itself would refuse (it only warns)
+    bomb = png_claiming(tmp_path / "bomb.png", 21_000, 20_000)
+    assert bomb.stat().st_size < 200
+    with pytest.raises(ImageReadError, match=r"bomb.png: image is 21000 x 20000 px \(420 megapixels\), over the 400 "
+                                             r"megapixels osteolens reads"):
+        read_image(bomb)
+    from tests.io.test_dicom import make_dicom
+
+    dicom = make_dicom(tmp_path / "bomb.dcm", np.zeros((4, 4)), Rows=30_000, Columns=20_000)
+    with pytest.raises(ImageReadError, match=r"bomb.dcm: image is 20000 x 30000 px \(600 megapixels\)"):
+        read_image(dicom)
+
 def test_format_is_told_by_content_not_extension(tmp_path, btxrd_dir):
     arr, _ = read_image(btxrd_dir / "images" / "IMG000001.png")
     path = tmp_path / "really_a_jpeg.png"

@@ -61,6 +61,10 @@ def test_bad_inputs_get_4xx_and_service_keeps_serving(server, tmp_path, btxrd_di
     Image.fromarray(np.zeros((300, 300), np.uint8)).save(blank)
     r = post(server, blank)
     assert r.status_code == 400 and r.json()["detail"] == "blank.png: image is blank (every pixel has the same value)"
+    from tests.io.test_images import png_claiming
+
+    r = post(server, png_claiming(tmp_path / "bomb.png", 21_000, 20_000))  # 420 megapixels in 100 bytes
+    assert r.status_code == 400 and "bomb.png: image is 21000 x 20000 px (420 megapixels)" in r.json()["detail"]
     from tests.conftest import shared
 
     ct = sorted((shared("sts_ct_mr_pet") / "dicom" / "STS_001" / "CT" / "image").glob("*.dcm"))[0]

@@ -25,7 +25,7 @@ import numpy as np
 
 from osteolens.errors import ImageReadError
 from osteolens.io.dicom_clinical import header_clinical
-from osteolens.io.images import ImageProperties
+from osteolens.io.images import ImageProperties, check_pixel_count
 
 
 def read_dicom_dataset(path: str | Path, stop_before_pixels: bool = False):
@@ -97,6 +97,7 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         raise ImageReadError(
             path, f"multi-frame DICOM ({frames} frames) is not supported; give one 2-D radiograph per file"
         )
+    check_pixel_count(path, int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0))
     try:
         raw = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for truncated/unsupported data

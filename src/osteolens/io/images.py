@@ -19,15 +19,33 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from osteolens.errors import ImageReadError
 
-# Image.MAX_IMAGE_PIXELS protects against decompression bombs; radiographs and whole tiles
-# can exceed its default, so allow up to 400 megapixels and refuse beyond.
-Image.MAX_IMAGE_PIXELS = 400_000_000
+#: The most pixels an image may have (rows x columns); a larger one is refused before it is decoded (a
+#: decompression bomb: a small file that would fill the memory). Radiographs and whole tiles can exceed Pillow's
+#: default of 89 megapixels. Pillow itself only warns between its limit and twice it, so :func:`check_pixel_count`
+#: refuses; DICOM files are held to the same limit.
+MAX_PIXELS = 400_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def check_pixel_count(path, width: int, height: int) -> None:
+    """Refuse an image of more than :data:`MAX_PIXELS`, naming the file and its size.
+
+    >>> check_pixel_count("big.png", 30_000, 20_000)
+    Traceback (most recent call last):
+    ...
+    osteolens.errors.ImageReadError: big.png: image is 30000 x 20000 px (600 megapixels), over the 400 megapixels osteolens reads (a guard against files that decode to more than the memory holds)
+    """
+    if width * height > MAX_PIXELS:
+        raise ImageReadError(path, f"image is {width} x {height} px ({width * height / 1e6:.0f} megapixels), over the "
+                                   f"{MAX_PIXELS / 1e6:.0f} megapixels osteolens reads (a guard against files that "
+                                   "decode to more than the memory holds)")
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -171,14 +189,19 @@ def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
     try:
         # From an open file, not a path: Pillow 13.0 memory-maps uncompressed single-strip TIFFs opened by path
         # and then lays out those with an EXIF Orientation of 5-8 with width and height swapped (scrambled pixels).
-        with open(path, "rb") as fh, Image.open(fh) as im:
-            orientation = exif_orientation(im)
-            im.load()  # decodes everything: a truncated file fails here
-            n_frames = getattr(im, "n_frames", 1)
-            mode = im.mode
-            pending = exif_orientation(im)  # Pillow's TIFF reader turns the image itself and drops the tag; JPEG's does not
-            alpha_notes: list[str] = []
-            arr = _pillow_to_array(im.transpose(ORIENTATIONS[pending][1]) if pending else im, path, alpha_notes)
+        with open(path, "rb") as fh:
+            with warnings.catch_warnings():  # Pillow warns of an image over its limit; check_pixel_count refuses it
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(fh)
+            with im:
+                check_pixel_count(path, *im.size)
+                orientation = exif_orientation(im)
+                im.load()  # decodes everything: a truncated file fails here
+                n_frames = getattr(im, "n_frames", 1)
+                mode = im.mode
+                pending = exif_orientation(im)  # Pillow's TIFF reader turns the image itself and drops the tag; JPEG's does not
+                alpha_notes: list[str] = []
+                arr = _pillow_to_array(im.transpose(ORIENTATIONS[pending][1]) if pending else im, path, alpha_notes)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
