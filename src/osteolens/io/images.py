@@ -17,9 +17,9 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
