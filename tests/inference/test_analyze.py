@@ -585,3 +585,27 @@ def test_a_tumour_called_with_no_lesion_outlined_says_so_in_the_report(btxrd_dir
     assert r.status == "ok" and r.label == "benign" and r.boxes == [] and r.lesion_area_px == 0
     html = (tmp_path / "report.html").read_text()
     assert NO_OUTLINE in html
+
+
+def test_a_bare_dataset_radiograph_is_analysed_with_its_dicom_objects(tiny_model, btxrd_dir, tmp_path):
+    """A radiograph stored without the file meta header (older exporters) is analysed like its Part 10 file, and its
+    SEG, SR, presentation state and overlay capture are written into its study."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from tests.io.test_dicom import _bare_copy, make_dicom
+
+    study = generate_uid()
+    part10 = make_dicom(tmp_path / "knee.dcm", np.asarray(Image.open(btxrd_dir / "images" / "IMG000004.png")).astype(np.uint16) * 16,
+                        StudyInstanceUID=study, SeriesInstanceUID=generate_uid(), PixelSpacing=[0.2, 0.2])
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    _bare_copy(part10, scans / "IM0001")
+    (bare,) = analyze([scans], tmp_path / "out", model=tiny_model, dicom_out=True)
+    (reference,) = analyze([part10], tmp_path / "ref", model=tiny_model)
+    assert bare.status == "ok" and bare.image == "IM0001"
+    assert (bare.p_normal, bare.p_malignant, bare.lesion_area_mm2) == (reference.p_normal, reference.p_malignant,
+                                                                      reference.lesion_area_mm2)
+    written = sorted((tmp_path / "out" / "dicom" / "IM0001").glob("*.dcm"))
+    assert [p.name for p in written] == ["pr.dcm", "sc.dcm", "seg.dcm", "sr.dcm"]
+    assert {str(pydicom.dcmread(p).StudyInstanceUID) for p in written} == {study}

@@ -313,3 +313,40 @@ def test_a_file_of_padding_only_is_refused(tmp_path):
     path = make_dicom(tmp_path / "empty.dcm", np.full((64, 64), 7), PixelPaddingValue=7)
     with pytest.raises(ImageReadError, match="every pixel is padding"):
         read_image(path)
+
+
+def _bare_copy(src, dst, implicit: bool = True):
+    """``src`` written again as a bare dataset: no preamble and no file meta header, as some older exporters store."""
+    ds = pydicom.dcmread(src)
+    ds.file_meta, ds.preamble = pydicom.dataset.FileMetaDataset(), None
+    ds.save_as(dst, implicit_vr=implicit, little_endian=True, enforce_file_format=False)
+    assert not pydicom.misc.is_dicom(dst)
+    return dst
+
+
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit_vr", "explicit_vr"])
+def test_a_bare_dataset_reads_as_its_part10_file(btxrd_dir, tmp_path, implicit):
+    part10 = make_dicom(tmp_path / "part10.dcm", _real_radiograph_12bit(btxrd_dir), "MONOCHROME1",
+                        WindowCenter=2048, WindowWidth=4096, PixelSpacing=[0.14, 0.14])
+    bare = _bare_copy(part10, tmp_path / "IM0001", implicit)
+    expected, expected_props = read_image(part10)
+    arr, props = read_image(bare)
+    assert np.array_equal(arr, expected) and props.value_range == expected_props.value_range
+    assert props.spacing_mm == (0.14, 0.14) and props.photometric == "MONOCHROME2"
+    syntax = "Implicit VR Little Endian" if implicit else "Explicit VR Little Endian"
+    assert f"bare dataset (no file meta header): read as {syntax}" in props.notes
+
+
+def test_a_bare_dataset_with_compressed_pixels_or_garbage_is_refused_by_name(btxrd_dir, tmp_path):
+    from pydicom.uid import RLELossless
+
+    ds = pydicom.dcmread(make_dicom(tmp_path / "part10.dcm", _real_radiograph_12bit(btxrd_dir)))
+    ds.compress(RLELossless)
+    ds.file_meta, ds.preamble = pydicom.dataset.FileMetaDataset(), None
+    ds.save_as(tmp_path / "rle", implicit_vr=False, little_endian=True, enforce_file_format=False)
+    with pytest.raises(ImageReadError, match=r"rle: a bare DICOM dataset .* compressed pixel data"):
+        read_image(tmp_path / "rle")
+    # bytes that only start like a dataset's first element
+    (tmp_path / "junk").write_bytes(b"\x08\x00\x16\x00UI\x1c\x00" + bytes(range(256)) * 3)
+    with pytest.raises(ImageReadError, match="junk: unreadable DICOM: starts like a bare DICOM dataset .* no valid SOP"):
+        read_image(tmp_path / "junk")

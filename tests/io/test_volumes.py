@@ -92,3 +92,16 @@ def test_a_float_volume_with_nan_voxels_is_refused_by_name(tmp_path):
     sitk.WriteImage(broken, str(tmp_path / "pet.mha"))
     with pytest.raises(ImageReadError, match=rf"pet\.mha: 1 of {pixels.size} voxels are not numbers"):
         read_volume(tmp_path / "pet.mha")
+
+
+def test_a_series_of_bare_datasets_reads_as_the_part10_series(tmp_path):
+    """Slices stored without the file meta header (older exporters and archives) make the same volume."""
+    from tests.io.test_dicom import _bare_copy
+
+    series = shared("sts_ct_mr_pet") / "dicom" / "STS_001" / "CT" / "image"
+    for f in sorted(series.glob("*.dcm")):
+        _bare_copy(f, tmp_path / f.stem)
+    (tmp_path / "README").write_text("exported slices")  # not DICOM: passed over, as before
+    expected, volume = read_volume(series), read_volume(tmp_path)
+    assert volume.array.shape == expected.array.shape == (59, 202, 198)
+    assert np.array_equal(volume.array, expected.array) and volume.spacing == expected.spacing

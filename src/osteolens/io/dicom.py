@@ -13,7 +13,9 @@ file has no VOI, and shown black, as PS3.3 C.7.5.1.1.2 intends. The array keeps 
 ``content_box`` in the properties says where the image inside it is, and analysis reads only that
 (masks and boxes stay in the file's own pixels). 'FOR PROCESSING' images (Presentation Intent Type) are
 refused: the model saw only processed, displayable radiographs. Compressed transfer syntaxes
-decode through pydicom's plugins (pylibjpeg, pyjpegls).
+decode through pydicom's plugins (pylibjpeg, pyjpegls). A bare dataset (no preamble and no file meta header, as some
+older exporters and archives store objects) is read too, as the little-endian encoding its elements are in; one with
+compressed pixel data is refused, since nothing records how they were compressed.
 """
 
 from __future__ import annotations
@@ -45,10 +47,13 @@ def read_dicom_dataset(path: str | Path, stop_before_pixels: bool = False):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+            except InvalidDicomError as not_part10:
+                ds = _bare_dataset(path, stop_before_pixels, not_part10)
             for _ in (*ds.file_meta.iterall(), *ds.iterall()):
                 pass
-        except InvalidDicomError:
+        except (InvalidDicomError, ImageReadError):
             raise
         except (OSError, ValueError, EOFError) as exc:
             raise ImageReadError(path, f"unreadable DICOM: {exc}") from exc
@@ -57,6 +62,48 @@ def read_dicom_dataset(path: str | Path, stop_before_pixels: bool = False):
     cut_short = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
     if cut_short:
         raise ImageReadError(path, f"truncated DICOM (the file ends inside an element): {cut_short[0]}")
+    return ds
+
+
+def _bare_dataset(path: Path, stop_before_pixels: bool, not_part10: Exception):
+    """A bare dataset (no preamble, no file meta header), as some older exporters and archives store objects, read
+    with its missing file meta filled in: the transfer syntax is the one its elements are encoded in (implicit or
+    explicit VR little endian), which holds for uncompressed pixel data only.
+
+    Raises:
+        pydicom.errors.InvalidDicomError: ``not_part10`` (pydicom's reason for refusing it as a Part 10 file) where the
+            file does not start like a bare dataset; or it does, but has no valid SOP Class UID (not a DICOM object).
+        ImageReadError: its pixel data are compressed, so the transfer syntax that would decode them is unknown.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    from osteolens.io.images import is_bare_dicom_head
+
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not is_bare_dicom_head(head):
+        raise not_part10
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+    except Exception as exc:  # a file that only starts like a dataset
+        raise InvalidDicomError(f"starts like a bare DICOM dataset but does not read as one ({exc})") from exc
+    try:
+        valid = "SOPClassUID" in ds and ds.SOPClassUID.is_valid
+    except Exception:  # a value that does not even parse
+        valid = False
+    if not valid:
+        raise InvalidDicomError("starts like a bare DICOM dataset (no file meta header) but has no valid SOP Class UID")
+    if "PixelData" in ds and ds["PixelData"].is_undefined_length:
+        raise ImageReadError(path, "a bare DICOM dataset (no file meta header) with compressed pixel data: the "
+                                   "transfer syntax that would decode them is not recorded; export the image as a "
+                                   "DICOM Part 10 file")
+    implicit = ds.original_encoding[0]  # little endian, as is_bare_dicom_head requires
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "SOPInstanceUID" in ds:
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     return ds
 
 
@@ -105,6 +152,8 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
 
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
     notes: list[str] = []
+    if getattr(ds, "preamble", b"") is None:
+        notes.append(f"bare dataset (no file meta header): read as {ds.file_meta.TransferSyntaxUID.name}")
     content_box = None
     bits = int(getattr(ds, "BitsStored", 8 * raw.dtype.itemsize))
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
@@ -184,10 +233,8 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
 
 def read_dicom_spacing(path: str | Path) -> tuple[float, float] | None:
     """Pixel spacing in mm of a DICOM file from its header alone (no pixel decoding), or None."""
-    import pydicom
-
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = read_dicom_dataset(path, stop_before_pixels=True)
     except Exception:  # unreadable headers are reported by read_dicom_image, not here
         return None
     return _spacing(ds)[0]

@@ -27,6 +27,7 @@ import numpy as np
 
 from osteolens import __version__
 from osteolens.errors import OsteolensError
+from osteolens.io.dicom import read_dicom_dataset
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 MANUFACTURER = "osteolens (open source)"
@@ -482,7 +483,6 @@ def write_study_sr(sources: list, reading, model_meta: dict, out: str | Path) ->
             by a clinical table that is not their DICOM study: an SR can only join one study).
     """
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
@@ -491,7 +491,7 @@ def write_study_sr(sources: list, reading, model_meta: dict, out: str | Path) ->
     datasets = []
     for source in sources:
         try:
-            ds = pydicom.dcmread(source, stop_before_pixels=True)
+            ds = read_dicom_dataset(source, stop_before_pixels=True)
         except Exception as exc:
             raise OsteolensError(f"{source}: not a readable DICOM file ({exc})") from exc
         if str(ds.get("StudyInstanceUID", "")).strip() != reading.study:
@@ -524,14 +524,13 @@ def write_study_sr(sources: list, reading, model_meta: dict, out: str | Path) ->
 
 def _write_analysis_dicom(source: Path, analysis, model_meta: dict, out_dir: str | Path, overlay_rgb) -> dict:
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
     from osteolens.inference.study import part_and_side
 
     try:
-        src = pydicom.dcmread(source)
+        src = read_dicom_dataset(source)
     except Exception as exc:
         raise OsteolensError(f"{source}: not a readable DICOM file ({exc})") from exc
     if analysis.mask is None or analysis.mask.shape != (src.Rows, src.Columns):

@@ -136,7 +136,7 @@ def sniff_format(path: str | Path) -> str:
         head = fh.read(132)
     if not head:
         raise ImageReadError(p, "file is empty (0 bytes)")
-    if len(head) >= 132 and head[128:132] == b"DICM":
+    if (len(head) >= 132 and head[128:132] == b"DICM") or is_bare_dicom_head(head):
         return "dicom"
     for magic, name in _MAGIC:
         if head.startswith(magic):
@@ -145,8 +145,30 @@ def sniff_format(path: str | Path) -> str:
     raise ImageReadError(
         p,
         f"not a supported image: the content is {looks} starting with {head[:16]!r}, "
-        "not PNG, JPEG, TIFF, BMP or DICOM (Part 10, 'DICM' at byte 128)",
+        "not PNG, JPEG, TIFF, BMP or DICOM (Part 10, 'DICM' at byte 128, or a bare little-endian dataset)",
     )
+
+
+#: value representations an explicit-VR element header may name (PS3.5 6.2)
+_VRS = frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US "
+                 b"UT UV".split())
+
+
+def is_bare_dicom_head(head: bytes) -> bool:
+    """Whether a file's first bytes look like a bare DICOM dataset: no 128-byte preamble and no file meta header, as
+    some older exporters and archives store objects. Such a dataset starts, little endian, with a group 0008
+    element (Specific Character Set, Image Type, SOP Class UID ...) in explicit or implicit VR encoding.
+
+    >>> is_bare_dicom_head(b"\\x08\\x00\\x16\\x00UI\\x1c\\x001.2.840.10008.5.1.4.1.1.1.1")
+    True
+    >>> is_bare_dicom_head(b"\\x08\\x00\\x16\\x00\\x1c\\x00\\x00\\x001.2.840.")
+    True
+    >>> is_bare_dicom_head(b"\\x08\\x00GIF89a garbage")
+    False
+    """
+    if len(head) < 8 or head[:2] != b"\x08\x00":
+        return False
+    return head[4:6] in _VRS or int.from_bytes(head[4:8], "little") < 1024
 
 
 def _looks_like_text(head: bytes) -> bool:

@@ -119,7 +119,6 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
 
 
 def _read_dicom_series(folder: Path, series_uid: str | None) -> Volume:
-    import pydicom
     from pydicom.errors import InvalidDicomError
 
     from osteolens.io.dicom import read_dicom_dataset
@@ -166,7 +165,7 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> Volume:
         step = float(first.get("SliceThickness", 1.0) or 1.0)
     slices = []
     for f, _ in headers:
-        ds = pydicom.dcmread(f)
+        ds = read_dicom_dataset(f)
         try:
             pixels = ds.pixel_array.astype(np.float64)
         except Exception as exc:
