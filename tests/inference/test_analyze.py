@@ -609,3 +609,28 @@ def test_a_bare_dataset_radiograph_is_analysed_with_its_dicom_objects(tiny_model
     written = sorted((tmp_path / "out" / "dicom" / "IM0001").glob("*.dcm"))
     assert [p.name for p in written] == ["pr.dcm", "sc.dcm", "seg.dcm", "sr.dcm"]
     assert {str(pydicom.dcmread(p).StudyInstanceUID) for p in written} == {study}
+
+
+def test_a_radiograph_over_100_megapixels_is_refused_before_decoding_and_the_batch_goes_on(tiny_model, btxrd_dir,
+                                                                                             tmp_path):
+    """The reader's general limit (400 Mpx) is for plain-image slides; a radiograph analysis stops at 100 Mpx."""
+    from osteolens.errors import ImageReadError
+    from osteolens.inference.analyze import MAX_RADIOGRAPH_PIXELS
+    from osteolens.io.images import read_image
+    from tests.io.test_dicom import make_dicom
+    from tests.io.test_images import png_claiming
+
+    assert MAX_RADIOGRAPH_PIXELS == 100_000_000
+    big = png_claiming(tmp_path / "big.png", 12_000, 10_000)  # 120 Mpx claimed in about 100 bytes
+    with pytest.raises(ImageReadError) as caught:  # under the general limit: the reader goes on to decode it
+        read_image(big)
+    assert "megapixels" not in str(caught.value)
+    header = make_dicom(tmp_path / "big.dcm", np.zeros((4, 4)), Rows=9_000, Columns=12_000)
+    shutil.copy(btxrd_dir / "images" / "IMG000001.png", tmp_path / "knee.png")
+    results = analyze([big, header, tmp_path / "knee.png"], tmp_path / "out", model=tiny_model)
+    status = {r.image: (r.status, r.error) for r in results}
+    assert status["knee.png"] == ("ok", "")
+    assert status["big.png"] == ("error", f"{big}: image is 12000 x 10000 px (120 megapixels), over the 100 megapixels "
+                                          "a radiograph analysis reads (a guard against files that decode to more than "
+                                          "the memory holds)")
+    assert status["big.dcm"][0] == "error" and "12000 x 9000 px (108 megapixels), over the 100" in status["big.dcm"][1]

@@ -118,6 +118,7 @@ def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(tmp_path)
     with pytest.raises(ImageReadError, match=r"bomb.dcm: image is 20000 x 30000 px \(600 megapixels\)"):
         read_image(dicom)
 
+
 def test_format_is_told_by_content_not_extension(tmp_path, btxrd_dir):
     arr, _ = read_image(btxrd_dir / "images" / "IMG000001.png")
     path = tmp_path / "really_a_jpeg.png"

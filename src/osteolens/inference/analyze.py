@@ -56,6 +56,10 @@ REFER = "indeterminate: refer to a specialist"
 DICOM_OUTPUTS_FAILED = "analysed, but its DICOM outputs were not written"
 MIN_SIDE_PX = 64  # smaller than any radiograph; the network reads a 256-px view
 MAX_ASPECT = 10.0  # long-leg and spine films reach about 4:1
+#: the most pixels a radiograph analysed may have, refused before decoding. The largest digital radiographs (stitched
+#: long-leg and whole-spine films) are under about 60 megapixels; an analysis needs about 33 bytes a pixel, so this
+#: caps one at about 3.3 GB, where the reader's general limit (400 megapixels, for plain-image slides) would allow 13
+MAX_RADIOGRAPH_PIXELS = 100_000_000
 
 
 ARRAY_FIELDS = ("mask", "saliency", "grey", "overlay", "mask_probability", "thumbnail")
@@ -548,7 +552,7 @@ def analyze(inputs: list[str | Path], out: str | Path, model: str | Path | Loade
         try:
             if isinstance(row, str):
                 raise OsteolensError(f"{path}: {row}")
-            arr, props = read_image(path)
+            arr, props = read_image(path, MAX_RADIOGRAPH_PIXELS, "a radiograph analysis reads")
             study = study or props.study_uid or ""  # a file refused after reading is still listed with its study
             res = analyze_image(loaded, arr, props, row)
             res.study = study

@@ -27,7 +27,7 @@ import numpy as np
 
 from osteolens.errors import ImageReadError
 from osteolens.io.dicom_clinical import header_clinical
-from osteolens.io.images import ImageProperties, check_pixel_count
+from osteolens.io.images import MAX_PIXELS, ImageProperties, check_pixel_count
 
 
 def read_dicom_dataset(path: str | Path, stop_before_pixels: bool = False):
@@ -107,11 +107,14 @@ def _bare_dataset(path: Path, stop_before_pixels: bool, not_part10: Exception):
     return ds
 
 
-def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
+def read_dicom_image(path: str | Path, max_pixels: int = MAX_PIXELS,
+                     reader: str = "osteolens reads") -> tuple[np.ndarray, ImageProperties]:
     """Read a single-frame grey or colour DICOM image.
 
     Args:
-        path: a DICOM Part 10 file.
+        path: a DICOM Part 10 file (or a bare dataset).
+        max_pixels, reader: Rows x Columns over ``max_pixels`` is refused before the pixels are decoded
+            (:func:`~osteolens.io.images.check_pixel_count`).
 
     Returns:
         ``(array, properties)``; grey arrays are float64 after rescale/VOI, colour arrays
@@ -144,7 +147,7 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         raise ImageReadError(
             path, f"multi-frame DICOM ({frames} frames) is not supported; give one 2-D radiograph per file"
         )
-    check_pixel_count(path, int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0))
+    check_pixel_count(path, int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0), max_pixels, reader)
     try:
         raw = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for truncated/unsupported data

@@ -34,17 +34,19 @@ MAX_PIXELS = 400_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
-def check_pixel_count(path, width: int, height: int) -> None:
-    """Refuse an image of more than :data:`MAX_PIXELS`, naming the file and its size.
+def check_pixel_count(path, width: int, height: int, max_pixels: int = MAX_PIXELS,
+                      reader: str = "osteolens reads") -> None:
+    """Refuse an image of more than ``max_pixels`` (:data:`MAX_PIXELS`), naming the file, its size and the ``reader``
+    whose limit it is.
 
     >>> check_pixel_count("big.png", 30_000, 20_000)
     Traceback (most recent call last):
     ...
     osteolens.errors.ImageReadError: big.png: image is 30000 x 20000 px (600 megapixels), over the 400 megapixels osteolens reads (a guard against files that decode to more than the memory holds)
     """
-    if width * height > MAX_PIXELS:
+    if width * height > max_pixels:
         raise ImageReadError(path, f"image is {width} x {height} px ({width * height / 1e6:.0f} megapixels), over the "
-                                   f"{MAX_PIXELS / 1e6:.0f} megapixels osteolens reads (a guard against files that "
+                                   f"{max_pixels / 1e6:.0f} megapixels {reader} (a guard against files that "
                                    "decode to more than the memory holds)")
 
 _MAGIC = (
@@ -179,11 +181,14 @@ def _looks_like_text(head: bytes) -> bool:
     return all(c >= 32 or c in (9, 10, 13) for c in head)
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS,
+               reader: str = "osteolens reads") -> tuple[np.ndarray, ImageProperties]:
     """Read a PNG, JPEG, TIFF, BMP or DICOM image.
 
     Args:
         path: the image file; its format is told from its content.
+        max_pixels: a larger image is refused before it is decoded (:func:`check_pixel_count`); ``reader`` names
+            whose limit that is in the message.
 
     Returns:
         ``(array, properties)``: the array is ``(H, W)`` for grey or ``(H, W, 3)`` for colour.
@@ -198,8 +203,8 @@ def read_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         if fmt == "dicom":
             from osteolens.io.dicom import read_dicom_image
 
-            return read_dicom_image(path)
-        return _read_pillow(Path(path), fmt)
+            return read_dicom_image(path, max_pixels, reader)
+        return _read_pillow(Path(path), fmt, max_pixels, reader)
     except ImageReadError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, AttributeError, OSError, OverflowError) as exc:
@@ -207,7 +212,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, ImageProperties]:
         raise ImageReadError(path, f"cannot read this {fmt.upper()} file: {type(exc).__name__}: {exc}") from exc
 
 
-def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
+def _read_pillow(path: Path, fmt: str, max_pixels: int, reader: str) -> tuple[np.ndarray, ImageProperties]:
     try:
         # From an open file, not a path: Pillow 13.0 memory-maps uncompressed single-strip TIFFs opened by path
         # and then lays out those with an EXIF Orientation of 5-8 with width and height swapped (scrambled pixels).
@@ -216,7 +221,7 @@ def _read_pillow(path: Path, fmt: str) -> tuple[np.ndarray, ImageProperties]:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 im = Image.open(fh)
             with im:
-                check_pixel_count(path, *im.size)
+                check_pixel_count(path, *im.size, max_pixels, reader)
                 orientation = exif_orientation(im)
                 im.load()  # decodes everything: a truncated file fails here
                 n_frames = getattr(im, "n_frames", 1)
