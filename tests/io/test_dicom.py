@@ -118,7 +118,7 @@ def test_a_decoder_failure_of_any_kind_names_the_file(tmp_path, monkeypatch):
 
     path = make_dicom(tmp_path / "odd.dcm", [[10, 20], [30, 50]])
 
-    def raise_type_error(p):
+    def raise_type_error(*_):
         raise TypeError("unsupported operand type(s)")
 
     monkeypatch.setattr(dicom, "read_dicom_image", raise_type_error)

@@ -112,6 +112,11 @@ def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(tmp_path)
     with pytest.raises(ImageReadError, match=r"bomb.png: image is 21000 x 20000 px \(420 megapixels\), over the 400 "
                                              r"megapixels osteolens reads"):
         read_image(bomb)
+    # over twice Pillow's own limit, Image.open refuses it first: the message is still ours
+    huge = png_claiming(tmp_path / "huge.png", 30_000, 30_000)
+    with pytest.raises(ImageReadError, match=r"huge.png: image is 900 megapixels, over the 400 megapixels osteolens "
+                                             r"reads \(a guard"):
+        read_image(huge)
     from tests.io.test_dicom import make_dicom
 
     dicom = make_dicom(tmp_path / "bomb.dcm", np.zeros((4, 4)), Rows=30_000, Columns=20_000)

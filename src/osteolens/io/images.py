@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,9 +46,12 @@ def check_pixel_count(path, width: int, height: int, max_pixels: int = MAX_PIXEL
     osteolens.errors.ImageReadError: big.png: image is 30000 x 20000 px (600 megapixels), over the 400 megapixels osteolens reads (a guard against files that decode to more than the memory holds)
     """
     if width * height > max_pixels:
-        raise ImageReadError(path, f"image is {width} x {height} px ({width * height / 1e6:.0f} megapixels), over the "
-                                   f"{max_pixels / 1e6:.0f} megapixels {reader} (a guard against files that "
-                                   "decode to more than the memory holds)")
+        raise _over_limit(path, f"{width} x {height} px ({width * height / 1e6:.0f} megapixels)", max_pixels, reader)
+
+
+def _over_limit(path, size: str, max_pixels: int, reader: str) -> ImageReadError:
+    return ImageReadError(path, f"image is {size}, over the {max_pixels / 1e6:.0f} megapixels {reader} (a guard "
+                                "against files that decode to more than the memory holds)")
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -231,8 +235,10 @@ def _read_pillow(path: Path, fmt: str, max_pixels: int, reader: str) -> tuple[np
                 arr = _pillow_to_array(im.transpose(ORIENTATIONS[pending][1]) if pending else im, path, alpha_notes)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(path, f"image too large to read safely ({exc})") from exc
+    except Image.DecompressionBombError as exc:  # over twice Pillow's limit: refused by Image.open itself
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(claimed.group(1)) / 1e6:.0f} megapixels" if claimed else f"too large ({exc})"
+        raise _over_limit(path, size, max_pixels, reader) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         problem = str(exc) or type(exc).__name__
         if isinstance(exc, UnidentifiedImageError):  # its text is "cannot identify image file <_io.BufferedReader ...>"
