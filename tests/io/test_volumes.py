@@ -105,3 +105,8 @@ def test_a_series_of_bare_datasets_reads_as_the_part10_series(tmp_path):
     expected, volume = read_volume(series), read_volume(tmp_path)
     assert volume.array.shape == expected.array.shape == (59, 202, 198)
     assert np.array_equal(volume.array, expected.array) and volume.spacing == expected.spacing
+    # and its structure set, stored the same way, draws the same mask on it
+    contours = series.parent / "mask" / "RS.dcm"
+    expected_mask, name = rtstruct_to_mask(contours, expected)
+    mask, bare_name = rtstruct_to_mask(_bare_copy(contours, tmp_path / "RS"), volume)
+    assert bare_name == name and mask.sum() > 1000 and np.array_equal(mask, expected_mask)

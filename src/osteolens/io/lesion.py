@@ -59,9 +59,9 @@ def load_image_and_mask(image, mask, roi: str | None = None):
     else:
         path = Path(mask)
         try:
-            import pydicom
+            from osteolens.io.dicom import read_dicom_dataset
 
-            is_rtstruct = path.is_file() and pydicom.dcmread(path, stop_before_pixels=True).get("Modality") == "RTSTRUCT"
+            is_rtstruct = path.is_file() and read_dicom_dataset(path, stop_before_pixels=True).get("Modality") == "RTSTRUCT"
         except Exception:
             is_rtstruct = False
         if is_rtstruct:

@@ -85,13 +85,13 @@ def rtstruct_to_mask(rtstruct_path: str | Path, volume: Volume, roi: str | None 
 
 
 def _read(path: str | Path):
-    import pydicom
+    from osteolens.io.dicom import read_dicom_dataset
 
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(path, "no such RTSTRUCT file")
     try:
-        ds = pydicom.dcmread(path)
+        ds = read_dicom_dataset(path)  # a Part 10 file or a bare dataset
     except Exception as exc:
         raise ImageReadError(path, f"not a DICOM file: {exc}") from exc
     if str(ds.get("Modality", "")) != "RTSTRUCT" or "StructureSetROISequence" not in ds:
