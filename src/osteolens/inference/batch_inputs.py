@@ -87,18 +87,16 @@ def non_image_dicom(path: Path) -> str:
     """
     if path.suffix.lower() not in (".dcm", ".dicom", ""):
         return ""
-    import pydicom
     from pydicom.filereader import read_file_meta_info
+
+    from osteolens.io.dicom import dicom_header_value
 
     try:
         sop = read_file_meta_info(path).get("MediaStorageSOPClassUID")
     except Exception:  # no DICM preamble: a bare dataset, or not DICOM at all
         sop = None
-    if sop is None:
-        try:
-            sop = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"], force=True).get("SOPClassUID")
-        except Exception:  # not DICOM or damaged: the reader names the problem on its row
-            return ""
+    if sop is None:  # not DICOM or damaged gives None: the reader names the problem on its row
+        sop = dicom_header_value(path, "SOPClassUID")
     return (sop.name or str(sop)) if sop and str(sop).startswith(NON_IMAGE_SOP_PREFIXES) else ""
 
 

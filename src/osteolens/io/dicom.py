@@ -27,7 +27,7 @@ import numpy as np
 
 from osteolens.errors import ImageReadError
 from osteolens.io.dicom_clinical import header_clinical
-from osteolens.io.images import MAX_PIXELS, ImageProperties, check_pixel_count
+from osteolens.io.images import MAX_PIXELS, READER, ImageProperties, check_pixel_count
 
 
 def read_dicom_dataset(path: str | Path, stop_before_pixels: bool = False):
@@ -107,8 +107,30 @@ def _bare_dataset(path: Path, stop_before_pixels: bool, not_part10: Exception):
     return ds
 
 
+def dicom_header_value(path: str | Path, keyword: str):
+    """One element of a DICOM file's dataset (a Part 10 file or a bare dataset), read without parsing the rest, or
+    None where the file is not DICOM, does not read, or lacks the element: a quick look at what a file is, where
+    :func:`read_dicom_dataset` would parse (and check) every element."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from osteolens.io.images import is_bare_dicom_head
+
+    read = dict(stop_before_pixels=True, specific_tags=[keyword])
+    try:
+        try:
+            return pydicom.dcmread(path, **read).get(keyword)
+        except InvalidDicomError:
+            with open(path, "rb") as fh:
+                if not is_bare_dicom_head(fh.read(8)):
+                    return None
+            return pydicom.dcmread(path, force=True, **read).get(keyword)
+    except Exception:  # not DICOM or damaged: whoever reads the file in full names the problem
+        return None
+
+
 def read_dicom_image(path: str | Path, max_pixels: int = MAX_PIXELS,
-                     reader: str = "osteolens reads") -> tuple[np.ndarray, ImageProperties]:
+                     reader: str = READER) -> tuple[np.ndarray, ImageProperties]:
     """Read a single-frame grey or colour DICOM image.
 
     Args:

@@ -33,10 +33,12 @@ from osteolens.errors import ImageReadError
 #: refuses; DICOM files are held to the same limit.
 MAX_PIXELS = 400_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+#: whose limit :data:`MAX_PIXELS` is, as refusals name it (a caller with a lower limit names itself instead)
+READER = "osteolens reads"
 
 
 def check_pixel_count(path, width: int, height: int, max_pixels: int = MAX_PIXELS,
-                      reader: str = "osteolens reads") -> None:
+                      reader: str = READER) -> None:
     """Refuse an image of more than ``max_pixels`` (:data:`MAX_PIXELS`), naming the file, its size and the ``reader``
     whose limit it is.
 
@@ -186,7 +188,7 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS,
-               reader: str = "osteolens reads") -> tuple[np.ndarray, ImageProperties]:
+               reader: str = READER) -> tuple[np.ndarray, ImageProperties]:
     """Read a PNG, JPEG, TIFF, BMP or DICOM image.
 
     Args:

@@ -58,13 +58,9 @@ def load_image_and_mask(image, mask, roi: str | None = None):
         m = grid.array > 0
     else:
         path = Path(mask)
-        try:
-            from osteolens.io.dicom import read_dicom_dataset
+        from osteolens.io.dicom import dicom_header_value
 
-            is_rtstruct = path.is_file() and read_dicom_dataset(path, stop_before_pixels=True).get("Modality") == "RTSTRUCT"
-        except Exception:
-            is_rtstruct = False
-        if is_rtstruct:
+        if path.is_file() and dicom_header_value(path, "Modality") == "RTSTRUCT":
             from osteolens.io.rtstruct import rtstruct_to_mask
 
             m, _ = rtstruct_to_mask(path, volume, roi)
