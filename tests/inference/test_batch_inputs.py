@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from osteolens.errors import OsteolensError
-from osteolens.inference.batch_inputs import clinical_for_inputs, read_clinical_csv, unique_stems
+from osteolens.errors import ImageReadError, OsteolensError
+from osteolens.inference.batch_inputs import clinical_for_inputs, collect_inputs, read_clinical_csv, unique_stems
+from osteolens.io.images import sniff_format
 
 
 def test_repeated_names_get_distinct_stems_without_case():
@@ -47,3 +48,21 @@ def test_rows_match_inputs_by_name_or_by_as_much_path_as_they_give(tmp_path):
     per_file, unused = clinical_for_inputs([a, b, tmp_path / "c.png"], rows)
     assert per_file == [{"age": "40"}, {"age": "70"}, None]
     assert unused == ["img.png", "other.png"]
+
+
+def test_folders_follow_linked_folders_once_and_keep_broken_links_as_inputs(btxrd_dir, tmp_path):
+    real = tmp_path / "archive"
+    real.mkdir()
+    (real / "knee.png").write_bytes((btxrd_dir / "images" / "IMG000001.png").read_bytes())
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    (batch / "linked").symlink_to(real, target_is_directory=True)  # a folder of links to an archive's folders
+    (batch / "loop").symlink_to(batch, target_is_directory=True)  # walked once, not forever
+    (batch / "gone.png").symlink_to(tmp_path / "moved.png")  # its target was moved away
+    left_out = []
+    files = collect_inputs([batch], left_out)
+    assert [f.relative_to(batch).as_posix() for f in files] == ["gone.png", "linked/knee.png"]
+    assert left_out == []
+    assert sniff_format(files[1]) == "png"
+    with pytest.raises(ImageReadError, match="broken symbolic link: it points to .*moved.png, which does not exist"):
+        sniff_format(files[0])

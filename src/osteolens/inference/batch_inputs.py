@@ -19,6 +19,7 @@ def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
                    output: str | Path | None = None) -> list[Path]:
     """Files as given, and the image-like files inside folders (recursively, sorted).
 
+    Folders are walked recursively, following links to folders (each folder once, so a link loop ends).
     Inside folders a file is taken by its name: one of :data:`~osteolens.io.images.IMAGE_SUFFIXES` (no suffix
     included, as PACS exports often have none; a CD's ``DICOMDIR`` index is not an image). Hidden
     files are ignored, and so is everything under ``output`` (a batch's own output folder inside
@@ -48,20 +49,22 @@ def collect_inputs(inputs: list[str | Path], left_out: list[Path] | None = None,
         if not p.is_dir():
             files.append(p)  # a missing file becomes an error row
             continue
-        found, skipped = [], []
-        for folder, subfolders, names in os.walk(p):
+        found, skipped, seen = [], [], set()
+        for folder, subfolders, names in os.walk(p, followlinks=True):
             folder = Path(folder)
-            if own is not None and folder.resolve().is_relative_to(own):
-                subfolders[:] = []
+            real = folder.resolve()
+            if real in seen or (own is not None and real.is_relative_to(own)):
+                subfolders[:] = []  # a linked folder already walked (or a link loop), or our own output
                 continue
+            seen.add(real)
             if is_batch_output(folder):
                 skipped.append(folder)
                 subfolders[:] = []
                 continue
             for name in names:
                 f = folder / name
-                if name.startswith(".") or not f.is_file():
-                    continue
+                if name.startswith(".") or not (f.is_file() or f.is_symlink()):
+                    continue  # a broken link is kept: its error row says where it points
                 if f.suffix.lower() in IMAGE_SUFFIXES and name.upper() != "DICOMDIR" and not non_image_dicom(f):
                     found.append(f)
                 else:

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -137,6 +138,8 @@ def sniff_format(path: str | Path) -> str:
     """
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():
+            raise ImageReadError(p, f"broken symbolic link: it points to {os.readlink(p)}, which does not exist")
         raise ImageReadError(p, "file not found")
     if p.is_dir():
         raise ImageReadError(p, "is a folder, not an image file")
