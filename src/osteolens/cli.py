@@ -384,8 +384,9 @@ def recalibrate(
     skip_overlap_check: bool = typer.Option(
         False, help="With --local: do not check the images against the model's training images (models without fingerprints)."),
 ) -> None:
-    """Copy a model with its calibration fitted again: on its validation split (optionally a new border crop), or on
-    your own labelled images (--local)."""
+    """Copy a model with its calibration fitted again, on its validation split or on your own labelled images (--local).
+
+    On the validation split a new border crop may be chosen too (--crop-border)."""
     from osteolens.models.recalibrate import recalibrate_model, recalibrate_on_local_data
 
     if no_crop and crop_border is not None:
@@ -450,8 +451,9 @@ def analyze(
     clinical: Optional[Path] = typer.Option(None, "--clinical", help="CSV with image, age, sex, site (and region, view, study); image is the file name, or its path where names repeat; images with one study are also read together."),
     dicom_out: bool = typer.Option(False, "--dicom-out", help="For DICOM inputs also write SEG, SR (TID 1500), a presentation state (GSPS) and an overlay secondary capture."),
 ) -> None:
-    """Detect, segment and classify bone tumours; write predictions.csv, masks, overlays, report.html
-    (and studies.csv, each study's views read together, where images name their study)."""
+    """Detect, segment and classify bone tumours; write predictions.csv, masks, overlays and report.html.
+
+    Where images name their study, each study's views are also read together (studies.csv)."""
     from osteolens.inference.analyze import analyze as run
 
     notes: list[str] = []  # what the folders left out, clinical rows naming no input

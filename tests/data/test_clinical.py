@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteolens.data.clinical import CLINICAL_FEATURES, clinical_with_header, encode_clinical, region_of_site
+from osteolens.data.clinical import CLINICAL_FEATURES, clinical_table, clinical_with_header, encode_clinical, region_of_site
 
 
 def encoded(**given):
@@ -42,3 +42,18 @@ def test_an_age_with_a_decimal_comma_is_read_and_words_are_refused():
     assert encode_clinical("48,5")[0][0] == pytest.approx(0.485)
     with pytest.raises(ValueError, match="age 'forty' is not a number of years"):
         encode_clinical("forty")
+
+
+def test_the_clinical_table_of_real_cases_writes_ages_as_read_and_records_them_as_numbers(btxrd_manifest, tmp_path):
+    from osteolens.data.manifest import load_manifest
+
+    cases = load_manifest(btxrd_manifest).cases[:40]
+    clinical_table(cases).to_csv(tmp_path / "c.csv", index=False)
+    text = (tmp_path / "c.csv").read_text()
+    assert ".0," not in text  # BTXRD's ages are whole years: "52", not "52.0"
+    first = pd.read_csv(tmp_path / "c.csv", dtype=str).iloc[0]
+    assert first.age == str(int(cases[0].age))
+    _, used = clinical_with_header({"age": first.age, "sex": first.sex, "_where": "c.csv line 2"}, None)
+    assert used["age"] == {"value": int(cases[0].age), "from": "c.csv line 2"} and used["sex"]["value"] == first.sex
+    _, used = clinical_with_header({"age": "4,5"}, None)  # an infant's age from a spreadsheet with decimal commas
+    assert used["age"]["value"] == 4.5

@@ -126,8 +126,8 @@ def clinical_with_header(given: dict | None, header: dict | None) -> tuple[dict,
     ...                                     {"sex": {"value": "F", "from": "DICOM Patient's Sex 'F'"}})
     >>> values
     {'age': '40', 'sex': 'F', 'region': 'lower limb', 'view': None, '_where': 'c.csv line 2'}
-    >>> used["age"]["from"], used["region"]["from"]
-    ('c.csv line 2', "site 'femur'")
+    >>> used["age"], used["region"]["from"]
+    ({'value': 40, 'from': 'c.csv line 2'}, "site 'femur'")
     """
     given, header = given or {}, header or {}
     values, used = {}, {}
@@ -135,7 +135,7 @@ def clinical_with_header(given: dict | None, header: dict | None) -> tuple[dict,
         value = given.get(name)
         if value is not None and str(value).strip():
             values[name] = value
-            used[name] = {"value": value, "from": given.get("_where") or "given"}
+            used[name] = {"value": _as_read(name, value), "from": given.get("_where") or "given"}
         elif name in header:
             values[name] = header[name]["value"]
             used[name] = dict(header[name])
@@ -148,9 +148,25 @@ def clinical_with_header(given: dict | None, header: dict | None) -> tuple[dict,
     return values, used
 
 
+def _as_read(name: str, value):
+    """A given value as the model reads it: an age as a number of years (``"48,5"`` -> 48.5), the rest as given.
+
+    >>> _as_read("age", "52.0"), _as_read("age", " 48,5 "), _as_read("age", "old"), _as_read("sex", "F")
+    (52, 48.5, 'old', 'F')
+    """
+    if name != "age":
+        return value
+    try:
+        a = decimal_number(value)
+    except ValueError:
+        return value  # encode_clinical names the problem
+    return int(a) if float(a).is_integer() else a
+
+
 def clinical_table(cases):
-    """The ``--clinical`` CSV table (image, age, sex, site, region, view) of manifest cases."""
+    """The ``--clinical`` CSV table (image, age, sex, site, region, view) of manifest cases; whole ages without ``.0``."""
     import pandas as pd
 
-    return pd.DataFrame([{"image": Path(c.image).name, "age": c.age, "sex": c.sex, "site": c.site,
-                          "region": c.region, "view": c.view} for c in cases])
+    rows = [{"image": Path(c.image).name, "age": None if c.age is None or c.age != c.age else _as_read("age", c.age),
+             "sex": c.sex, "site": c.site, "region": c.region, "view": c.view} for c in cases]
+    return pd.DataFrame(rows, dtype=object)
