@@ -126,6 +126,36 @@ def test_model_card_shows_robustness_against_the_control_and_whose_figures_they_
     assert "(osteolens-radiograph 1.5.1, not this copy)" in card
 
 
+def test_lesion_erasure_rows_get_their_own_table_beside_the_control(tiny_model, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+
+    def row(variant, description, tumour, dice, called=None):
+        figures = {"macro_auc": _ci(0.9), "auc_tumour_vs_normal": _ci(tumour), "auc_malignant": _ci(0.93),
+                   "dice_mean_tumour": _ci(dice)}
+        if called is not None:
+            figures.update(tumour_called_normal=called, mean_p_tumour_tumour_images=0.735)
+        paired = {} if variant == "control" else {
+            "tumour_vs_normal": {"difference": tumour - 0.941, "ci_low": -0.016, "ci_high": 0.010}}
+        return {"variant": variant, "description": description, "decision_changed": 0.1, "figures": figures,
+                "paired_vs_control": paired}
+
+    rob = {"model": "osteolens-radiograph", "model_version": "1.6.0", "model_sha256": meta["sha256"], "split": "test",
+           "n_cases": 633, "variants": [row("control", "8-bit PNG", 0.941, 0.489, 0.146),
+                                        row("lesion_erased_wide", "lesion (+15 px) filled", 0.938, 0.023, 0.175),
+                                        row("blur_1px", "Gaussian blur", 0.893, 0.424)]}
+    (tmp_path / "rob.json").write_text(json.dumps(rob))
+    card = write_model_card(folder, accuracy=[], robustness=tmp_path / "rob.json").read_text()
+    robustness, erasure = card.split("### What the calls rest on: the true lesion erased (the test-split images, 633)")
+    assert "| Gaussian blur |" in robustness and "filled" not in robustness.split("### Robustness")[1]
+    assert "| lesion (+15 px) filled | 0.938 (0.888-0.988) | -0.003 (-0.016 to +0.010) |" in erasure
+    assert "| 0.023 (-0.027-0.073) | 17.5% | 0.735 |" in erasure and "| 8-bit PNG | 0.941" in erasure
+    assert "Gaussian blur" not in erasure.split("## Limitations")[0]
+
+
 def test_robustness_runs_of_one_model_share_a_table_and_others_are_refused():
     from osteolens.reporting.model_card import merge_robustness
 

@@ -185,8 +185,16 @@ def merge_robustness(records: list[dict]) -> dict:
     return {**first, "variants": variants}
 
 
+#: ``radiograph_robustness.py`` variants that erase the true lesion, or the same shape elsewhere (their control):
+#: they ask what the calls rest on, not how images arrive, so the card gives them a table of their own
+ERASURE_VARIANTS = ("lesion_erased", "region_erased", "lesion_erased_wide", "region_erased_wide")
+
+
 def robustness_section(rob: dict, meta: dict) -> list[str]:
-    """The card's table of figures on the held-out images stored or processed differently."""
+    """The card's table of figures on the held-out images stored or processed differently (and, where the record
+    has them, :func:`erasure_section`'s table)."""
+    erased = [row for row in rob["variants"] if row["variant"] in ERASURE_VARIANTS]
+    rob = {**rob, "variants": [row for row in rob["variants"] if row["variant"] not in ERASURE_VARIANTS]}
     same_network = rob["model_sha256"] == meta["sha256"]
     if same_network and ("refiner" not in meta or rob["model_version"] == meta["version"]):
         who = "this model"
@@ -206,6 +214,27 @@ def robustness_section(rob: dict, meta: dict) -> list[str]:
         lines.append(f"| {row['description']} | {_fmt(f['macro_auc'])} | {_fmt(f['auc_tumour_vs_normal'])} | "
                      f"{_paired(row, 'tumour_vs_normal')} | {_fmt(f['auc_malignant'])} | {_paired(row, 'malignant')} | "
                      f"{_fmt(f['dice_mean_tumour'])} | {row['decision_changed']:.1%} |")
+    control = next((row for row in rob["variants"] if row["variant"] == "control"), None)
+    return lines + (erasure_section(control, erased, rob["split"], rob["n_cases"]) if erased and control else [])
+
+
+def erasure_section(control: dict, erased: list[dict], split: str, n_cases: int) -> list[str]:
+    """The card's table of what the calls rest on: each tumour image's true lesion filled from the bone around it,
+    against the same shape filled elsewhere (normal images unchanged)."""
+    lines = ["", f"### What the calls rest on: the true lesion erased (the {split}-split images, {n_cases})", "",
+             "Each tumour image's true lesion, with a margin of 5 or 15 px on the 256-px grid, is filled from the bone "
+             "around it (OpenCV's Telea inpainting); as a control, the same shape is filled elsewhere in the image, over "
+             "the most similar grey. Normal images are left as they are. A tumour call that came from the lesion would "
+             "fall towards chance (tumour AUC 0.5); Dice shows whether the mask still finds it.", "",
+             "| variant | tumour AUC | change from control | malignant AUC | change from control | Dice | "
+             "tumour images called normal | mean P(tumour), tumour images |", "|---|---|---|---|---|---|---|---|"]
+    for row in [control, *erased]:
+        f = row["figures"]
+        called = f.get("tumour_called_normal")
+        mean_p = f.get("mean_p_tumour_tumour_images")
+        lines.append(f"| {row['description']} | {_fmt(f['auc_tumour_vs_normal'])} | {_paired(row, 'tumour_vs_normal')} | "
+                     f"{_fmt(f['auc_malignant'])} | {_paired(row, 'malignant')} | {_fmt(f['dice_mean_tumour'])} | "
+                     f"{'' if called is None else f'{called:.1%}'} | {'' if mean_p is None else f'{mean_p:.3f}'} |")
     return lines
 
 
