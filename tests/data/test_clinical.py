@@ -54,6 +54,6 @@ def test_the_clinical_table_of_real_cases_writes_ages_as_read_and_records_them_a
     first = pd.read_csv(tmp_path / "c.csv", dtype=str).iloc[0]
     assert first.age == str(int(cases[0].age))
     _, used = clinical_with_header({"age": first.age, "sex": first.sex, "_where": "c.csv line 2"}, None)
-    assert used["age"] == {"value": int(cases[0].age), "from": "c.csv line 2"} and used["sex"]["value"] == first.sex
+    assert used["age"] == {"value": float(cases[0].age), "from": "c.csv line 2"} and used["sex"]["value"] == first.sex
     _, used = clinical_with_header({"age": "4,5"}, None)  # an infant's age from a spreadsheet with decimal commas
     assert used["age"]["value"] == 4.5

@@ -99,7 +99,7 @@ def test_analysis_reads_the_header_where_no_value_is_given_and_a_given_value_win
                      "sex": {"value": "M", "from": "DICOM Patient's Sex 'M'"},
                      "region": {"value": "lower limb", "from": "DICOM Body Part Examined 'FOOT'"},
                      "view": {"value": "frontal", "from": "DICOM View Position 'AP'"}}
-    assert by_table.clinical["age"] == {"value": "52", "from": "clin.csv line 2"}
+    assert by_table.clinical["age"] == {"value": 52.0, "from": "clin.csv line 2"}  # a number, as the header's
     assert overridden.clinical["sex"] == {"value": "F", "from": "clin.csv line 3"}
     assert overridden.clinical["age"]["from"] == "DICOM Patient's Age '052Y'"
     assert overridden.p_malignant != by_header.p_malignant  # the model reads sex: F, not the header's M

@@ -127,7 +127,7 @@ def clinical_with_header(given: dict | None, header: dict | None) -> tuple[dict,
     >>> values
     {'age': '40', 'sex': 'F', 'region': 'lower limb', 'view': None, '_where': 'c.csv line 2'}
     >>> used["age"], used["region"]["from"]
-    ({'value': 40, 'from': 'c.csv line 2'}, "site 'femur'")
+    ({'value': 40.0, 'from': 'c.csv line 2'}, "site 'femur'")
     """
     given, header = given or {}, header or {}
     values, used = {}, {}
@@ -149,24 +149,28 @@ def clinical_with_header(given: dict | None, header: dict | None) -> tuple[dict,
 
 
 def _as_read(name: str, value):
-    """A given value as the model reads it: an age as a number of years (``"48,5"`` -> 48.5), the rest as given.
+    """A given value as the model reads it: an age as a number of years (``"48,5"`` -> 48.5, as a DICOM header's
+    ``052Y`` gives 52.0), the rest as given.
 
-    >>> _as_read("age", "52.0"), _as_read("age", " 48,5 "), _as_read("age", "old"), _as_read("sex", "F")
-    (52, 48.5, 'old', 'F')
+    >>> _as_read("age", "52"), _as_read("age", " 48,5 "), _as_read("age", "old"), _as_read("sex", "F")
+    (52.0, 48.5, 'old', 'F')
     """
     if name != "age":
         return value
     try:
-        a = decimal_number(value)
+        return decimal_number(value)
     except ValueError:
         return value  # encode_clinical names the problem
-    return int(a) if float(a).is_integer() else a
 
 
 def clinical_table(cases):
     """The ``--clinical`` CSV table (image, age, sex, site, region, view) of manifest cases; whole ages without ``.0``."""
     import pandas as pd
 
-    rows = [{"image": Path(c.image).name, "age": None if c.age is None or c.age != c.age else _as_read("age", c.age),
+    rows = [{"image": Path(c.image).name, "age": None if c.age is None or c.age != c.age else _whole(c.age),
              "sex": c.sex, "site": c.site, "region": c.region, "view": c.view} for c in cases]
     return pd.DataFrame(rows, dtype=object)
+
+
+def _whole(age: float) -> int | float:
+    return int(age) if float(age).is_integer() else age
