@@ -189,6 +189,38 @@ def test_acquisition_augmentations_degrade_real_radiographs_as_documented(btxrd_
     assert 0 < sum(touched) < 16
 
 
+def test_counterfactual_normals_erase_real_lesions_and_relabel_them_normal(btxrd_dir):
+    """A chosen tumour image loses its lesion (filled from the bone around it) and becomes normal with an empty mask
+    and no subtype; pixels away from the lesion and normal images are untouched; share 0 draws nothing."""
+    from PIL import Image
+    from scipy.ndimage import distance_transform_edt
+
+    from osteolens.transforms.augment import counterfactual_normals
+
+    def load(case):
+        img = np.asarray(Image.open(btxrd_dir / "images" / f"{case}.png").convert("L"))
+        return img, (np.asarray(Image.open(btxrd_dir / "masks" / f"{case}.png")) > 0).astype(np.uint8)
+
+    (tumour, lesion), (normal, empty) = load("IMG000031"), load("IMG002000")
+    assert lesion.any() and not empty.any()
+    images, masks = np.stack([tumour, normal]), np.stack([lesion, empty])
+    labels, subtypes = np.array([1, 0]), np.array([4, -1])
+    rng = np.random.default_rng(0)
+    same = counterfactual_normals(images, masks, labels, subtypes, 0.0, 12, rng)
+    assert all(a is b for a, b in zip(same, (images, masks, labels, subtypes)))
+    assert rng.random() == np.random.default_rng(0).random()  # no draw when off
+    out_images, out_masks, out_labels, out_subtypes = counterfactual_normals(
+        images, masks, labels, subtypes, 1.0, 12, np.random.default_rng(0))
+    assert out_labels.tolist() == [0, 0] and out_subtypes.tolist() == [-1, -1] and not out_masks.any()
+    assert labels.tolist() == [1, 0] and masks[0].any()  # the batch given is not changed
+    assert np.array_equal(out_images[1], normal)
+    away = distance_transform_edt(lesion == 0) > 13  # beyond the 12-px margin
+    assert np.array_equal(out_images[0][away], tumour[away])
+    inside = lesion > 0
+    changed = np.abs(out_images[0][inside].astype(float) - tumour[inside]).mean()
+    assert changed > 5, changed  # the lesion's own grey is gone, not copied back
+
+
 def test_temperature_and_helpers():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 400)

@@ -20,6 +20,7 @@ import torch
 
 from osteolens import __version__
 from osteolens.data.clinical import N_CLINICAL
+from osteolens.data.manifest import LABELS
 from osteolens.data.splits import load_splits
 from osteolens.errors import OsteolensError
 from osteolens.evaluation.calibration import expected_calibration_error
@@ -28,7 +29,7 @@ from osteolens.models.multitask import RadiographNet
 from osteolens.training import calibration as cal
 from osteolens.training.config import TrainConfig
 from osteolens.training.losses import multitask_loss
-from osteolens.transforms.augment import RadiographAugment
+from osteolens.transforms.augment import RadiographAugment, counterfactual_normals
 from osteolens.transforms.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -250,15 +251,18 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 if len(idx) < 2:
                     continue
-                x, m, zoomed = augment(tr.images[idx], tr.masks[idx], return_zoomed=True, device=device)
+                images, masks, labels, subtypes = counterfactual_normals(
+                    tr.images[idx], tr.masks[idx], tr.labels[idx], tr.subtypes[idx], cfg.augment.lesion_erase,
+                    cfg.augment.lesion_erase_margin_px, augment.rng, normal=LABELS.index("normal"))
+                x, m, zoomed = augment(images, masks, return_zoomed=True, device=device)
                 if size != cfg.image_size:
                     x, m = shrink_batch(x, m, size)
                 class_keep = None if cfg.augment.lesion_zoom_classes else ~zoomed
                 clin = torch.from_numpy(tr.clinical[idx]).to(device) if cfg.clinical else None
                 for g, lr in zip(opt.param_groups, base_lrs):
                     g["lr"] = lr * _lr_factor(step, total_steps, warmup)
-                parts = train_step(model, opt, x, clin, torch.from_numpy(tr.labels[idx]).to(device),
-                                   torch.from_numpy(tr.subtypes[idx]).to(device), m, class_weights, cfg, class_keep)
+                parts = train_step(model, opt, x, clin, torch.from_numpy(labels).to(device),
+                                   torch.from_numpy(subtypes).to(device), m, class_weights, cfg, class_keep)
                 if averaged is not None:
                     averaged.update_parameters(model)
                 step += 1
