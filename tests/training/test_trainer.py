@@ -220,6 +220,17 @@ def test_counterfactual_normals_erase_real_lesions_and_relabel_them_normal(btxrd
     changed = np.abs(out_images[0][inside].astype(float) - tumour[inside]).mean()
     assert changed > 5, changed  # the lesion's own grey is gone, not copied back
 
+    # decoys: every image gets a patch of the lesion's shape away from any lesion; labels and masks stay
+    decoyed, decoy_masks, decoy_labels, decoy_subtypes = counterfactual_normals(
+        images, masks, labels, subtypes, 0.0, 12, np.random.default_rng(1), decoy_share=1.0)
+    assert decoy_labels.tolist() == [1, 0] and decoy_subtypes.tolist() == [4, -1]
+    assert np.array_equal(decoy_masks, masks)
+    near = distance_transform_edt(lesion == 0) <= 12
+    assert np.array_equal(decoyed[0][near], tumour[near])  # the tumour's own lesion is still there
+    for before, after in ((tumour, decoyed[0]), (normal, decoyed[1])):
+        touched = before != after
+        assert 0 < touched.sum() < 0.5 * touched.size  # a patch, not the whole image
+
 
 def test_temperature_and_helpers():
     rng = np.random.default_rng(0)

@@ -253,7 +253,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, show_progress: bool = True) -> 
                     continue
                 images, masks, labels, subtypes = counterfactual_normals(
                     tr.images[idx], tr.masks[idx], tr.labels[idx], tr.subtypes[idx], cfg.augment.lesion_erase,
-                    cfg.augment.lesion_erase_margin_px, augment.rng, normal=LABELS.index("normal"))
+                    cfg.augment.lesion_erase_margin_px, augment.rng, normal=LABELS.index("normal"),
+                    decoy_share=cfg.augment.lesion_decoy)
                 x, m, zoomed = augment(images, masks, return_zoomed=True, device=device)
                 if size != cfg.image_size:
                     x, m = shrink_batch(x, m, size)

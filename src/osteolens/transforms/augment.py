@@ -19,8 +19,10 @@ Optionally (``lesion_erase``: the share of tumour images with a mask), counterfa
 lesion and a margin around it are filled from the bone around it (:func:`erase_lesion`) and the image
 is trained as normal, with an empty mask. In BTXRD the rest of a tumour image tells it from a normal
 one almost as well as the lesion does (``benchmarks/radiograph_robustness.py``, ``lesion_erased``);
-such a copy teaches that without the lesion the image is normal. The trainer applies it
-(:func:`counterfactual_normals`), since it changes the labels.
+such a copy teaches that without the lesion the image is normal. Alone, it also teaches that a filled
+patch means normal; ``lesion_decoy`` (the share of all images, any label, given a patch of the same kind
+away from any lesion) takes that cue away. The trainer applies both (:func:`counterfactual_normals`),
+since they change the labels.
 
 The random draws live in :class:`RadiographAugment`; the transforms themselves are pure
 functions of their parameters.
@@ -61,6 +63,7 @@ class AugmentConfig(BaseModel):
     noise: float = 0.0
     lesion_erase: float = 0.0
     lesion_erase_margin_px: int = 12
+    lesion_decoy: float = 0.0  # share of the images not erased given a filled patch away from any lesion, label unchanged
 
 
 def clahe(img: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndarray:
@@ -104,21 +107,73 @@ def erase_lesion(img: np.ndarray, mask: np.ndarray, margin_px: int) -> np.ndarra
 
 
 def counterfactual_normals(images_u8: np.ndarray, masks_u8: np.ndarray, labels: np.ndarray, subtypes: np.ndarray,
-                           share: float, margin_px: int, rng: np.random.Generator, normal: int = 0):
+                           share: float, margin_px: int, rng: np.random.Generator, normal: int = 0,
+                           decoy_share: float = 0.0):
     """Copies of a batch where a ``share`` of the tumour images with a mask have their lesion erased
-    (:func:`erase_lesion`) and become normal: label ``normal``, no subtype, an empty mask. Returns
-    ``(images, masks, labels, subtypes)``; no draws when ``share`` is 0."""
-    if share <= 0:
+    (:func:`erase_lesion`) and become normal: label ``normal``, no subtype, an empty mask.
+
+    With ``decoy_share``, that share of the other images (any label) get a decoy instead: one of the batch's
+    lesion shapes, moved clear of the image's own lesion to grey like the lesion's (bone where it was on
+    bone), filled the same way, label and mask unchanged. Patches then appear on images of every label, so
+    a filled patch says little by itself; at ``decoy_share`` 1 it says nothing, and every image has one.
+    Returns ``(images, masks, labels, subtypes)``; no draws for a share of 0.
+    """
+    n = len(labels)
+    has_lesion = masks_u8.reshape(n, -1).any(axis=1)
+    erase = np.zeros(n, bool)
+    if share > 0:
+        erase = (rng.random(n) < share) & (labels != normal) & (labels >= 0) & has_lesion
+    decoy = np.zeros(n, bool)
+    if decoy_share > 0 and has_lesion.any():
+        decoy = (rng.random(n) < decoy_share) & ~erase  # at most one patch an image
+    if not (erase.any() or decoy.any()):
         return images_u8, masks_u8, labels, subtypes
-    chosen = np.flatnonzero((rng.random(len(labels)) < share) & (labels != normal) & (labels >= 0)
-                            & masks_u8.reshape(len(labels), -1).any(axis=1))
-    if len(chosen) == 0:
-        return images_u8, masks_u8, labels, subtypes
-    images_u8, masks_u8, labels, subtypes = images_u8.copy(), masks_u8.copy(), labels.copy(), subtypes.copy()
-    for i in chosen:
+    sources = np.flatnonzero(has_lesion)
+    images_u8, out_masks, labels, subtypes = images_u8.copy(), masks_u8.copy(), labels.copy(), subtypes.copy()
+    for i in np.flatnonzero(decoy):
+        k = sources[rng.integers(len(sources))]
+        moved = _decoy_place(masks_u8[k], _grey_level(images_u8[k], masks_u8[k]), images_u8[i], masks_u8[i],
+                             margin_px, rng)
+        if moved is not None:
+            images_u8[i] = erase_lesion(images_u8[i], moved, margin_px)
+    for i in np.flatnonzero(erase):
         images_u8[i] = erase_lesion(images_u8[i], masks_u8[i], margin_px)
-    masks_u8[chosen], labels[chosen], subtypes[chosen] = 0, normal, -1
-    return images_u8, masks_u8, labels, subtypes
+    out_masks[erase], labels[erase], subtypes[erase] = 0, normal, -1
+    return images_u8, out_masks, labels, subtypes
+
+
+def _decoy_place(shape: np.ndarray, level: float, img: np.ndarray, own: np.ndarray, margin_px: int,
+                 rng: np.random.Generator, tries: int = 20) -> np.ndarray | None:
+    """``shape`` moved to lie wholly inside ``img`` with its margin clear of ``own`` (the image's lesion): of
+    ``tries`` random shifts, the one whose grey under the shape sits at the percentile ``level`` of the image
+    closest (bone where the lesion was on bone). None when no shift fits."""
+    ys, xs = np.nonzero(shape)
+    h, w = shape.shape
+    gap = 2 * margin_px
+    lo_y, hi_y, lo_x, hi_x = margin_px - ys.min(), h - margin_px - ys.max(), margin_px - xs.min(), w - margin_px - xs.max()
+    if lo_y >= hi_y or lo_x >= hi_x:
+        return None
+    own_y, own_x = np.nonzero(own)
+    ranked = np.sort(img, axis=None)
+    best, best_gap = None, np.inf
+    for _ in range(tries):
+        ty, tx = ys + rng.integers(lo_y, hi_y), xs + rng.integers(lo_x, hi_x)
+        if len(own_y) and (abs(own_y.mean() - ty.mean()) < (np.ptp(own_y) + np.ptp(ty)) / 2 + gap
+                           and abs(own_x.mean() - tx.mean()) < (np.ptp(own_x) + np.ptp(tx)) / 2 + gap):
+            continue  # the boxes, margins included, would touch
+        place_level = np.searchsorted(ranked, img[ty, tx].mean()) / ranked.size
+        if abs(place_level - level) < best_gap:
+            best, best_gap = (ty, tx), abs(place_level - level)
+    if best is None:
+        return None
+    moved = np.zeros_like(shape)
+    moved[best] = 1
+    return moved
+
+
+def _grey_level(img: np.ndarray, region: np.ndarray) -> float:
+    """Where the mean grey under ``region`` falls among the image's pixels (0-1)."""
+    return float(np.searchsorted(np.sort(img, axis=None), img[region > 0].mean()) / img.size)
 
 
 def affine(images: torch.Tensor, masks: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
